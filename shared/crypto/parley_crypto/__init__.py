@@ -1,0 +1,1 @@
+"""Parley crypto and protocol core (sans-IO)."""

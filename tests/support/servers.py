@@ -1,0 +1,172 @@
+"""Real servers for integration tests: a redis-server and parley-relay processes on free ports.
+
+Every process started here is stopped again by the fixture that owns it, also when a test
+fails. Nothing assumes a fixed port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    """Ask the kernel for a port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
+    """Poll `predicate` until it returns a truthy value; raise TimeoutError otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+@dataclass
+class RedisServer:
+    """A throwaway redis-server on a free port, no persistence."""
+
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="parley-redis-"))
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.workdir, "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(self.ping, what=f"redis-server on port {self.port}")
+        return self
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            _stop(self.proc, sig)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class RelayProcess:
+    """A real `parley-relay` process (python -m parley_relay) on a free port."""
+
+    redis_url: str | None = None
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> RelayProcess:
+        args = [sys.executable, "-m", "parley_relay", "--host", "127.0.0.1",
+                "--port", str(self.port), *self.extra_args]
+        if self.redis_url:
+            args += ["--redis-url", self.redis_url]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+        env.update(self.env)
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="parley-relay-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        try:
+            wait_for(self._healthy, timeout=timeout, what=f"relay on port {self.port}")
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"relay did not become healthy; log:\n{self.log()}") from None
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"relay exited with {self.proc.returncode}; log:\n{self.log()}")
+        status, _ = self.get("/healthz")
+        return status == 200
+
+    def get(self, path: str) -> tuple[int, str]:
+        """GET a relay URL; returns (status, body), status 0 when unreachable."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=2) as resp:  # noqa: S310
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+
+    def health(self) -> dict:
+        status, body = self.get("/healthz")
+        data = json.loads(body) if body else {}
+        data["_status"] = status
+        return data
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            _stop(self.proc, sig)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self.log_path is not None:
+            with contextlib.suppress(OSError):
+                self.log_path.unlink()
