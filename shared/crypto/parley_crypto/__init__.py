@@ -1,1 +1,18 @@
-"""Parley crypto and protocol core (sans-IO)."""
+"""Parley crypto and protocol core (sans-IO).
+
+Public modules: errors, groups, dh, elgamal, aes_cfb, kdf, identity, handshake, session,
+safety. Private arithmetic lives in ``parley_crypto._primitives``.
+"""
+
+from parley_crypto import (  # noqa: F401  (re-exported modules)
+    aes_cfb,
+    dh,
+    elgamal,
+    errors,
+    groups,
+    handshake,
+    identity,
+    kdf,
+    safety,
+    session,
+)
