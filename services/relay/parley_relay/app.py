@@ -1,0 +1,136 @@
+"""The relay's WSGI application: Socket.IO plus `/healthz` and `/metrics`.
+
+`make_app(settings, manager)` builds everything from settings and a client manager (a
+`ParleyRedisManager` across replicas, or None for python-socketio's in-memory manager) and
+returns a `Relay` bundle; `server.py` serves it with gevent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+import socketio
+
+from .config import Settings
+from .core import Router
+from .handlers import RelayNamespace
+from .logs import LOGGER_NAME
+from .metrics import Metrics
+from .store import MembershipStore, MemoryStore
+
+
+@dataclass
+class Relay:
+    """Everything one relay process runs, wired together."""
+
+    settings: Settings
+    sio: socketio.Server
+    namespace: RelayNamespace
+    store: MembershipStore
+    metrics: Metrics
+    manager: socketio.Manager | None
+    wsgi: object = None
+    shutting_down: bool = False
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER_NAME))
+
+    def redis_status(self) -> str:
+        """ "disabled" without Redis, else "ok" only if Redis answers and we are subscribed."""
+        if self.settings.redis_url is None:
+            return "disabled"
+        subscribed = getattr(self.manager, "subscribed", True)
+        return "ok" if subscribed and self.store.ping() else "down"
+
+    def health(self) -> tuple[int, dict]:
+        """(HTTP status, body) for /healthz: 503 while Redis is down or shutting down."""
+        redis_status = self.redis_status()
+        self.metrics.redis_up.set(1 if redis_status != "down" else 0)
+        if self.shutting_down:
+            status = "shutting_down"
+        elif redis_status == "down":
+            status = "unavailable"
+        else:
+            status = "ok"
+        body = {
+            "status": status,
+            "replica": self.settings.replica_id,
+            "connections": len(self.namespace.conns),
+            "redis": redis_status,
+        }
+        return (200 if status == "ok" else 503), body
+
+    def refresh_gauges(self) -> None:
+        """Recompute gauges that are cheaper to derive than to track per event."""
+        conns = list(self.namespace.conns.values())
+        self.metrics.connections.set(len(conns))
+        self.metrics.rooms.set(len({c.identity.room for c in conns}))
+
+
+def _http_app(relay: Relay):
+    """Plain WSGI app for the non-Socket.IO paths."""
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [("Content-Type", "text/plain")])
+            return [b"method not allowed\n"]
+        if path == "/healthz":
+            code, body = relay.health()
+            reason = "OK" if code == 200 else "Service Unavailable"
+            start_response(f"{code} {reason}", [("Content-Type", "application/json")])
+            return [json.dumps(body).encode()]
+        if path == "/metrics":
+            relay.health()  # refresh parley_relay_redis_up
+            relay.refresh_gauges()
+            start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
+            return [relay.metrics.render()]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+
+    return app
+
+
+def make_app(
+    settings: Settings,
+    manager: socketio.Manager | None = None,
+    store: MembershipStore | None = None,
+    logger: logging.Logger | None = None,
+) -> Relay:
+    """Build the Socket.IO server, namespace, metrics and WSGI app for `settings`."""
+    logger = logger or logging.getLogger(LOGGER_NAME)
+    if store is None:
+        store = MemoryStore(replica=settings.replica_id)
+    metrics = Metrics()
+    sio = socketio.Server(
+        async_mode="gevent",
+        client_manager=manager,
+        cors_allowed_origins=(
+            list(settings.cors_origins)
+            if isinstance(settings.cors_origins, tuple)
+            else settings.cors_origins
+        ),
+        # Handle a connection's events in order, in its own greenlet: the end-to-end
+        # protocol rejects reordered envelopes, so the relay must never reorder them.
+        async_handlers=False,
+        # Engine.IO drops a connection whose packet exceeds this, before any handler runs.
+        # Keep it well above the payload limit so ordinary oversize payloads get a clear
+        # payload_too_large error; only absurd ones cost the sender its connection.
+        max_http_buffer_size=max(1_000_000, settings.max_message_bytes * 4),
+        logger=False,
+        engineio_logger=False,
+    )
+    router = Router(settings.max_message_bytes, settings.rate_limit)
+    namespace = RelayNamespace(settings, router, store, metrics, logger)
+    sio.register_namespace(namespace)
+    relay = Relay(
+        settings=settings,
+        sio=sio,
+        namespace=namespace,
+        store=store,
+        metrics=metrics,
+        manager=manager,
+        log=logger,
+    )
+    relay.wsgi = socketio.WSGIApp(sio, _http_app(relay))
+    return relay

@@ -1,0 +1,206 @@
+"""Relay logic without transport: auth checks, room names, routing decisions, limits.
+
+Nothing here imports socketio or touches the network, so all of it is tested directly.
+The transport layer (`handlers.py`) asks this module what to do and then does it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .config import RateLimit
+
+DEFAULT_ROOM = "lobby"
+DEFAULT_NAME = "anonymous"
+ROOM_CAPACITY = 2
+MAX_NAME_CHARS = 64
+
+# Rooms: 1-64 of letters, digits, '.', '_' and '-'. Small on purpose: room names end up in
+# Redis keys and log lines, and '|' / ':' are separators there.
+ROOM_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+# What the other member receives for each client event.
+FORWARD: dict[str, str] = {
+    "ELGAMAL_PK": "ELGAMAL_PK_BC",
+    "DEFF_HELLMAN_PK": "DEFF_HELLMAN_PK_BC",
+    "DIFF_HELLMAN_PK": "DIFF_HELLMAN_PK_BC",
+    "message": "received_message",
+}
+
+# Error codes, with the human text sent along in `error {code, message}`.
+ERROR_TEXT = {
+    "room_full": "this room already has two members",
+    "payload_too_large": "payload exceeds the relay's size limit",
+    "rate_limited": "too many events; slow down",
+    "bad_request": "malformed request",
+    "unauthorized": "missing or wrong relay token",
+    "unavailable": "the relay's message queue is unreachable; retry shortly",
+}
+
+
+class Rejection(Exception):  # noqa: N818 - a decision, not an error in the relay
+    """A request the relay refuses; carries the wire error code and a human message."""
+
+    def __init__(self, code: str, message: str | None = None):
+        super().__init__(code)
+        self.code = code
+        self.message = message or ERROR_TEXT.get(code, code)
+
+    def payload(self) -> dict[str, str]:
+        """The `error` event / connect_error body: {"code", "message"}."""
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a connection says it is and where it wants to go, after validation."""
+
+    room: str
+    name: str
+
+
+def _valid_name(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= MAX_NAME_CHARS
+        and name.isprintable()
+        and name.strip() == name
+    )
+
+
+def parse_auth(auth: object, token: str | None) -> Identity:
+    """Validate the Socket.IO connect `auth` object; raise Rejection on anything wrong.
+
+    No auth at all (the original design's client) means room `lobby`, name `anonymous`.
+    When the relay has a token, it is compared in constant time.
+    """
+    if auth is None:
+        auth = {}
+    if not isinstance(auth, dict):
+        raise Rejection("bad_request", "auth must be an object {room, name, token}")
+    if token is not None:
+        given = auth.get("token")
+        if not isinstance(given, str) or not hmac.compare_digest(
+            given.encode("utf-8"), token.encode("utf-8")
+        ):
+            raise Rejection("unauthorized")
+    room = auth.get("room", DEFAULT_ROOM)
+    if not isinstance(room, str) or not ROOM_RE.fullmatch(room):
+        raise Rejection("bad_request", "room must be 1-64 characters of A-Z a-z 0-9 . _ -")
+    name = auth.get("name", DEFAULT_NAME)
+    if not _valid_name(name):
+        raise Rejection(
+            "bad_request", f"name must be 1-{MAX_NAME_CHARS} printable characters, no padding"
+        )
+    return Identity(room=room, name=name)
+
+
+def payload_size(payload: object) -> int:
+    """Bytes a payload occupies on the wire (UTF-8; dicts as compact JSON)."""
+    if isinstance(payload, str):
+        # A str of n characters is at most 4n UTF-8 bytes: skip encoding short strings.
+        return len(payload) if payload.isascii() else len(payload.encode("utf-8"))
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+class TokenBucket:
+    """Classic token bucket; `allow()` spends one token if there is one.
+
+    `clock` is injectable so tests need no sleeping.
+    """
+
+    __slots__ = ("rate", "burst", "tokens", "stamp", "clock")
+
+    def __init__(self, limit: RateLimit, clock: Callable[[], float] = time.monotonic):
+        self.rate = limit.rate
+        self.burst = float(limit.burst)
+        self.tokens = float(limit.burst)
+        self.clock = clock
+        self.stamp = clock()
+
+    def allow(self) -> bool:
+        """True and one token spent, or False and nothing changed but the refill."""
+        now = self.clock()
+        elapsed = now - self.stamp
+        self.stamp = now
+        if elapsed > 0:
+            self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass
+class Connection:
+    """Per-connection state kept by the replica that holds the socket."""
+
+    sid: str
+    identity: Identity
+    bucket: TokenBucket | None
+    sent: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Decision: send `payload` as `event` to the other member of `room`."""
+
+    event: str
+    room: str
+
+
+class Router:
+    """Decides what happens to each client event; holds the limits, never the sockets."""
+
+    def __init__(
+        self,
+        max_message_bytes: int,
+        rate_limit: RateLimit | None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.max_message_bytes = max_message_bytes
+        self.rate_limit = rate_limit
+        self.clock = clock
+
+    def new_connection(self, sid: str, identity: Identity) -> Connection:
+        """State for a freshly accepted connection (its own full token bucket)."""
+        bucket = TokenBucket(self.rate_limit, self.clock) if self.rate_limit else None
+        return Connection(sid=sid, identity=identity, bucket=bucket)
+
+    def route(self, conn: Connection, event: object, args: tuple) -> Forward:
+        """Check one client event; return where it goes or raise Rejection.
+
+        Order matters: the rate limit is charged first so a flood of junk is throttled too.
+        """
+        if conn.bucket is not None and not conn.bucket.allow():
+            raise Rejection("rate_limited")
+        if not isinstance(event, str) or event not in FORWARD:
+            raise Rejection("bad_request", "unknown event")
+        if len(args) != 1:
+            raise Rejection("bad_request", "exactly one payload argument expected")
+        payload = args[0]
+        if type(payload) is not str and type(payload) is not dict:
+            raise Rejection("bad_request", "payload must be a string or an object")
+        if payload_size(payload) > self.max_message_bytes:
+            raise Rejection(
+                "payload_too_large",
+                f"payload exceeds the relay's limit of {self.max_message_bytes} bytes",
+            )
+        conn.sent += 1
+        return Forward(event=FORWARD[event], room=conn.identity.room)
+
+    @staticmethod
+    def note_rejection(conn: Connection, code: str) -> None:
+        """Count a rejection on the connection (for its disconnect log line)."""
+        conn.rejected[code] = conn.rejected.get(code, 0) + 1
+
+
+def sio_room(room: str) -> str:
+    """The Socket.IO room name for a Parley room (prefixed so it can never equal a sid)."""
+    return "room:" + room
