@@ -1,0 +1,92 @@
+"""Wiring shared by the terminal UI and batch mode: keys, core, transport and a resend ticker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+
+from .config import Settings
+from .core import ChatCore, Event
+from .keystore import Keystore
+from .transport import Transport
+
+TICK_SECONDS = 0.5
+
+
+class App:
+    """One running client. ``on_event`` receives every :class:`Event` for display."""
+
+    def __init__(self, settings: Settings, on_event: Callable[[Event], None]):
+        self.settings = settings
+        self.keystore = Keystore(settings.home, settings.name)
+        self.identity = self.keystore.load_or_create_identity(settings.group)
+        auth = {"room": settings.room, "name": settings.name}
+        if settings.token:
+            auth["token"] = settings.token
+        self.transport = Transport(settings.relays, auth, on_event)
+        self.core = ChatCore(
+            self.identity,
+            self.keystore,
+            settings.room,
+            self.transport.send,
+            on_event,
+            hash=settings.hash,
+            deniable=settings.deniable,
+            rekey_after=settings.rekey_after,
+            resend_after=settings.resend_after,
+            on_session=self._keylog if settings.keylog else None,
+        )
+        self.transport.core = self.core
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> asyncio.Task:
+        """Start connecting; returns the transport task (it ends on stop or fatal refusal)."""
+        run = asyncio.create_task(self.transport.run())
+        self._tasks = [run, asyncio.create_task(self._ticker())]
+        return run
+
+    async def stop(self) -> None:
+        """Flush what is queued, disconnect, cancel background tasks."""
+        await self.transport.drain(1.0)
+        await self.transport.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            self.core.tick()
+
+    def _keylog(self, session) -> None:
+        """Debug aid like SSLKEYLOGFILE: append the session's secrets so tests can prove they
+        never reach the relay. Only active when PARLEY_KEYLOG_FILE is set."""
+        record = {"time": time.time(), "name": self.settings.name, "secrets": _secrets(session)}
+        fd = os.open(self.settings.keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _secrets(obj, depth: int = 0) -> dict[str, str]:
+    """Every bytes/int attribute reachable from a session object, hex-encoded."""
+    found: dict[str, str] = {}
+    if depth > 2:
+        return found
+    attrs = getattr(obj, "__dict__", None) or {
+        s: getattr(obj, s, None) for s in getattr(type(obj), "__slots__", ())
+    }
+    for key, value in attrs.items():
+        if isinstance(value, bytes | bytearray) and len(value) >= 8:
+            found[key] = bytes(value).hex()
+        elif isinstance(value, int) and not isinstance(value, bool) and value > 2**64:
+            found[key] = format(value, "x")
+        elif hasattr(value, "__dict__") or hasattr(type(value), "__slots__"):
+            for sub, v in _secrets(value, depth + 1).items():
+                found[f"{key}.{sub}"] = v
+    return found

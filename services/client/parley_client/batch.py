@@ -1,0 +1,161 @@
+"""Scripted mode: stdin lines are messages, received messages are stdout lines.
+
+Plain output is ``NAME: text`` per received message on stdout and ``parley: ...`` status lines
+on stderr (including the safety number once secure). With ``--json`` every event is one JSON
+object per line on stdout. Exit status: 0 all delivered, 1 undelivered messages remain,
+2 bad configuration (including a refused relay token), 3 peer verification failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import stat
+import sys
+import time
+
+from parley_crypto import safety
+
+from .app import App
+from .config import Settings
+from .core import Event
+
+EXIT_OK, EXIT_UNDELIVERED, EXIT_CONFIG, EXIT_VERIFY = 0, 1, 2, 3
+QUIET_SECONDS = 1.0  # after our last receipt, keep answering the peer this long
+
+
+class BatchClient:
+    """Runs one scripted conversation; :meth:`run` returns the exit status."""
+
+    def __init__(self, settings: Settings, stdin=None, stdout=None, stderr=None):
+        self.settings = settings
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.verify_failed: str | None = None
+        self.last_activity = time.monotonic()
+        self._wake = asyncio.Event()
+        self.app = App(settings, self.on_event)
+        self.core = self.app.core
+
+    # ----- output ------------------------------------------------------------------------
+    def _json(self, obj: dict) -> None:
+        self.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.stdout.flush()
+
+    def _status(self, text: str) -> None:
+        self.stderr.write(f"parley: {text}\n")
+        self.stderr.flush()
+
+    def on_event(self, event: Event) -> None:
+        """Print one event (stdout for messages, stderr for the rest, or JSON lines)."""
+        if event.kind in ("message", "delivered"):
+            self.last_activity = time.monotonic()
+        if event.kind in ("key_changed", "refused"):
+            self.verify_failed = event.text
+        self._wake.set()
+        if self.settings.json:
+            self._json(_json_event(event))
+        elif event.kind == "message":
+            self.stdout.write(f"{event.data['from']}: {event.text}\n")
+            self.stdout.flush()
+        elif event.kind == "secure":
+            number = safety.format_safety_number(event.data["safety_number"])
+            self._status(f"{event.text}; safety number: {number}")
+        elif event.kind in ("queued", "sent", "delivered"):
+            return
+        elif event.kind == "state":
+            self._status(f"state: {event.text}")
+        else:
+            self._status(event.text)
+
+    # ----- run ---------------------------------------------------------------------------
+    async def run(self) -> int:
+        transport = self.app.start()
+        reader = asyncio.create_task(self._read_input())
+        try:
+            status = await self._supervise(transport, reader)
+        finally:
+            reader.cancel()
+            await self.app.stop()
+        return status
+
+    async def _supervise(self, transport: asyncio.Task, reader: asyncio.Task) -> int:
+        deadline = None
+        while True:
+            if self.verify_failed:
+                self._status("peer verification failed; nothing more will be sent")
+                return EXIT_VERIFY
+            if transport.done():
+                code, message = self.app.transport.fatal or ("error", "connection ended")
+                self._status(f"relay refused: {code}: {message}")
+                return EXIT_CONFIG if code == "unauthorized" else EXIT_UNDELIVERED
+            if reader.done() and deadline is None:
+                deadline = time.monotonic() + self.settings.timeout
+            if deadline is not None:
+                now = time.monotonic()
+                drained = len(self.core.outbox) == 0
+                if drained and now - self.last_activity >= QUIET_SECONDS:
+                    return EXIT_OK
+                if now >= deadline:
+                    return self._undelivered()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.2)
+
+    def _undelivered(self) -> int:
+        count = len(self.core.outbox)
+        if count == 0:
+            return EXIT_OK
+        for item in self.core.outbox:
+            if self.settings.json:
+                self._json(
+                    {"event": "undelivered", "id": item.message.id, "text": item.message.body}
+                )
+        self._status(f"{count} message(s) not delivered within {self.settings.timeout:g}s")
+        return EXIT_UNDELIVERED
+
+    async def _read_input(self) -> None:
+        async for line in _lines(self.stdin):
+            text = line.rstrip("\r\n")
+            if text:
+                self.core.submit(text)
+        self.last_activity = time.monotonic()
+        self._wake.set()
+
+
+async def _lines(stream):
+    """Yield text lines from stdin without blocking the loop (pipes, ttys and plain files)."""
+    fd = stream.fileno()
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        for line in stream:  # a regular file never blocks
+            yield line
+        return
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        yield line.decode("utf-8", errors="replace")
+
+
+def _json_event(event: Event) -> dict:
+    kind = event.kind
+    if kind == "message":
+        return {"event": "message", **event.data}
+    if kind in ("queued", "sent", "delivered"):
+        return {"event": kind, **event.data}
+    if kind == "secure":
+        return {"event": "secure", "text": event.text, **event.data}
+    if kind == "state":
+        return {"event": "status", "state": event.text}
+    return {"event": kind, "message": event.text, **event.data}
+
+
+async def run_batch(settings: Settings) -> int:
+    """Entry point used by ``main()``."""
+    return await BatchClient(settings).run()

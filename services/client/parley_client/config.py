@@ -1,0 +1,190 @@
+"""Client configuration: flag, then ``PARLEY_*`` environment variable, then default.
+
+Parsed exactly once in ``main()`` into a frozen :class:`Settings` and passed down; nothing
+here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from parley_crypto import groups
+
+DEFAULT_RELAY = "http://localhost:5000"
+GROUPS = groups.NAMES
+HASHES = ("sha256", "sha1")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+class ConfigError(Exception):
+    """Bad configuration; ``str()`` is one line meant for the user (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the client needs, resolved once."""
+
+    name: str
+    room: str
+    relays: tuple[str, ...]
+    home: Path
+    group: str = "ffdhe2048"
+    hash: str = "sha256"
+    token: str | None = None
+    deniable: bool = False
+    batch: bool = False
+    json: bool = False
+    timeout: float = 30.0
+    rekey_after: int = 1000
+    resend_after: float = 5.0
+    keylog: Path | None = None
+
+    @property
+    def identity_dir(self) -> Path:
+        """Folder holding this name's identity key and pinned peers."""
+        return self.home / self.name
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError (one line) instead of printing usage and exiting."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see parley --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="parley",
+        description="Parley: end-to-end encrypted chat through a Parley relay.",
+        epilog="Each option can also be set with its PARLEY_* environment variable.",
+    )
+    p.add_argument("--name", help="your name (PARLEY_NAME; default: your login name)")
+    p.add_argument("--room", help="room to join (PARLEY_ROOM; default: lobby)")
+    p.add_argument(
+        "--relay", help=f"relay URL or comma-separated list (PARLEY_RELAY_URL; {DEFAULT_RELAY})"
+    )
+    p.add_argument("--home", help="key folder (PARLEY_HOME; default ~/.local/share/parley)")
+    p.add_argument("--group", help="DH group (PARLEY_GROUP; default ffdhe2048)")
+    p.add_argument("--hash", help="signature hash sha256|sha1 (PARLEY_HASH; default sha256)")
+    p.add_argument("--token", help="relay access token (PARLEY_RELAY_TOKEN)")
+    p.add_argument(
+        "--deniable",
+        action="store_true",
+        default=None,
+        help="do not sign each message (PARLEY_DENIABLE=1)",
+    )
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        default=None,
+        help="scripted mode: stdin lines are messages (automatic when stdin is not a terminal)",
+    )
+    p.add_argument("--json", action="store_true", default=None, help="JSON lines in batch mode")
+    p.add_argument(
+        "--timeout", help="batch mode: seconds to wait for receipts at end of input (30)"
+    )
+    p.add_argument("--rekey-after", help="fresh handshake after N sent messages (1000)")
+    p.add_argument("--resend-after", help="resend unreceipted messages after N seconds (5)")
+    return p
+
+
+def _pick(flag, env: Mapping[str, str], var: str, default):
+    if flag is not None:
+        return flag
+    value = env.get(var)
+    if value is not None and value != "":
+        return value
+    return default
+
+
+def _truthy(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"expected a yes/no value, got {value!r}")
+
+
+def _number(value, what: str, kind=float, minimum=0):
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number, got {value!r}") from None
+    if number <= minimum:
+        raise ConfigError(f"{what} must be greater than {minimum}, got {value!r}")
+    return number
+
+
+def _relays(value: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in value.split(",") if u.strip())
+    if not urls:
+        raise ConfigError("--relay needs at least one URL")
+    for url in urls:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https", "ws", "wss") or not parsed.netloc:
+            raise ConfigError(f"relay URL must look like http://host:port, got {url!r}")
+    return urls
+
+
+def _default_home(env: Mapping[str, str]) -> Path:
+    data = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", "~")) / ".local" / "share")
+    return Path(data).expanduser() / "parley"
+
+
+def load_settings(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin_is_tty: bool = True,
+) -> Settings:
+    """Build :class:`Settings` from arguments and environment; raise ConfigError on bad input.
+
+    ``--help`` still prints usage and exits 0 (argparse's own behaviour).
+    """
+    env = os.environ if env is None else env
+    args = _parser().parse_args(argv)
+    name = _pick(args.name, env, "PARLEY_NAME", env.get("USER") or "anonymous")
+    room = _pick(args.room, env, "PARLEY_ROOM", "lobby")
+    for what, value in (("name", name), ("room", room)):
+        if not _NAME_RE.match(value):
+            raise ConfigError(
+                f"{what} must be 1-64 letters, digits or _.@- characters, got {value!r}"
+            )
+    group = _pick(args.group, env, "PARLEY_GROUP", "ffdhe2048")
+    if group not in GROUPS:
+        raise ConfigError(f"unknown group {group!r}; choose one of {', '.join(GROUPS)}")
+    hash_name = _pick(args.hash, env, "PARLEY_HASH", "sha256").lower()
+    if hash_name not in HASHES:
+        raise ConfigError(f"unknown hash {hash_name!r}; choose sha256 or sha1")
+    home = _pick(args.home, env, "PARLEY_HOME", None)
+    home_path = Path(home).expanduser() if home else _default_home(env)
+    batch = _truthy(_pick(args.batch, env, "PARLEY_BATCH", False)) or not stdin_is_tty
+    keylog = env.get("PARLEY_KEYLOG_FILE") or None
+    return Settings(
+        name=name,
+        room=room,
+        relays=_relays(_pick(args.relay, env, "PARLEY_RELAY_URL", DEFAULT_RELAY)),
+        home=home_path,
+        group=group,
+        hash=hash_name,
+        token=_pick(args.token, env, "PARLEY_RELAY_TOKEN", None),
+        deniable=_truthy(_pick(args.deniable, env, "PARLEY_DENIABLE", False)),
+        batch=batch,
+        json=_truthy(_pick(args.json, env, "PARLEY_JSON", False)),
+        timeout=_number(_pick(args.timeout, env, "PARLEY_TIMEOUT", 30.0), "--timeout"),
+        rekey_after=_number(
+            _pick(args.rekey_after, env, "PARLEY_REKEY_AFTER", 1000), "--rekey-after", kind=int
+        ),
+        resend_after=_number(
+            _pick(args.resend_after, env, "PARLEY_RESEND_AFTER", 5.0), "--resend-after"
+        ),
+        keylog=Path(keylog) if keylog else None,
+    )

@@ -1,0 +1,441 @@
+"""The client core: connection state, handshakes, pinning, sealing, receipts, de-duplication.
+
+``ChatCore`` knows nothing about terminals or sockets. The transport feeds it relay events
+(:meth:`ChatCore.handle`, :meth:`connected`, :meth:`disconnected`) and gives it a ``send``
+callable; the UI feeds it typed text (:meth:`submit`) and receives :class:`Event` objects.
+Nothing a peer or relay sends can make it raise: every bad payload becomes one ``error`` event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from parley_crypto import errors, handshake, identity, safety
+
+from .keystore import CHANGED, MATCH, NEW, Keystore
+from .messages import BadPlaintext, Outbox, Pending, Plaintext, SeenIds, new_receipt, new_text
+
+DH_EVENTS = ("DEFF_HELLMAN_PK_BC", "DIFF_HELLMAN_PK_BC")
+MAX_EARLY_ENVELOPES = 64  # envelopes that arrive before our session exists (a rare race)
+
+
+class State(StrEnum):
+    """Connection states, as shown on the status line."""
+
+    CONNECTING = "connecting"
+    WAITING = "waiting for peer"
+    VERIFYING = "verifying"
+    SECURE = "secure"
+    PEER_LEFT = "peer left"
+    REFUSED = "refused"
+
+
+@dataclass
+class Event:
+    """Something the UI should show. ``kind`` is one of: state, message, sent, delivered,
+    secure, key_changed, refused, info, warning, error."""
+
+    kind: str
+    text: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+class ChatCore:
+    """One conversation with one peer in one room; see the module docstring."""
+
+    def __init__(
+        self,
+        me,
+        keystore: Keystore,
+        room: str,
+        send: Callable[[str, Any], None],
+        on_event: Callable[[Event], None],
+        *,
+        hash: str = "sha256",
+        deniable: bool = False,
+        rekey_after: int = 1000,
+        resend_after: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_session: Callable[[Any], None] | None = None,
+    ):
+        self.me = me
+        self.keystore = keystore
+        self.room = room
+        self._send = send
+        self._emit = on_event
+        self._hs_options = {"hash": hash, "deniable": deniable, "rekey_after": rekey_after}
+        self.resend_after = resend_after
+        self._clock = clock
+        self._on_session = on_session
+        self.state = State.CONNECTING
+        self.outbox = Outbox()
+        self.seen = SeenIds()
+        self.peer = None  # PeerIdentity of the current peer, once received
+        self.blocked_by = None  # PeerIdentity whose changed key awaits /trust
+        self._hs = None  # handshake in progress, if any
+        self._hs_has_peer = False
+        self._sessions: deque = deque(maxlen=2)  # newest first; old one opens in-flight mail
+        self._early: deque = deque(maxlen=MAX_EARLY_ENVELOPES)
+        self._withheld_reported = False
+        self._pin_when_secure = None
+
+    # ----- facts for the UI -------------------------------------------------------------
+    @property
+    def session(self):
+        """The newest session, or None."""
+        return self._sessions[0] if self._sessions else None
+
+    @property
+    def can_send(self) -> bool:
+        """True when texts go out right away rather than waiting in the outbox."""
+        return (
+            self.state is State.SECURE
+            and self._hs is None
+            and self.session is not None
+            and self.blocked_by is None
+        )
+
+    def safety_number(self) -> str | None:
+        """60-digit safety number with the current peer (same on both sides), or None."""
+        if self.peer is None:
+            return None
+        return safety.safety_number(self.me.public, self.peer)
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for ``/status`` and the status line."""
+        return {
+            "state": self.state.value,
+            "room": self.room,
+            "me": self.me.name,
+            "my_fingerprint": self.me.public.fingerprint,
+            "peer": self.peer.name if self.peer else None,
+            "peer_fingerprint": self.peer.fingerprint if self.peer else None,
+            "pending": len(self.outbox),
+            "blocked": self.blocked_by is not None,
+        }
+
+    # ----- transport side ----------------------------------------------------------------
+    def connected(self) -> None:
+        """The relay accepted us; wait for KEY_EXCHANGE."""
+        self._hs = None
+        self.outbox.mark_unsent()
+        self._set_state(State.WAITING)
+
+    def disconnected(self) -> None:
+        """Lost the relay; everything unreceipted goes out again on the next session."""
+        self._hs = None
+        self.outbox.mark_unsent()
+        if self.state is not State.REFUSED:
+            self._set_state(State.CONNECTING)
+
+    def handle(self, event: str, payload: Any) -> None:
+        """Feed one relay event. Never raises; bad input is reported as one line."""
+        try:
+            self._dispatch(event, payload)
+        except errors.LegacyPeer as e:
+            if self.session is None:
+                self._refuse_legacy()
+            else:  # an authenticated peer does not turn legacy: injected junk, keep going
+                self._error(f"rejected {_what(event)} in the legacy format: {_short(e)}")
+        except errors.ParleyError as e:
+            self._error(f"rejected {_what(event)} from peer: {_short(e)}")
+        except Exception as e:  # noqa: BLE001 - hostile input must never crash the client
+            self._error(f"rejected malformed {_what(event)}: {type(e).__name__}: {_short(e)}")
+
+    def _dispatch(self, event: str, payload: Any) -> None:
+        if event == "KEY_EXCHANGE":
+            self._start_handshake()
+        elif event == "ELGAMAL_PK_BC":
+            self._on_identity(payload)
+        elif event in DH_EVENTS:
+            self._on_dh(payload)
+        elif event == "received_message":
+            self._on_envelope(payload)
+        elif event == "peer_left":
+            self._on_peer_left(payload)
+        elif event == "error":
+            self._on_relay_error(payload)
+        else:
+            self._error(f"ignored unknown event {event[:40]!r} from relay")
+
+    # ----- user side ---------------------------------------------------------------------
+    def submit(self, text: str) -> Pending:
+        """Queue a text; it is sent now if the session is ready, else as soon as it is."""
+        item = self.outbox.add(new_text(text))
+        self._emit(Event("queued", data={"id": item.message.id, "text": text}))
+        self.flush()
+        return item
+
+    def trust(self) -> bool:
+        """Accept a changed peer key (``/trust``): re-pin it and unblock sending."""
+        peer = self.blocked_by
+        if peer is None:
+            return False
+        self.keystore.pin(peer.name, peer.key_id, peer.fingerprint)
+        self.blocked_by = None
+        self._withheld_reported = False
+        self._info(f"now trusting the new key of {peer.name} ({peer.fingerprint})")
+        if self.session is not None and self._hs is None and self.state is State.VERIFYING:
+            self._set_state(State.SECURE)
+        self.flush()
+        return True
+
+    def tick(self) -> None:
+        """Call about once a second: resends texts whose receipt is overdue."""
+        self.flush()
+
+    def flush(self) -> None:
+        """Seal and send every outbox item that is due."""
+        if not self.can_send:
+            return
+        now = self._clock()
+        for item in self.outbox.due(now, self.resend_after):
+            if not self._seal_and_send(item.message):
+                return
+            item.sent_at = now
+            item.attempts += 1
+            self._emit(Event("sent", data={"id": item.message.id, "attempt": item.attempts}))
+        if self.session is not None and self.session.needs_rekey and self._hs is None:
+            self._start_handshake()
+
+    def _seal_and_send(self, message: Plaintext) -> bool:
+        try:
+            envelope = self.session.seal(message.encode())
+        except errors.ParleyError as e:
+            self._error(f"could not seal a message: {_short(e)}")
+            return False
+        self._send("message", envelope)
+        return True
+
+    # ----- handshake ---------------------------------------------------------------------
+    def _start_handshake(self) -> None:
+        """A fresh round: new ephemeral DH key, identity then DH payload to the peer."""
+        self._hs = handshake.Handshake(self.me, self.room, **self._hs_options)
+        self._hs_has_peer = False
+        self._set_state(State.VERIFYING)
+        self._send("ELGAMAL_PK", self._hs.identity_payload())
+        self._send("DEFF_HELLMAN_PK", self._hs.dh_payload())
+
+    def _on_identity(self, payload: Any) -> None:
+        if self._hs is None or self._hs_has_peer:
+            # The peer started a round (rejoin or rekey): answer with a fresh one of ours,
+            # but only for a well-formed identity, so junk cannot disturb a secure session.
+            identity.PeerIdentity.from_payload(payload)
+            self._start_handshake()
+        peer = self._hs.receive_identity(payload)
+        self._hs_has_peer = True
+        self.peer = peer
+        self._check_pin(peer)
+
+    def _check_pin(self, peer) -> None:
+        result = self.keystore.check(peer.name, peer.key_id)
+        if result.status == NEW:
+            # Pinned only once the signed DH value proves the peer holds this key.
+            self._pin_when_secure = peer
+        elif result.status == MATCH:
+            self.blocked_by = None  # the pinned key is back (only a match clears the block)
+        elif result.status == CHANGED:
+            self.blocked_by = peer
+            self._emit(
+                Event(
+                    "key_changed",
+                    f"WARNING: the key of {peer.name} has CHANGED (pinned "
+                    f"{result.pinned_key_id[:16]}, now {peer.key_id[:16]}). Someone may be "
+                    "intercepting this chat. Sending is blocked: compare safety numbers "
+                    "with /verify, then /trust if they match.",
+                    {"peer": peer.name, "pinned": result.pinned_key_id, "now": peer.key_id},
+                )
+            )
+
+    def _on_dh(self, payload: Any) -> None:
+        if self._hs is None or not self._hs_has_peer:
+            self._on_stray_dh(payload)
+            return
+        session = self._hs.receive_dh(payload)
+        self._hs = None
+        self._sessions.appendleft(session)
+        if self._on_session is not None:
+            self._on_session(session)
+        self.outbox.mark_unsent()
+        pending_pin, self._pin_when_secure = self._pin_when_secure, None
+        if pending_pin is not None and pending_pin is self.peer:
+            self.keystore.pin(pending_pin.name, pending_pin.key_id, pending_pin.fingerprint)
+            self._info(f"pinned the key of {pending_pin.name} on first use")
+        if self.blocked_by is None:
+            self._set_state(State.SECURE)
+        number = self.safety_number()
+        self._emit(
+            Event(
+                "secure",
+                f"secure with {self.peer.name} ({self.peer.fingerprint})",
+                {
+                    "peer": self.peer.name,
+                    "fingerprint": self.peer.fingerprint,
+                    "safety_number": number,
+                    "blocked": self.blocked_by is not None,
+                },
+            )
+        )
+        early = list(self._early)
+        self._early.clear()
+        for envelope in early:
+            self.handle("received_message", envelope)
+        self.flush()
+
+    def _on_stray_dh(self, payload: Any) -> None:
+        """A DH payload outside a round we can complete. If the known peer really signed it,
+        answer with a fresh round of ours; pairing it with keys the peer may no longer hold
+        would make both sides chase each other's rounds forever."""
+        if self.peer is None or self._hs is not None:
+            self._error("rejected handshake payload that arrived before the peer's identity")
+            return
+        probe = handshake.Handshake(self.me, self.room, peer=self.peer, **self._hs_options)
+        probe.receive_dh(payload)  # raises (and is reported) unless the peer signed it
+        self._info("peer sent a new handshake payload; starting a fresh handshake")
+        self._start_handshake()
+
+    def _refuse_legacy(self) -> None:
+        self._hs = None
+        self._set_state(State.REFUSED)
+        self._emit(
+            Event(
+                "refused",
+                "refused: the peer speaks the original unauthenticated protocol "
+                "(plain decimal keys, no signatures); Parley will not talk to it",
+            )
+        )
+
+    # ----- messages ----------------------------------------------------------------------
+    def _on_envelope(self, payload: Any) -> None:
+        if isinstance(payload, str):
+            if _looks_legacy_message(payload):
+                raise errors.LegacyPeer("legacy message")
+            self._error("rejected message from peer: not a Parley envelope")
+            return
+        if not isinstance(payload, dict):
+            self._error("rejected message from peer: not a Parley envelope")
+            return
+        if self.session is None:
+            self._early.append(payload)  # retried once our session is ready
+            return
+        if self._hs is not None:
+            # Mid-handshake it may be sealed under the session we are about to derive.
+            if not self._try_open(payload, report=False):
+                self._early.append(payload)
+            return
+        self._try_open(payload, report=True)
+
+    def _try_open(self, envelope: dict, report: bool) -> bool:
+        data = None
+        last_error: Exception | None = None
+        for session in list(self._sessions):
+            try:
+                data = session.open(envelope)
+                break
+            except errors.ParleyError as e:
+                last_error = e
+        if data is None:
+            if report:
+                reason = _short(last_error) if last_error else "no session"
+                self._error(
+                    f"rejected message from peer (replayed, reordered or tampered): {reason}"
+                )
+            return False
+        try:
+            message = Plaintext.decode(data)
+        except BadPlaintext as e:
+            self._error(f"rejected message from peer: {e}")
+            return True
+        if message.kind == "receipt":
+            item = self.outbox.delivered(message.body)
+            if item is not None:
+                self._emit(Event("delivered", data={"id": message.body}))
+        else:
+            self._on_text(message)
+        return True
+
+    def _on_text(self, message: Plaintext) -> None:
+        if self.blocked_by is not None:
+            # No receipt: the sender keeps it and resends after /trust.
+            if not self._withheld_reported:
+                self._withheld_reported = True
+                self._error("withheld a message from a changed, untrusted key; see /verify")
+            return
+        if self.seen.add(message.id):
+            sender = self.peer.name if self.peer else "peer"
+            self._emit(
+                Event(
+                    "message",
+                    message.body,
+                    {"from": sender, "id": message.id, "text": message.body, "ts": message.ts},
+                )
+            )
+        # Receipt even a duplicate: the first receipt may be what got lost.
+        self._seal_and_send(new_receipt(message.id))
+
+    # ----- relay notices -----------------------------------------------------------------
+    def _on_peer_left(self, payload: Any) -> None:
+        name = payload.get("name") if isinstance(payload, dict) else None
+        self._hs = None
+        self.outbox.mark_unsent()
+        if self.state is not State.REFUSED:
+            self._set_state(State.PEER_LEFT)
+        who = name if isinstance(name, str) else (self.peer.name if self.peer else "peer")
+        self._info(f"{who[:64]} left the room")
+
+    def _on_relay_error(self, payload: Any) -> None:
+        code, message = relay_error_fields(payload)
+        self._emit(Event("relay_error", f"relay error {code}: {message}", {"code": code}))
+
+    # ----- output helpers ----------------------------------------------------------------
+    def _set_state(self, state: State) -> None:
+        if state is not self.state:
+            self.state = state
+            self._emit(Event("state", state.value, {"state": state.value}))
+
+    def _info(self, text: str) -> None:
+        self._emit(Event("info", text))
+
+    def _error(self, text: str) -> None:
+        self._emit(Event("error", text))
+
+
+def relay_error_fields(payload: Any) -> tuple[str, str]:
+    """(code, message) from a relay error, which may be nested under ``data``."""
+    nested = isinstance(payload, dict) and isinstance(payload.get("data"), dict)
+    if nested and "code" not in payload:
+        payload = payload["data"]
+    if isinstance(payload, dict):
+        code = str(payload.get("code", "error"))[:40]
+        message = str(payload.get("message", ""))[:200]
+        return code, message
+    return "error", str(payload)[:200]
+
+
+def _what(event: str) -> str:
+    names = {
+        "ELGAMAL_PK_BC": "identity key",
+        "DEFF_HELLMAN_PK_BC": "handshake payload",
+        "DIFF_HELLMAN_PK_BC": "handshake payload",
+        "received_message": "message",
+    }
+    return names.get(event, f"event {event[:40]!r}")
+
+
+def _looks_legacy_message(text: str) -> bool:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and "message" in obj and "iv" in obj

@@ -1,0 +1,132 @@
+"""Plaintext message format, the outbox of unreceipted messages, and the seen-id memory.
+
+The plaintext inside every sealed envelope is UTF-8 JSON ``{"id", "ts", "kind", "body"}``
+where kind is ``text`` (body: the message) or ``receipt`` (body: the id being receipted).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+KINDS = ("text", "receipt")
+MAX_ID_LEN = 64
+MAX_BODY_CHARS = 16_000  # well under the relay's 64 kB payload limit once sealed
+
+
+class BadPlaintext(ValueError):
+    """A message that decrypted fine but is not a valid Parley plaintext."""
+
+
+@dataclass(frozen=True)
+class Plaintext:
+    """One decoded message."""
+
+    id: str
+    ts: float
+    kind: str
+    body: str
+
+    def encode(self) -> bytes:
+        """UTF-8 JSON bytes, ready for ``Session.seal``."""
+        obj = {"id": self.id, "ts": self.ts, "kind": self.kind, "body": self.body}
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes) -> Plaintext:
+        """Parse and validate; raise BadPlaintext with a short reason."""
+        try:
+            obj = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise BadPlaintext("not UTF-8 JSON") from None
+        if not isinstance(obj, dict):
+            raise BadPlaintext("not a JSON object")
+        mid, ts, kind, body = (obj.get(k) for k in ("id", "ts", "kind", "body"))
+        if not isinstance(mid, str) or not 0 < len(mid) <= MAX_ID_LEN:
+            raise BadPlaintext("missing or oversized id")
+        if isinstance(ts, bool) or not isinstance(ts, int | float):
+            raise BadPlaintext("missing timestamp")
+        if kind not in KINDS:
+            raise BadPlaintext(f"unknown kind {str(kind)[:20]!r}")
+        if not isinstance(body, str) or len(body) > MAX_BODY_CHARS:
+            raise BadPlaintext("missing or oversized body")
+        return cls(mid, float(ts), kind, body)
+
+
+def new_text(body: str) -> Plaintext:
+    """A fresh text message with a random id."""
+    return Plaintext(secrets.token_hex(8), time.time(), "text", body)
+
+
+def new_receipt(message_id: str) -> Plaintext:
+    """A receipt for ``message_id`` (receipts get their own random id)."""
+    return Plaintext(secrets.token_hex(8), time.time(), "receipt", message_id)
+
+
+@dataclass
+class Pending:
+    """A text in the outbox: sent (maybe several times) but not yet receipted."""
+
+    message: Plaintext
+    sent_at: float | None = None  # monotonic time of the last send, None = not sent yet
+    attempts: int = 0
+
+
+class Outbox:
+    """Unreceipted texts in submission order."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, Pending] = OrderedDict()
+
+    def add(self, message: Plaintext) -> Pending:
+        item = Pending(message)
+        self._items[message.id] = item
+        return item
+
+    def delivered(self, message_id: str) -> Pending | None:
+        """Drop a receipted message; returns it, or None if it was not pending."""
+        return self._items.pop(message_id, None)
+
+    def mark_unsent(self) -> None:
+        """After a disconnect or a new session everything must be sent again."""
+        for item in self._items.values():
+            item.sent_at = None
+
+    def due(self, now: float, resend_after: float) -> list[Pending]:
+        """Items never sent on this session, or sent longer than ``resend_after`` ago."""
+        return [
+            i for i in self._items.values() if i.sent_at is None or now - i.sent_at >= resend_after
+        ]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self):
+        return iter(list(self._items.values()))
+
+
+class SeenIds:
+    """Ids already shown, oldest forgotten first. 100k ids is a few MB: plenty for a chat."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, message_id: str) -> bool:
+        """Remember an id; return False if it was already known."""
+        if message_id in self._ids:
+            self._ids.move_to_end(message_id)
+            return False
+        self._ids[message_id] = None
+        if len(self._ids) > self.limit:
+            self._ids.popitem(last=False)
+        return True
+
+    def __contains__(self, message_id: str) -> bool:
+        return message_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)

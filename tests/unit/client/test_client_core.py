@@ -1,0 +1,308 @@
+"""ChatCore driven without terminal or sockets: two cores wired through an in-memory relay."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from parley_client.core import State
+from parley_crypto import identity
+
+
+def secure(pair):
+    pair.connect()
+    assert pair.a.core.state is State.SECURE
+    assert pair.b.core.state is State.SECURE
+    return pair
+
+
+def test_handshake_makes_both_sides_secure_with_the_same_safety_number(pair):
+    secure(pair)
+    na, nb = pair.a.core.safety_number(), pair.b.core.safety_number()
+    assert na == nb and len(na) == 60 and na.isdigit()
+    assert pair.a.kinds("secure")[-1].data["safety_number"] == na
+    # first use pins the peer's key
+    assert pair.a.keystore.pins()["bob"]["key_id"] == pair.b.core.me.public.key_id
+
+
+def test_text_round_trip_receipt_empties_the_outbox(pair):
+    secure(pair)
+    pair.a.core.submit("hello bob")
+    assert len(pair.a.core.outbox) == 1
+    pair.pump()
+    assert pair.b.texts() == ["hello bob"]
+    assert pair.b.kinds("message")[0].data["from"] == "alice"
+    assert len(pair.a.core.outbox) == 0
+    assert len(pair.a.kinds("delivered")) == 1
+
+
+def test_nothing_on_the_wire_is_plaintext(pair):
+    secure(pair)
+    pair.a.core.submit("attack at dawn")
+    pair.pump()
+    assert "attack at dawn" not in json.dumps([p for _, _, p in pair.wire_log], default=str)
+    assert pair.b.texts() == ["attack at dawn"]
+
+
+def test_messages_typed_before_the_peer_arrives_are_sent_once_secure(pair):
+    pair.a.core.connected()
+    pair.a.core.submit("early one")
+    assert pair.a.core.state is State.WAITING
+    assert not [e for _, e, _ in pair.wire_log if e == "message"]
+    pair.connect()
+    assert pair.b.texts() == ["early one"]
+    assert len(pair.a.core.outbox) == 0
+
+
+def test_resend_after_timeout_is_deduplicated_but_receipted_again(pair, clock):
+    secure(pair)
+    lost_receipts = []
+
+    def drop_receipts_to_alice(to, event, payload):
+        if to == "alice" and event == "received_message" and not lost_receipts:
+            lost_receipts.append(payload)
+            return []
+        return [payload]
+
+    pair.tamper = drop_receipts_to_alice
+    pair.a.core.submit("say it once")
+    pair.pump()
+    assert len(pair.a.core.outbox) == 1  # receipt was lost
+    pair.a.core.tick()
+    pair.pump()
+    assert len(pair.a.core.outbox) == 1  # not due yet
+    clock.now += pair.a.core.resend_after
+    pair.a.core.tick()
+    pair.pump()
+    assert pair.b.texts() == ["say it once"]  # shown once, though it arrived twice
+    assert len(pair.a.core.outbox) == 0  # the second receipt got through
+
+
+def test_outbox_is_resealed_after_the_peer_reconnects(pair):
+    secure(pair)
+    pair.b.online = False  # bob's link is cut; the relay drops what is sent to him
+    pair.a.core.submit("one")
+    pair.a.core.submit("two")
+    pair.pump()
+    assert pair.b.texts() == []
+    pair.b.core.disconnected()
+    pair.a.core.handle("peer_left", {"name": "bob"})
+    assert pair.a.core.state is State.PEER_LEFT
+    pair.connect()  # bob is back: KEY_EXCHANGE, fresh handshake, outbox re-sealed
+    assert pair.b.texts() == ["one", "two"]
+    assert len(pair.a.core.outbox) == 0
+
+
+def test_duplicates_across_sessions_are_dropped_by_id(pair):
+    secure(pair)
+    pair.a.core.submit("only once")
+    (pending,) = list(pair.a.core.outbox)
+    pair.pump()
+    assert len(pair.a.core.outbox) == 0
+    # alice lost the receipt (say she reconnected first): the text is still in her outbox
+    pair.a.core.outbox.add(pending.message)
+    pair.connect()  # new session, sequence numbers start over; only the id can catch it
+    assert pair.b.texts() == ["only once"]
+    assert len(pair.a.core.outbox) == 0
+
+
+def test_replayed_envelope_is_rejected_reported_and_not_shown_twice(pair):
+    secure(pair)
+
+    def replay(to, event, payload):
+        return [payload, payload] if event == "received_message" and to == "bob" else [payload]
+
+    pair.tamper = replay
+    pair.a.core.submit("no echo")
+    pair.pump()
+    assert pair.b.texts() == ["no echo"]
+    errors = [e.text for e in pair.b.kinds("error")]
+    assert any("rejected message" in t for t in errors), errors
+    assert pair.b.core.state is State.SECURE
+
+
+def test_reordered_envelopes_are_rejected_and_then_redelivered_once(pair, clock):
+    secure(pair)
+    held = []
+
+    def swap(to, event, payload):
+        if to == "bob" and event == "received_message" and not held and len(pair.b.texts()) == 0:
+            held.append(payload)
+            return []
+        if held and to == "bob" and event == "received_message":
+            return [payload, held.pop()]
+        return [payload]
+
+    pair.tamper = swap
+    pair.a.core.submit("first")
+    pair.a.core.submit("second")
+    pair.pump()
+    assert pair.b.texts() == ["second"]
+    assert any("rejected message" in e.text for e in pair.b.kinds("error"))
+    clock.now += pair.a.core.resend_after
+    pair.a.core.tick()
+    pair.pump()
+    assert sorted(pair.b.texts()) == ["first", "second"]
+    assert len(pair.a.core.outbox) == 0
+
+
+def test_changed_key_blocks_sending_until_trust(pair, clock):
+    secure(pair)
+    # bob comes back with a different key under the same name (or a MITM pretends to be him)
+    impostor = identity.Identity.generate("bob")
+    pair.b.core.me = impostor
+    pair.connect()
+    warning = pair.a.kinds("key_changed")
+    assert warning and "CHANGED" in warning[0].text and "/trust" in warning[0].text
+    assert pair.a.core.blocked_by is not None and not pair.a.core.can_send
+    sent_before = sum(1 for _, e, _ in pair.wire_log if e == "message")
+    pair.a.core.submit("secret plans")
+    pair.pump()
+    assert sum(1 for _, e, _ in pair.wire_log if e == "message") == sent_before
+    assert pair.b.texts() == []
+    assert len(pair.a.core.outbox) == 1
+    # messages from the changed key are withheld (not shown, not receipted)
+    pair.b.core.submit("trust me")
+    pair.pump()
+    assert pair.a.texts() == []
+    assert any("withheld" in e.text for e in pair.a.kinds("error"))
+    assert pair.a.core.trust()
+    pair.pump()
+    assert pair.b.texts() == ["secret plans"]
+    assert pair.a.keystore.pins()["bob"]["key_id"] == impostor.public.key_id
+    clock.now += pair.b.core.resend_after
+    pair.b.core.tick()
+    pair.pump()
+    assert pair.a.texts() == ["trust me"]
+
+
+def test_trust_without_a_changed_key_does_nothing(pair):
+    secure(pair)
+    before = pair.a.keystore.pins()
+    assert pair.a.core.trust() is False
+    assert pair.a.keystore.pins() == before
+
+
+def test_rekey_after_n_messages_keeps_delivering(make_pair):
+    pair = secure(make_pair(rekey_after=3))
+    first = pair.a.core.session
+    for i in range(8):
+        pair.a.core.submit(f"m{i}")
+        pair.pump()
+    assert pair.b.texts() == [f"m{i}" for i in range(8)]
+    assert pair.a.core.session is not first
+    assert len(pair.a.core.outbox) == 0
+
+
+def test_envelope_arriving_before_our_session_is_kept_and_opened(pair):
+    pair.a.core.connected()
+    pair.b.core.connected()
+    pair.a.core.handle("KEY_EXCHANGE", 1)
+    pair.b.core.handle("KEY_EXCHANGE", 1)
+    # deliver everything to alice first so she is secure and sends, while bob still waits
+    to_bob = [q for q in pair.queue if q[0] == "bob"]
+    pair.queue = type(pair.queue)(q for q in pair.queue if q[0] == "alice")
+    pair.pump()
+    pair.a.core.submit("racing ahead")
+    pair.pump()
+    racing = [q for q in pair.queue if q[0] == "bob"]
+    msgs = [q for q in pair.wire_log if q[1] == "message"]
+    assert msgs
+    # bob gets alice's message before her DH payload
+    pair.b.core.handle("received_message", msgs[-1][2])
+    assert pair.b.texts() == []
+    for _to, event, payload in to_bob + racing:
+        pair.b.core.handle(event, payload)
+    pair.pump()
+    assert pair.b.texts() == ["racing ahead"]
+
+
+def test_peer_left_and_relay_error_are_reported(pair):
+    secure(pair)
+    pair.a.core.handle("peer_left", {"name": "bob"})
+    assert pair.a.core.state is State.PEER_LEFT
+    assert any("bob left" in e.text for e in pair.a.kinds("info"))
+    pair.a.core.handle("error", {"code": "rate_limited", "message": "slow down"})
+    err = pair.a.kinds("relay_error")[-1]
+    assert err.data["code"] == "rate_limited" and "slow down" in err.text
+
+
+def test_legacy_peer_gets_a_clear_refusal(pair):
+    pair.a.core.connected()
+    pair.a.core.handle("KEY_EXCHANGE", 1)
+    pair.a.core.handle("ELGAMAL_PK_BC", "55")
+    refused = pair.a.kinds("refused")
+    assert refused and "original unauthenticated protocol" in refused[0].text
+    assert pair.a.core.state is State.REFUSED
+    pair.a.core.handle("received_message", json.dumps({"message": "aGk=", "iv": "aXY="}))
+    assert pair.a.core.state is State.REFUSED
+
+
+HOSTILE = [
+    ("ELGAMAL_PK_BC", None),
+    ("ELGAMAL_PK_BC", {"v": 1}),
+    ("ELGAMAL_PK_BC", {"v": 1, "name": "bob", "group": "ffdhe2048", "y": "zz"}),
+    ("ELGAMAL_PK_BC", {"v": 1, "name": "bob", "group": "ffdhe2048", "y": "1"}),
+    ("ELGAMAL_PK_BC", {"v": 1, "name": "bob", "group": "nope", "y": "5"}),
+    ("ELGAMAL_PK_BC", {"v": 99, "name": "bob", "group": "ffdhe2048", "y": "5"}),
+    ("ELGAMAL_PK_BC", ["a", "list"]),
+    ("DEFF_HELLMAN_PK_BC", {"v": 1, "dh": "ff" * 600, "nonce": "00", "hash": "sha256"}),
+    ("DEFF_HELLMAN_PK_BC", "not json"),
+    ("DIFF_HELLMAN_PK_BC", {"v": 1, "dh": 7, "nonce": [], "hash": 3, "sig": "x"}),
+    ("received_message", None),
+    ("received_message", 12345),
+    ("received_message", "plain text"),
+    ("received_message", {}),
+    ("received_message", {"v": 1, "seq": 99, "iv": "00", "ct": "00", "mac": "00", "sig": {}}),
+    ("received_message", {"v": 1, "seq": "1" * 5000, "iv": [], "ct": {}, "mac": None}),
+    ("peer_left", "garbage"),
+    ("error", ["weird"]),
+    ("SOMETHING_ELSE", {"x": 1}),
+]
+
+
+@pytest.mark.parametrize(("event", "payload"), HOSTILE)
+def test_hostile_payloads_are_reported_not_raised_and_change_nothing(pair, event, payload):
+    secure(pair)
+    session, peer = pair.a.core.session, pair.a.core.peer
+    pins = pair.a.keystore.pins()
+    before = len(pair.a.events)
+    pair.a.core.handle(event, payload)  # must not raise
+    new = pair.a.events[before:]
+    assert new, "every bad payload is reported"
+    if event != "peer_left":
+        assert any(e.kind in ("error", "relay_error", "refused") for e in new)
+        for e in new:
+            assert "\n" not in e.text and "Traceback" not in e.text
+    assert pair.a.keystore.pins() == pins
+    if event == "peer_left":
+        assert pair.a.core.state is State.PEER_LEFT  # the relay's word on presence counts
+        pair.connect()
+    else:
+        assert pair.a.core.session is session and pair.a.core.peer is peer
+        assert pair.a.core.state is State.SECURE
+        assert not pair.queue, "junk must not trigger a new handshake"
+    # and the conversation still works afterwards
+    pair.a.core.submit("still fine")
+    pair.b.core.submit("me too")
+    pair.pump()
+    assert pair.b.texts()[-1] == "still fine"
+    assert pair.a.texts()[-1] == "me too"
+
+
+def test_tampered_envelope_is_rejected(pair):
+    secure(pair)
+
+    def flip(to, event, payload):
+        if event == "received_message" and to == "bob" and isinstance(payload, dict):
+            bad = dict(payload)
+            ct = bad["ct"]
+            bad["ct"] = ("0" if ct[0] != "0" else "1") + ct[1:]
+            return [bad]
+        return [payload]
+
+    pair.tamper = flip
+    pair.a.core.submit("integrity")
+    pair.pump()
+    assert pair.b.texts() == []
+    assert any("rejected message" in e.text for e in pair.b.kinds("error"))
