@@ -1,0 +1,229 @@
+"""Envelopes: round trips, tamper/replay/reorder rejection, strict parsing."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from parley_crypto import errors
+
+from tests.unit.crypto.conftest import connect
+
+SLOW = settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+FAST = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@FAST
+@given(plaintext=st.binary(max_size=2048))
+def test_deniable_round_trip(deniable_pair, plaintext):
+    sa, sb = deniable_pair
+    envelope = sa.seal(plaintext)
+    assert envelope["sig"] is None
+    assert sb.open(envelope) == plaintext
+
+
+@SLOW
+@given(plaintext=st.binary(max_size=512))
+def test_signed_round_trip(signed_pair, plaintext):
+    sa, sb = signed_pair
+    envelope = sb.seal(plaintext)
+    assert set(envelope) == {"v", "seq", "iv", "ct", "mac", "sig"}
+    assert sa.open(json.loads(json.dumps(envelope))) == plaintext
+
+
+def test_ciphertext_hides_plaintext_and_iv_is_fresh(deniable_pair):
+    sa, _ = deniable_pair
+    one, two = sa.seal(b"same text"), sa.seal(b"same text")
+    assert one["iv"] != two["iv"] and one["ct"] != two["ct"]
+    assert two["seq"] == one["seq"] + 1
+
+
+def _flip_str(text: str, index: int, bit: int) -> str:
+    index %= len(text)
+    return text[:index] + chr(ord(text[index]) ^ (1 << bit)) + text[index + 1 :]
+
+
+def _flip(envelope: dict, data) -> dict:
+    """Flip one bit somewhere in the envelope: a key name, an int, or a string value."""
+    flipped = copy.deepcopy(envelope)
+    paths = [(k,) for k in flipped if k != "sig"]
+    if isinstance(flipped.get("sig"), dict):
+        paths += [("sig", "r"), ("sig", "s")]
+    path = data.draw(st.sampled_from(paths + [("<key>",)]))
+    if path == ("<key>",):
+        key = data.draw(st.sampled_from(sorted(flipped)))
+        new_key = _flip_str(key, data.draw(st.integers(0, 10)), data.draw(st.integers(0, 6)))
+        flipped[new_key] = flipped.pop(key)
+        return flipped
+    holder = flipped if len(path) == 1 else flipped["sig"]
+    value = holder[path[-1]]
+    if isinstance(value, int):
+        holder[path[-1]] = value ^ (1 << data.draw(st.integers(0, 63)))
+    else:
+        index = data.draw(st.integers(0, max(len(value) - 1, 0)))
+        holder[path[-1]] = _flip_str(value or "A", index, data.draw(st.integers(0, 7)))
+    return flipped
+
+
+@SLOW
+@given(data=st.data())
+def test_any_single_bit_flip_in_signed_envelope_is_rejected(signed_pair, data):
+    sa, sb = signed_pair
+    envelope = sa.seal(b"attack at dawn")
+    with pytest.raises(errors.InvalidMessage):
+        sb.open(_flip(envelope, data))
+    assert sb.open(envelope) == b"attack at dawn"  # the rejection changed no state
+
+
+@FAST
+@given(data=st.data())
+def test_any_single_bit_flip_in_deniable_envelope_is_rejected(deniable_pair, data):
+    sa, sb = deniable_pair
+    envelope = sa.seal(b"attack at dawn")
+    with pytest.raises(errors.InvalidMessage):
+        sb.open(_flip(envelope, data))
+    assert sb.open(envelope) == b"attack at dawn"
+
+
+def test_every_bit_of_serialized_envelope(alice, bob):
+    # Exhaustive over the JSON text of one envelope: every flip either breaks the JSON or is
+    # rejected by open().
+    sa, sb = connect(alice, bob, a={"deniable": True}, b={"deniable": True})
+    envelope = sa.seal(b"hi")
+    raw = json.dumps(envelope, separators=(",", ":")).encode()
+    rejected = 0
+    for bit in range(len(raw) * 8):
+        mutated = bytearray(raw)
+        mutated[bit // 8] ^= 1 << (bit % 8)
+        try:
+            candidate = json.loads(mutated.decode())
+        except ValueError:
+            continue
+        with pytest.raises(errors.InvalidMessage):
+            sb.open(candidate)
+        rejected += 1
+    assert rejected > len(raw)  # most flips still parse, and all of those were rejected
+    assert sb.open(envelope) == b"hi"
+
+
+def test_replay_is_rejected(signed_pair):
+    sa, sb = signed_pair
+    envelope = sa.seal(b"once")
+    assert sb.open(envelope) == b"once"
+    with pytest.raises(errors.InvalidMessage, match="replayed"):
+        sb.open(envelope)
+
+
+@FAST
+@given(count=st.integers(2, 5), data=st.data())
+def test_reorder_is_rejected_and_gaps_allowed(deniable_pair, count, data):
+    sa, sb = deniable_pair
+    envelopes = [sa.seal(bytes([i])) for i in range(count)]
+    late = data.draw(st.integers(0, count - 2))
+    assert sb.open(envelopes[late + 1]) == bytes([late + 1])  # skips earlier ones (gap)
+    with pytest.raises(errors.InvalidMessage, match="reordered"):
+        sb.open(envelopes[late])
+
+
+def test_envelope_from_wrong_direction_or_session_is_rejected(alice, bob, signed_pair):
+    sa, sb = signed_pair
+    own = sa.seal(b"to bob")
+    with pytest.raises(errors.InvalidMessage):
+        sa.open(own)  # reflected back to the sender
+    other_a, other_b = connect(alice, bob)
+    with pytest.raises(errors.InvalidMessage):
+        other_b.open(sa.seal(b"old session"))
+
+
+def test_signature_stripping_and_adding_is_rejected(alice, bob, signed_pair, deniable_pair):
+    sa, sb = signed_pair
+    stripped = dict(sa.seal(b"x"), sig=None)
+    with pytest.raises(errors.InvalidMessage, match="unsigned"):
+        sb.open(stripped)
+    da, db = deniable_pair
+    with pytest.raises(errors.InvalidMessage, match="deniable"):
+        db.open(dict(da.seal(b"x"), sig={"r": "1", "s": "1"}))
+
+
+def test_signature_from_other_key_is_rejected(alice, mallory, signed_pair):
+    sa, sb = signed_pair
+    envelope = sa.seal(b"x")
+    # Mallory knows nothing about the MAC key; but even a signature moved from another
+    # envelope of the same session is bound to that envelope's bytes.
+    other = sa.seal(b"y")
+    with pytest.raises(errors.InvalidMessage, match="signature"):
+        sb.open(dict(envelope, sig=other["sig"]))
+
+
+GOOD = {"v": 1, "seq": 1, "iv": "A" * 22 + "==", "ct": "", "mac": "A" * 43 + "=", "sig": None}
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        "not a dict",
+        None,
+        [],
+        {},
+        {"v": True},
+        {"v": 2},
+        {"v": "1"},
+        {"seq": True},
+        {"seq": 0},
+        {"seq": -1},
+        {"seq": 1.0},
+        {"seq": "1"},
+        {"seq": 2**64},
+        {"iv": "A" * 20 + "=="},
+        {"iv": 5},
+        {"iv": "!" * 24},
+        {"iv": "A" * 22 + "=" + "="},
+        {"iv": "A" * 21 + "B=="},  # non-canonical padding bits
+        {"ct": "A" * 100_000 + "==="},
+        {"ct": "A" * 2_000_000},
+        {"ct": None},
+        {"mac": "A" * 44},
+        {"mac": ""},
+        {"sig": "signature"},
+        {"sig": {"r": "1"}},
+        {"extra": 1},
+    ],
+)
+def test_malformed_envelopes(deniable_pair, signed_pair, mutation):
+    for _, receiver in (deniable_pair, signed_pair):
+        envelope = {**GOOD, **mutation} if isinstance(mutation, dict) else mutation
+        with pytest.raises(errors.InvalidMessage):
+            receiver.open(envelope)
+
+
+@pytest.mark.parametrize(
+    "sig",
+    [
+        {"r": "0", "s": "1"},
+        {"r": "1", "s": "0"},
+        {"r": "-1", "s": "1"},
+        {"r": "0x1", "s": "1"},
+        {"r": "ABC", "s": "1"},
+        {"r": "01", "s": "1"},
+        {"r": "f" * 100_000, "s": "1"},
+        {"r": 5, "s": 5},
+        {"r": True, "s": "1"},
+        {"r": "1", "s": "1", "t": "1"},
+    ],
+)
+def test_malformed_signatures(signed_pair, sig):
+    sa, sb = signed_pair
+    with pytest.raises(errors.InvalidMessage):
+        sb.open(dict(sa.seal(b"x"), sig=sig))
+
+
+def test_seal_rejects_non_bytes(deniable_pair):
+    with pytest.raises(TypeError):
+        deniable_pair[0].seal("text")
