@@ -1,0 +1,112 @@
+"""A recording Socket.IO test client for the relay's integration tests.
+
+Wraps the real sync `socketio.Client` (WebSocket transport via websocket-client) and records
+every event it receives, so tests can wait for and assert on exact event sequences.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any
+
+import socketio
+
+
+class RelayClient:
+    """One real Socket.IO client connected to a relay, recording what it receives."""
+
+    def __init__(
+        self,
+        url: str,
+        auth: dict | None = None,
+        *,
+        transports=("websocket",),
+        reconnection: bool = False,
+    ):
+        self.url = url
+        self.auth = auth
+        self.events: list[tuple[str, Any]] = []
+        self.connect_errors: list[Any] = []
+        self.disconnected = threading.Event()
+        self._cond = threading.Condition()
+        self.sio = socketio.Client(reconnection=reconnection)
+        self.sio.on("*", self._record)
+        self.sio.on("connect_error", self._connect_error)
+        self.sio.on("disconnect", self._disconnect)
+        self.transports = list(transports)
+
+    # socketio callbacks -------------------------------------------------------------------
+    def _record(self, event, *args):
+        with self._cond:
+            self.events.append((event, args[0] if len(args) == 1 else args))
+            self._cond.notify_all()
+
+    def _connect_error(self, data=None):
+        with self._cond:
+            self.connect_errors.append(data)
+            self._cond.notify_all()
+
+    def _disconnect(self, *args):
+        self.disconnected.set()
+
+    # API ----------------------------------------------------------------------------------
+    def connect(self, timeout: float = 10) -> RelayClient:
+        """Connect; raises socketio.exceptions.ConnectionError when refused."""
+        kwargs = {"transports": self.transports, "wait_timeout": timeout}
+        if self.auth is not None:
+            kwargs["auth"] = self.auth
+        self.sio.connect(self.url, **kwargs)
+        return self
+
+    def try_connect(self, timeout: float = 10) -> Any:
+        """Connect expecting a refusal; return the connect_error data."""
+        try:
+            self.connect(timeout)
+        except socketio.exceptions.ConnectionError:
+            pass
+        else:
+            raise AssertionError("connection was accepted")
+        return self.wait_connect_error()
+
+    def wait_connect_error(self, timeout: float = 5) -> Any:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: self.connect_errors, timeout)
+        assert ok, "no connect_error received"
+        return self.connect_errors[0]
+
+    def emit(self, event: str, *args, **kwargs) -> None:
+        self.sio.emit(event, *args, **kwargs)
+
+    def call(self, event: str, data: Any, timeout: float = 5) -> Any:
+        """Emit with an ack callback and return the ack."""
+        return self.sio.call(event, data, timeout=timeout)
+
+    def named(self, event: str) -> list[Any]:
+        with self._cond:
+            return [data for name, data in self.events if name == event]
+
+    def wait_for(self, event: str, count: int = 1, timeout: float = 10) -> list[Any]:
+        """Wait until `count` events named `event` arrived; return their payloads."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                got = [data for name, data in self.events if name == event]
+                if len(got) >= count:
+                    return got
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"expected {count} x {event!r}, got {len(got)}; all events: "
+                        f"{[n for n, _ in self.events]}"
+                    )
+                self._cond.wait(left)
+
+    def names(self) -> list[str]:
+        with self._cond:
+            return [name for name, _ in self.events]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # already gone is fine at teardown
+            self.sio.disconnect()
