@@ -1,0 +1,205 @@
+"""Drive the real docker-compose.yml from tests: one uniquely named project per test session.
+
+Everything a `ComposeProject` starts carries its project label, and `down()` removes exactly
+those containers, networks and volumes (also the one-off `run` containers). Nothing else on the
+machine is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import secrets
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BASE_IMAGE = os.environ.get("PARLEY_TEST_BASE_IMAGE", "parley-base:bookworm")
+REDIS_IMAGE = os.environ.get("PARLEY_TEST_REDIS_IMAGE", "parley-redis:bookworm")
+PROFILES = ("--profile", "replicas", "--profile", "client")
+
+
+def _run(args: list[str], timeout: float, env: dict | None = None, check: bool = True):
+    proc = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, check=False
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(args)} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def docker_problem() -> str | None:
+    """None when a Docker engine and Compose v2 answer here; otherwise why not, in one line."""
+    if shutil.which("docker") is None:
+        return "the `docker` command is not installed (run .ci/docker-setup.sh)"
+    try:
+        info = _run(["docker", "info", "--format", "{{.ServerVersion}}"], 20, check=False)
+    except subprocess.TimeoutExpired:
+        return "`docker info` did not answer within 20 s"
+    if info.returncode != 0:
+        detail = (info.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"no Docker engine answers (`docker info`: {detail}); start it: .ci/docker-setup.sh"
+    compose = _run(["docker", "compose", "version", "--short"], 20, check=False)
+    if compose.returncode != 0:
+        return "Compose v2 (`docker compose`) is missing; install it: .ci/docker-setup.sh"
+    return None
+
+
+def ensure_local_images() -> None:
+    """Build the registry-free base and Redis images when missing (idempotent, ~80 s once)."""
+    missing = [
+        image
+        for image in (BASE_IMAGE, REDIS_IMAGE)
+        if _run(["docker", "image", "inspect", image], 30, check=False).returncode != 0
+    ]
+    if missing:
+        env = dict(os.environ, BASE_IMAGE=BASE_IMAGE, REDIS_IMAGE=REDIS_IMAGE)
+        env["DOCKER_SETUP_STEPS"] = "base redis"
+        _run(["bash", str(REPO / ".ci" / "docker-setup.sh")], 600, env=env)
+
+
+@dataclass
+class ComposeProject:
+    """One `docker compose -p NAME` project built from this checkout."""
+
+    ports: dict[str, int]
+    name: str = field(default_factory=lambda: f"parleytest{os.getpid()}{secrets.token_hex(3)}")
+    env_file: str = ""
+
+    def __post_init__(self) -> None:
+        # An empty env file: a developer's own .env must not change what the test runs.
+        fd, self.env_file = tempfile.mkstemp(prefix="parley-compose-", suffix=".env")
+        os.close(fd)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PARLEY_", "COMPOSE_", "RELAY2_", "BASE_IMAGE", "REDIS_IMAGE"))
+        }
+        env.update(
+            BASE_IMAGE=BASE_IMAGE,
+            REDIS_IMAGE=REDIS_IMAGE,
+            PARLEY_PORT=str(self.ports["relay"]),
+            RELAY2_PORT=str(self.ports["relay2"]),
+        )
+        return env
+
+    def cmd(self, *args: str) -> list[str]:
+        return ["docker", "compose", "--env-file", self.env_file, "-p", self.name, *PROFILES, *args]
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True):
+        return _run(self.cmd(*args), timeout, env=self.env, check=check)
+
+    def build(self) -> None:
+        self.run("build", "relay", "client", timeout=900)
+
+    def up(self, *services: str, timeout: int = 120) -> None:
+        self.run(
+            "up", "-d", "--wait", "--wait-timeout", str(timeout), *services, timeout=timeout + 60
+        )
+
+    def stop(self, service: str) -> None:
+        self.run("stop", "--timeout", "10", service, timeout=60)
+
+    def container_state(self, service: str) -> str:
+        out = self.run("ps", "--all", "--format", "json", service).stdout
+        rows = [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
+        return rows[0].get("State", "") if rows else "absent"
+
+    def logs(self) -> str:
+        return self.run("logs", "--no-color", "--timestamps", check=False, timeout=60).stdout
+
+    def client(self, *args: str) -> ClientProcess:
+        """Start `docker compose run --rm -T client ARGS` with stdin/stdout pipes."""
+        argv = self.cmd("run", "--rm", "-T", "--no-deps", "client", *args)
+        proc = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env=self.env,
+            text=True,
+            bufsize=1,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        return ClientProcess(proc)
+
+    def down(self) -> None:
+        """Remove everything of this project (containers incl. one-off runs, networks, volumes)."""
+        with contextlib.suppress(Exception):
+            self.run("down", "-v", "--remove-orphans", "--timeout", "5", timeout=120, check=False)
+        label = f"label=com.docker.compose.project={self.name}"
+        leftover = _run(["docker", "ps", "-aq", "--filter", label], 30, check=False).stdout.split()
+        if leftover:
+            _run(["docker", "rm", "-f", "-v", *leftover], 60, check=False)
+        for kind in ("network", "volume"):
+            ids = _run(["docker", kind, "ls", "-q", "--filter", label], 30, check=False)
+            if ids.stdout.split():
+                _run(["docker", kind, "rm", *ids.stdout.split()], 60, check=False)
+        with contextlib.suppress(OSError):
+            os.unlink(self.env_file)
+
+
+class ClientProcess:
+    """A scripted `parley` client in a container: write lines in, read lines out."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        for stream, sink, q in (
+            (proc.stdout, self.stdout, self.lines),
+            (proc.stderr, self.stderr, None),
+        ):
+            threading.Thread(target=self._pump, args=(stream, sink, q), daemon=True).start()
+
+    @staticmethod
+    def _pump(stream, sink: list[str], q: queue.Queue | None) -> None:
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+            if q is not None:
+                q.put(line.rstrip("\n"))
+
+    def send(self, text: str) -> None:
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def close_input(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def transcript(self) -> str:
+        return "--- stdout\n" + "\n".join(self.stdout) + "\n--- stderr\n" + "\n".join(self.stderr)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Poll `predicate` until truthy; raise AssertionError naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -1,0 +1,183 @@
+"""End to end in containers: the images users run, wired by the real docker-compose.yml.
+
+Redis and two relay replicas come up with compose; two `docker compose run -T client --batch`
+containers, one on each replica, exchange messages both ways. Then one relay container is
+stopped and the conversation goes on through the other (the clients fail over along their
+comma-separated relay lists). The project is always removed with `docker compose down -v`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import secrets
+import urllib.request
+
+import pytest
+
+from tests.containers.compose import ClientProcess, ComposeProject, wait_until
+
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(1200)]
+
+RELAY_A = "http://relay:5000"
+RELAY_B = "http://relay2:5000"
+
+
+def healthz(port: int) -> dict:
+    """GET /healthz on a published relay port; {} when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:  # noqa: S310
+            return json.loads(r.read().decode())
+    except (OSError, ValueError):
+        return {}
+
+
+class Peer:
+    """A scripted client container plus everything it has printed, parsed as JSON events."""
+
+    def __init__(self, project: ComposeProject, name: str, room: str, relays: list[str]):
+        self.name = name
+        self.events: list[dict] = []
+        self.proc: ClientProcess = project.client(
+            "--batch",
+            "--json",
+            "--name",
+            name,
+            "--room",
+            room,
+            "--relay",
+            ",".join(relays),
+            "--timeout",
+            "60",
+        )
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                line = self.proc.lines.get_nowait()
+            except queue.Empty:
+                return
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    self.events.append(json.loads(line))
+
+    def of(self, kind: str) -> list[dict]:
+        self._drain()
+        return [e for e in self.events if e.get("event") == kind]
+
+    def received(self) -> list[str]:
+        return [e["text"] for e in self.of("message")]
+
+    def expect(self, texts: list[str], timeout: float = 60) -> None:
+        wait_until(
+            lambda: self.received() == texts or self.proc.proc.poll() is not None,
+            timeout,
+            f"{self.name} to receive {texts}",
+        )
+        assert self.received() == texts, (
+            f"{self.name} got {self.received()}\n" + self.proc.transcript()
+        )
+
+
+def _exchange(
+    alice: Peer,
+    bob: Peer,
+    a_lines: list[str],
+    b_lines: list[str],
+    a_seen: list[str],
+    b_seen: list[str],
+) -> None:
+    """Alice sends a_lines, Bob b_lines; each must see exactly the other's lines so far."""
+    for line in a_lines:
+        alice.proc.send(line)
+    for line in b_lines:
+        bob.proc.send(line)
+    bob.expect(a_seen + a_lines)
+    alice.expect(b_seen + b_lines)
+
+
+def test_two_clients_on_two_replicas_chat_and_survive_a_replica_stop(compose_stack):
+    project: ComposeProject = compose_stack
+    room = f"ct-{secrets.token_hex(4)}"
+    port_a, port_b = project.ports["relay"], project.ports["relay2"]
+    health_a, health_b = healthz(port_a), healthz(port_b)
+    assert health_a.get("redis") == "ok" and health_b.get("redis") == "ok", (health_a, health_b)
+    assert health_a["replica"] != health_b["replica"], "expected two distinct relay replicas"
+
+    # Alice prefers replica A, Bob replica B; each lists the other replica to fail over to.
+    alice = Peer(project, "alice", room, [RELAY_A, RELAY_B])
+    bob = Peer(project, "bob", room, [RELAY_B, RELAY_A])
+    peers = [alice, bob]
+    try:
+        wait_until(lambda: alice.of("secure") and bob.of("secure"), 90, "both sides secure")
+        assert healthz(port_a).get("connections") == 1, "alice should be on replica A"
+        assert healthz(port_b).get("connections") == 1, "bob should be on replica B"
+        a_num = alice.of("secure")[-1]["safety_number"]
+        b_num = bob.of("secure")[-1]["safety_number"]
+        assert a_num == b_num and len(a_num) == 60, (a_num, b_num)
+
+        a1 = ["hello bob, from replica A", "ünïcode ✓ works"]
+        b1 = ["hi alice, from replica B"]
+        _exchange(alice, bob, a1, b1, [], [])
+
+        # Stop Alice's replica: she must reconnect to B and the chat goes on, nothing lost.
+        project.stop("relay")
+        assert project.container_state("relay") == "exited"
+        a2 = ["after the failover, still here?"]
+        b2 = ["yes, through replica B only", "second line after failover"]
+        _exchange(alice, bob, a2, b2, a1, b1)
+        wait_until(lambda: healthz(port_b).get("connections") == 2, 30, "both clients on replica B")
+
+        for peer in peers:
+            peer.proc.close_input()
+        for peer in peers:
+            status = peer.proc.wait(timeout=90)
+            assert status == 0, f"{peer.name} exited {status}\n{peer.proc.transcript()}"
+        # Exactly once: nothing duplicated after the re-handshake and outbox resend.
+        assert bob.received() == a1 + a2
+        assert alice.received() == b1 + b2
+    except BaseException:
+        for peer in peers:
+            print(f"===== {peer.name}\n{peer.proc.transcript()}")
+        print(f"===== compose logs\n{project.logs()}")
+        raise
+    finally:
+        for peer in peers:
+            peer.proc.kill()
+
+
+def test_relay_image_holds_no_client_and_no_crypto(compose_stack):
+    """The relay image ships only what the relay runs; the client image has its crypto core."""
+    project: ComposeProject = compose_stack
+    probe = (
+        "import importlib.util as u; print([u.find_spec(m) is not None for m in "
+        "('parley_relay', 'parley_client', 'parley_crypto')])"
+    )
+    relay = project.run(
+        "run", "--rm", "-T", "--no-deps", "--entrypoint", "python3", "relay2", "-c", probe
+    )
+    client = project.run(
+        "run", "--rm", "-T", "--no-deps", "--entrypoint", "python3", "client", "-c", probe
+    )
+    assert relay.stdout.strip() == "[True, False, False]"
+    assert client.stdout.strip() == "[False, True, True]"
+    who = project.run("run", "--rm", "-T", "--no-deps", "--entrypoint", "id", "relay2", "-u")
+    assert who.stdout.strip() != "0", "the relay must not run as root"
+
+
+def test_compose_keeps_redis_private_and_waits_for_health(compose_stack):
+    """Redis publishes no port and sits only on the internal back network."""
+    project: ComposeProject = compose_stack
+    config = json.loads(project.run("config", "--format", "json").stdout)
+    services = config["services"]
+    assert not services["redis"].get("ports")
+    assert set(services["redis"]["networks"]) == {"back"}
+    assert config["networks"]["back"].get("internal") is True
+    for name in ("relay", "relay2"):
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert services[name]["environment"]["PARLEY_REDIS_URL"] == "redis://redis:6379/0"
+    client = services["client"]
+    assert client["profiles"] == ["client"] and client["stdin_open"] and client["tty"]
+    assert any(v["type"] == "volume" for v in client["volumes"])
+    assert project.container_state("redis") == "running"
