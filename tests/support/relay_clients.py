@@ -76,8 +76,12 @@ class RelayClient:
         assert ok, "no connect_error received"
         return self.connect_errors[0]
 
-    def emit(self, event: str, *args, **kwargs) -> None:
-        self.sio.emit(event, *args, **kwargs)
+    def emit(self, event: str, *args) -> None:
+        """Emit with zero, one or several arguments (several go out as a tuple)."""
+        if not args:
+            self.sio.emit(event)
+        else:
+            self.sio.emit(event, args[0] if len(args) == 1 else tuple(args))
 
     def call(self, event: str, data: Any, timeout: float = 5) -> Any:
         """Emit with an ack callback and return the ack."""
@@ -102,6 +106,12 @@ class RelayClient:
                         f"{[n for n, _ in self.events]}"
                     )
                 self._cond.wait(left)
+
+    def wait_for_payload(self, event: str, payload: Any, timeout: float = 10) -> None:
+        """Wait until an `event` carrying exactly `payload` arrived."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: (event, payload) in self.events, timeout)
+        assert ok, f"{event!r} with {payload!r} never arrived; got {self.names()}"
 
     def names(self) -> list[str]:
         with self._cond:

@@ -1,0 +1,127 @@
+"""Every limit is hit and answered with its error while a well-behaved pair keeps working."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.relay_clients import RelayClient
+
+MAX = 2048
+
+
+@pytest.fixture
+def limited(redis_server, relay_factory):
+    """Two replicas with a small payload limit, a tight rate limit and a token."""
+    args = ["--max-message-bytes", str(MAX), "--rate-limit", "5,10"]
+    env = {"PARLEY_RELAY_TOKEN": "tok-123"}
+    return (
+        relay_factory(redis_server.url, extra_args=args, env=env),
+        relay_factory(redis_server.url, extra_args=args, env=env),
+    )
+
+
+@pytest.fixture
+def clients():
+    made: list[RelayClient] = []
+
+    def make(url, auth=None, **kw) -> RelayClient:
+        c = RelayClient(url, auth, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def auth(room, name, token="tok-123"):
+    return {"room": room, "name": name, "token": token}
+
+
+def good_pair_still_works(a, b, tag):
+    a.emit("message", f"ping-{tag}")
+    b.wait_for_payload("received_message", f"ping-{tag}", timeout=5)
+
+
+def test_limits_answered_while_others_keep_working(limited, clients):
+    r1, r2 = limited
+    good_a = clients(r1.url, auth("good", "alice")).connect()
+    good_b = clients(r2.url, auth("good", "bob")).connect()
+    good_a.wait_for("KEY_EXCHANGE")
+    bad = clients(r1.url, auth("bad", "mallory")).connect()
+    peer = clients(r2.url, auth("bad", "peer")).connect()
+    bad.wait_for("KEY_EXCHANGE")
+
+    # payload_too_large: the error event and the negative ack, nothing forwarded.
+    ack = bad.call("message", "x" * (MAX + 1))
+    assert ack == {"ok": False, "code": "payload_too_large"}
+    err = bad.wait_for("error")[0]
+    assert err["code"] == "payload_too_large" and err["message"]
+    assert bad.call("message", {"blob": "x" * MAX})["code"] == "payload_too_large"
+    good_pair_still_works(good_a, good_b, 1)
+
+    # bad_request: unknown events, wrong payload types, wrong argument counts.
+    for event, args in [("HACK", ("x",)), ("message", (5,)), ("message", ([1, 2],)),
+                        ("ELGAMAL_PK", (None,)), ("message", ("a", "b")),
+                        ("KEY_EXCHANGE", (1,)), ("connect", ({"room": "x"},))]:
+        ack = bad.call(event, args[0]) if len(args) == 1 else None
+        if ack is not None:
+            assert ack == {"ok": False, "code": "bad_request"}, (event, args)
+        else:
+            bad.emit(event, *args)
+    bad.wait_for("error", 8)
+    assert all(e["code"] in ("bad_request", "payload_too_large") for e in bad.named("error"))
+    good_pair_still_works(good_a, good_b, 2)
+
+    # rate_limited: burst of 10, then refused; the bucket is per connection.
+    time.sleep(2.5)  # refill after the calls above
+    acks = [bad.call("message", f"m{i}") for i in range(30)]
+    codes = [a.get("code") for a in acks if not a["ok"]]
+    assert 8 <= sum(a["ok"] for a in acks) <= 25
+    assert codes and set(codes) == {"rate_limited"}
+    assert any(e["code"] == "rate_limited" for e in bad.named("error"))
+    good_pair_still_works(good_a, good_b, 3)
+
+    # Only accepted messages reached the peer, none of the rejected ones.
+    time.sleep(0.5)
+    forwarded = peer.named("received_message")
+    assert len(forwarded) == sum(a["ok"] for a in acks)
+    assert all(not isinstance(p, str) or len(p) <= MAX for p in forwarded)
+    status, text = r1.get("/metrics")
+    assert 'parley_relay_rejections_total{code="rate_limited"}' in text
+    assert 'parley_relay_rejections_total{code="payload_too_large"} 2.0' in text
+
+
+@pytest.mark.parametrize("token", [None, "", "tok-124", "tok-12", 123])
+def test_wrong_or_missing_token_is_unauthorized(limited, clients, token):
+    r1, _ = limited
+    a = {"room": "t", "name": "x"} if token is None else auth("t", "x", token)
+    err = clients(r1.url, a).try_connect()
+    assert err["data"] == {"code": "unauthorized", "message": err["data"]["message"]}
+
+
+def test_no_auth_at_all_is_unauthorized_when_token_set(limited, clients):
+    r1, _ = limited
+    assert clients(r1.url, None).try_connect()["data"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("room", ["bad room", "x" * 65, "a|b", ""])
+def test_bad_room_names_refused(two_relays, clients, room):
+    r1, _ = two_relays
+    err = clients(r1.url, {"room": room, "name": "n"}).try_connect()
+    assert err["data"]["code"] == "bad_request"
+    assert r1.health()["connections"] == 0
+
+
+def test_huge_packet_costs_only_the_sender_its_connection(two_relays, clients):
+    r1, r2 = two_relays
+    a = clients(r1.url, {"room": "g", "name": "a"}).connect()
+    b = clients(r2.url, {"room": "g", "name": "b"}).connect()
+    a.wait_for("KEY_EXCHANGE")
+    m = clients(r1.url, {"room": "h", "name": "m"}).connect()
+    m.emit("message", "x" * 2_000_000)
+    assert m.disconnected.wait(10)
+    good_pair_still_works(a, b, "after-huge")
+    assert r1.health()["_status"] == 200
