@@ -64,29 +64,28 @@ class App:
             await asyncio.sleep(TICK_SECONDS)
             self.core.tick()
 
-    def _keylog(self, session) -> None:
-        """Debug aid like SSLKEYLOGFILE: append the session's secrets so tests can prove they
-        never reach the relay. Only active when PARLEY_KEYLOG_FILE is set."""
-        record = {"time": time.time(), "name": self.settings.name, "secrets": _secrets(session)}
+    def _keylog(self, session, ephemeral, peer_payload) -> None:
+        """Debug aid in the spirit of SSLKEYLOGFILE: append this session's secrets so tests
+        can prove they never reach the relay. Only active when PARLEY_KEYLOG_FILE is set."""
+        record = {"time": time.time(), "name": self.settings.name, **_secrets(session)}
+        if ephemeral is not None:
+            group = ephemeral.group
+            peer_dh = int(peer_payload["dh"], 16)
+            shared = pow(peer_dh, ephemeral.x, group.p).to_bytes(group.byte_length, "big")
+            record["dh_private"] = format(ephemeral.x, "x")
+            record["dh_secret"] = shared.hex()
         fd = os.open(self.settings.keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
 
-def _secrets(obj, depth: int = 0) -> dict[str, str]:
-    """Every bytes/int attribute reachable from a session object, hex-encoded."""
-    found: dict[str, str] = {}
-    if depth > 2:
-        return found
-    attrs = getattr(obj, "__dict__", None) or {
-        s: getattr(obj, s, None) for s in getattr(type(obj), "__slots__", ())
-    }
-    for key, value in attrs.items():
-        if isinstance(value, bytes | bytearray) and len(value) >= 8:
-            found[key] = bytes(value).hex()
-        elif isinstance(value, int) and not isinstance(value, bool) and value > 2**64:
-            found[key] = format(value, "x")
-        elif hasattr(value, "__dict__") or hasattr(type(value), "__slots__"):
-            for sub, v in _secrets(value, depth + 1).items():
-                found[f"{key}.{sub}"] = v
+def _secrets(session) -> dict[str, str]:
+    """The four direction keys (hex), read from the session's private fields."""
+    found = {}
+    for direction in ("_send", "_receive"):
+        keys = getattr(session, direction, None)
+        for part in ("enc_key", "mac_key"):
+            value = getattr(keys, part, None)
+            if isinstance(value, bytes):
+                found[f"{direction[1:]}_{part}"] = value.hex()
     return found

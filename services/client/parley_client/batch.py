@@ -61,7 +61,7 @@ class BatchClient:
         elif event.kind == "message":
             self.stdout.write(f"{event.data['from']}: {event.text}\n")
             self.stdout.flush()
-        elif event.kind == "secure":
+        elif event.kind in ("secure", "key_changed"):
             number = safety.format_safety_number(event.data["safety_number"])
             self._status(f"{event.text}; safety number: {number}")
         elif event.kind in ("queued", "sent", "delivered"):

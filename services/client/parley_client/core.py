@@ -254,7 +254,12 @@ class ChatCore:
                     f"{result.pinned_key_id[:16]}, now {peer.key_id[:16]}). Someone may be "
                     "intercepting this chat. Sending is blocked: compare safety numbers "
                     "with /verify, then /trust if they match.",
-                    {"peer": peer.name, "pinned": result.pinned_key_id, "now": peer.key_id},
+                    {
+                        "peer": peer.name,
+                        "pinned": result.pinned_key_id,
+                        "now": peer.key_id,
+                        "safety_number": safety.safety_number(self.me.public, peer),
+                    },
                 )
             )
 
@@ -262,11 +267,12 @@ class ChatCore:
         if self._hs is None or not self._hs_has_peer:
             self._on_stray_dh(payload)
             return
+        ephemeral = getattr(self._hs, "_ephemeral", None)  # only for the debug key log
         session = self._hs.receive_dh(payload)
         self._hs = None
         self._sessions.appendleft(session)
         if self._on_session is not None:
-            self._on_session(session)
+            self._on_session(session, ephemeral, payload)
         self.outbox.mark_unsent()
         pending_pin, self._pin_when_secure = self._pin_when_secure, None
         if pending_pin is not None and pending_pin is self.peer:

@@ -145,7 +145,8 @@ class Transport:
                 await sender
             self.url = None
             self._sio = None
-            self.core.disconnected()
+            if not self._stopping:
+                self.core.disconnected()
 
     async def _sender(self, sio: socketio.AsyncClient) -> None:
         while True:
