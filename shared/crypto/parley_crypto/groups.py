@@ -18,8 +18,15 @@ from parley_crypto.errors import WeakParameters
 DEFAULT = "ffdhe2048"
 MIN_BITS = 2048
 
-# Symmetric-equivalent strength (NIST SP 800-57 Part 1, Table 2), used to size DH exponents.
-_STRENGTH = ((15360, 256), (7680, 192), (4096, 152), (3072, 128), (2048, 112))
+# (modulus bits, symmetric-equivalent strength per NIST SP 800-57 Part 1, short-exponent
+# minimum from RFC 7919 Appendix A), used to size DH private exponents.
+_STRENGTH = (
+    (8192, 192, 400),
+    (6144, 176, 375),
+    (4096, 152, 325),
+    (3072, 128, 275),
+    (2048, 112, 225),
+)
 
 
 @dataclass(frozen=True)
@@ -62,15 +69,18 @@ class Group:
     @property
     def strength(self) -> int:
         """Estimated symmetric security strength in bits (0 below 2048-bit p)."""
-        return next((s for b, s in _STRENGTH if self.bits >= b), 0)
+        return next((s for b, s, _ in _STRENGTH if self.bits >= b), 0)
 
     @property
     def exponent_bits(self) -> int:
-        """DH private exponent size: at least twice the strength (RFC 7919 section 5.2),
-        rounded up to a multiple of 64; the full subgroup order for weak groups."""
-        if not self.strength:
+        """DH private exponent size: at least twice the strength and at least RFC 7919's
+        short-exponent figure (section 5.2, Appendix A), rounded up to a multiple of 64; the
+        full subgroup order for groups under 2048 bits."""
+        row = next((row for row in _STRENGTH if self.bits >= row[0]), None)
+        if row is None:
             return self.q.bit_length()
-        return min(-(-2 * self.strength // 64) * 64, self.q.bit_length())
+        wanted = max(2 * row[1], row[2])
+        return min(-(-wanted // 64) * 64, self.q.bit_length())
 
     def in_subgroup(self, value: int) -> bool:
         """True when ``value`` lies in the order-q subgroup (value^q = 1 mod p).
