@@ -3,8 +3,13 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST  := $(BIN)/python -m pytest
+DOCKERFILES := Dockerfile.relay Dockerfile.client .ci/redis.Dockerfile
+# Images built locally by .ci/docker-setup.sh when no container registry is reachable.
+LOCAL_BASE_IMAGE  ?= parley-base:bookworm
+LOCAL_REDIS_IMAGE ?= parley-redis:bookworm
 
-.PHONY: setup lint format test test-unit test-integration test-containers test-faults demo bench clean
+.PHONY: setup lint format test test-unit test-integration test-containers test-faults demo \
+        bench clean docker-setup redis-image images
 
 setup: $(VENV)/.installed
 
@@ -17,6 +22,7 @@ $(VENV)/.installed: requirements-dev.txt shared/crypto/pyproject.toml services/r
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint $(DOCKERFILES)
 
 format: setup
 	$(BIN)/ruff check --fix .
@@ -37,6 +43,22 @@ test-containers: setup
 
 test-faults: setup
 	$(PYTEST) tests/faults
+
+# Two scripted clients talk through an in-memory relay; needs only Python 3.11+.
+demo: setup
+	$(BIN)/python scripts/demo.py
+
+# Docker engine + Compose v2 + local base and Redis images, for machines with no registry.
+docker-setup:
+	.ci/docker-setup.sh
+
+redis-image:
+	BASE_IMAGE=$(LOCAL_BASE_IMAGE) REDIS_IMAGE=$(LOCAL_REDIS_IMAGE) \
+	  DOCKER_SETUP_STEPS="engine base redis" .ci/docker-setup.sh
+
+# Relay and client images from the local base (users with a registry just `docker compose build`).
+images: docker-setup
+	BASE_IMAGE=$(LOCAL_BASE_IMAGE) docker compose --profile client --profile replicas build
 
 bench: setup
 	$(BIN)/python bench/crypto.py
