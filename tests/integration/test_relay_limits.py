@@ -36,7 +36,10 @@ def clients():
         c.close()
 
 
-def auth(room, name, token="tok-123"):
+TOKEN = "tok-123"
+
+
+def auth(room, name, token=TOKEN):
     return {"room": room, "name": name, "token": token}
 
 
@@ -63,9 +66,15 @@ def test_limits_answered_while_others_keep_working(limited, clients):
     good_pair_still_works(good_a, good_b, 1)
 
     # bad_request: unknown events, wrong payload types, wrong argument counts.
-    for event, args in [("HACK", ("x",)), ("message", (5,)), ("message", ([1, 2],)),
-                        ("ELGAMAL_PK", (None,)), ("message", ("a", "b")),
-                        ("KEY_EXCHANGE", (1,)), ("connect", ({"room": "x"},))]:
+    for event, args in [
+        ("HACK", ("x",)),
+        ("message", (5,)),
+        ("message", ([1, 2],)),
+        ("ELGAMAL_PK", (None,)),
+        ("message", ("a", "b")),
+        ("KEY_EXCHANGE", (1,)),
+        ("connect", ({"room": "x"},)),
+    ]:
         ack = bad.call(event, args[0]) if len(args) == 1 else None
         if ack is not None:
             assert ack == {"ok": False, "code": "bad_request"}, (event, args)

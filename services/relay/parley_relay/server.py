@@ -9,6 +9,7 @@ import logging
 import signal
 
 import gevent
+import gevent.event
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
@@ -79,12 +80,19 @@ def heartbeat_loop(relay: Relay) -> None:
         gevent.sleep(interval)
 
 
-def shutdown(relay: Relay, server: WSGIServer) -> None:
+def shutdown(relay: Relay, server: WSGIServer, done: gevent.event.Event) -> None:
     """Graceful stop: refuse new work, disconnect every client (peer_left, membership
     removed), drop our heartbeat, then stop the server so serve_forever returns."""
     if relay.shutting_down:
         return
     relay.shutting_down = True
+    try:
+        _drain(relay, server)
+    finally:
+        done.set()
+
+
+def _drain(relay: Relay, server: WSGIServer) -> None:
     log_event(relay.log, "shutdown_started", connections=len(relay.namespace.conns))
     server.close()  # stop accepting connections
     for sid in list(relay.namespace.conns):
@@ -102,6 +110,7 @@ def run(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; return the process exit code."""
     logger = setup_logging(settings.log_level)
     relay = _build(settings, logger)
+    done = gevent.event.Event()
     server = WSGIServer(
         (settings.host, settings.port),
         relay.wsgi,
@@ -110,7 +119,7 @@ def run(settings: Settings) -> int:
         error_log=None,
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(sig, lambda: gevent.spawn(shutdown, relay, server))
+        gevent.signal_handler(sig, lambda: gevent.spawn(shutdown, relay, server, done))
     if settings.redis_url is not None:
         try:
             heartbeat_once(relay)
@@ -132,5 +141,6 @@ def run(settings: Settings) -> int:
         replica=settings.replica_id,
         redis=settings.redis_url is not None,
     )
-    server.serve_forever()
+    # Not serve_forever(): closing the listener would end it before the drain has finished.
+    done.wait()
     return 0

@@ -1,0 +1,106 @@
+"""Replica death, Redis restarts and graceful shutdown, with real processes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from tests.support.relay_clients import RelayClient
+from tests.support.servers import wait_for
+
+HB = ["--heartbeat-seconds", "1.5"]
+
+
+@pytest.fixture
+def clients():
+    made: list[RelayClient] = []
+
+    def make(url, auth=None, **kw) -> RelayClient:
+        c = RelayClient(url, auth, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def pair(clients, url_a, url_b, room):
+    a = clients(url_a, {"room": room, "name": "alice"}).connect()
+    b = clients(url_b, {"room": room, "name": "bob"}).connect()
+    a.wait_for("KEY_EXCHANGE")
+    b.wait_for("KEY_EXCHANGE")
+    return a, b
+
+
+def test_dead_replica_members_are_pruned(redis_server, relay_factory, clients):
+    r1 = relay_factory(redis_server.url, extra_args=HB)
+    r2 = relay_factory(redis_server.url, extra_args=HB)
+    a, b = pair(clients, r1.url, r2.url, "ghost")
+    # Without pruning the room stays "full" forever: a third client is refused now...
+    assert (
+        clients(r2.url, {"room": "ghost", "name": "carol"}).try_connect()["data"]["code"]
+        == "room_full"
+    )
+    r1.kill()  # SIGKILL: no goodbye, alice's membership stays behind in Redis
+    assert b.wait_for("peer_left", timeout=10) == [{"name": "alice"}]
+    c = clients(r2.url, {"room": "ghost", "name": "carol"}).connect()
+    assert c.wait_for("KEY_EXCHANGE") == [1]
+    c.emit("message", "hello bob")
+    b.wait_for_payload("received_message", "hello bob")
+    status, text = r2.get("/metrics")
+    assert "parley_relay_pruned_members_total 1.0" in text
+
+
+def test_redis_restart_503_then_recovery(redis_server, relay_factory, clients):
+    r1 = relay_factory(redis_server.url, extra_args=HB)
+    r2 = relay_factory(redis_server.url, extra_args=HB)
+    a, b = pair(clients, r1.url, r2.url, "rr")
+    redis_server.stop()
+    wait_for(lambda: r1.health()["_status"] == 503, timeout=10, what="503 from r1")
+    h = r2.health()
+    assert h["_status"] == 503 and h["redis"] == "down" and h["status"] == "unavailable"
+    # A message that needs Redis is refused clearly, and the relay keeps running.
+    assert a.call("message", "while down") == {"ok": False, "code": "unavailable"}
+    assert a.wait_for("error")[0]["code"] == "unavailable"
+    redis_server.start()  # same port, empty data set
+    for r in (r1, r2):
+        wait_for(lambda r=r: r.health()["_status"] == 200, timeout=15, what="recovery")
+    assert r1.health()["redis"] == "ok"
+    # Membership was re-registered from the replicas: the pair still works both ways...
+    wait_for(lambda: a.call("message", "after restart")["ok"], timeout=10, what="ack ok")
+    b.wait_for_payload("received_message", "after restart")
+    b.emit("message", "back")
+    a.wait_for_payload("received_message", "back")
+    # ...and the room is still full in Redis.
+    raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    wait_for(lambda: raw.hlen("parley:room:rr") == 2, timeout=10, what="resync")
+    assert (
+        clients(r1.url, {"room": "rr", "name": "eve"}).try_connect()["data"]["code"] == "room_full"
+    )
+
+
+def test_sigterm_is_graceful(redis_server, relay_factory, clients):
+    r1 = relay_factory(redis_server.url, extra_args=HB)
+    r2 = relay_factory(redis_server.url, extra_args=HB)
+    a, b = pair(clients, r1.url, r2.url, "bye")
+    replica = r1.health()["replica"]
+    raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    assert raw.sismember("parley:replicas", replica)
+    started = time.monotonic()
+    r1.stop()  # SIGTERM
+    assert r1.proc.returncode == 0, r1.log()
+    assert time.monotonic() - started < 8
+    assert a.disconnected.wait(5)
+    assert b.wait_for("peer_left", timeout=5) == [{"name": "alice"}]
+    assert raw.hkeys("parley:room:bye") == [b.sio.get_sid()]
+    assert not raw.sismember("parley:replicas", replica)
+    assert not raw.exists(f"parley:alive:{replica}")
+    # The seat is free at once, no waiting for a heartbeat to expire.
+    c = clients(r2.url, {"room": "bye", "name": "carol"}).connect()
+    assert c.wait_for("KEY_EXCHANGE") == [1]
+    log = r1.log()
+    assert '"event": "shutdown_complete"' in log
+    assert "Traceback" not in log
