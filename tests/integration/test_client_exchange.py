@@ -7,9 +7,10 @@ import json
 import re
 import threading
 
+import pytest
 import redis
 
-from tests.support.clients import batch_clients  # noqa: F401 - pytest fixture
+from tests.support.clients import client_pool
 
 ALICE_SAYS = [
     "hello bob",
@@ -20,7 +21,13 @@ ALICE_SAYS = [
 BOB_SAYS = ["hi alice", "second line from bob", '{"json": "looking", "text": 1}']
 
 
-def test_two_clients_on_different_replicas_exchange_both_ways(two_relays, batch_clients):  # noqa: F811
+@pytest.fixture
+def batch_clients(tmp_path):
+    with client_pool(tmp_path) as start:
+        yield start
+
+
+def test_two_clients_on_different_replicas_exchange_both_ways(two_relays, batch_clients):
     r1, r2 = two_relays
     alice = batch_clients("alice", "duo", r1.url)
     bob = batch_clients("bob", "duo", r2.url)
@@ -117,7 +124,7 @@ class Monitor:
 
 def test_relay_and_redis_never_see_plaintext_or_keys(
     two_relays, redis_server, batch_clients, tmp_path
-):  # noqa: F811, E501
+):
     r1, r2 = two_relays
     monitor = Monitor(redis_server.url)
     keylog = tmp_path / "keys.jsonl"

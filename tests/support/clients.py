@@ -19,8 +19,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.support.servers import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,12 +147,10 @@ class BatchClient:
             self.stderr_path.unlink()
 
 
-@pytest.fixture
-def batch_clients(tmp_path):
-    """Factory for BatchClient processes (home folders under tmp_path); all stopped at the end.
-
-    ``start(name, room, relays, *args, home=None, env=None)``; import this fixture into a test
-    module to use it."""
+@contextlib.contextmanager
+def client_pool(tmp_path):
+    """Yield ``start(name, room, relays, *args, home=None, env=None)`` which runs BatchClient
+    processes (homes under tmp_path); every one is stopped when the block ends."""
     started: list[BatchClient] = []
 
     def start(name, room, relays, *args, home=None, env=None) -> BatchClient:

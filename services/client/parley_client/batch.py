@@ -86,7 +86,7 @@ class BatchClient:
         deadline = None
         while True:
             if self.verify_failed:
-                self._status("peer verification failed; nothing more will be sent")
+                self._status(f"peer verification failed, nothing sent: {self.verify_failed}")
                 return EXIT_VERIFY
             if transport.done():
                 code, message = self.app.transport.fatal or ("error", "connection ended")
