@@ -112,3 +112,27 @@ def test_session_on_python_backend(alice, bob):
     with modexp.use_backend("python"):
         sa, sb = connect(alice, bob)
         assert sb.open(sa.seal(b"pure")) == b"pure"
+
+
+@pytest.mark.parametrize("backend", modexp.BACKENDS)
+@settings(max_examples=20, deadline=None)
+@given(
+    exponent=st.one_of(
+        st.integers(0, 2**300), st.integers(0, 2**2048), st.integers(2**2048, 2**2100)
+    )
+)
+def test_fixed_base_table_matches_pow(backend, exponent):
+    with modexp.use_backend(backend):
+        modexp.precompute(2, P)
+        assert (backend, 2, P) in modexp._tables
+        assert modexp.powmod_fixed(2, exponent, P) == pow(2, exponent, P)
+
+
+def test_fixed_base_table_is_built_after_repeated_use():
+    modulus = 2**127 - 1
+    key = (modexp.backend(), 3, modulus)
+    modexp._tables.pop(key, None)
+    modexp._uses.pop(key, None)
+    results = [modexp.powmod_fixed(3, e, modulus) for e in range(1, 10)]
+    assert key in modexp._tables
+    assert results == [pow(3, e, modulus) for e in range(1, 10)]

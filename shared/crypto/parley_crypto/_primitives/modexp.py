@@ -121,10 +121,72 @@ def is_probable_prime(n: int, rounds: int = 40) -> bool:
     return True
 
 
+# Fixed-base exponentiation for the group generator. Window tables hold
+# base^(d * 2^(W*i)) for every window position i and digit d, so base^e costs one modular
+# multiplication per non-zero W-bit digit of e and no squarings: about 3x faster than a
+# generic powmod for 2048-bit exponents. A table costs (2^W - 1) * ceil(bits / W) products
+# to build (about 3 MB and a few tens of ms for a 2048-bit modulus with W = 5), so it is
+# built only once a (base, modulus) pair has been used a few times, and a few are kept.
+_WINDOW = 5
+_BUILD_AFTER_USES = 4
+_MAX_TABLES = 4
+_tables: dict[tuple[str, int, int], tuple[list[list], object]] = {}
+_uses: dict[tuple[str, int, int], int] = {}
+
+
+def _convert(value: int):
+    return _gmpy2.mpz(value) if _backend == "gmpy2" else value
+
+
+def _build_table(base: int, modulus: int) -> tuple[list[list], object]:
+    m = _convert(modulus)
+    current = _convert(base) % m
+    table = []
+    for _ in range(-(-modulus.bit_length() // _WINDOW)):
+        row = [None, current]
+        for _digit in range(2, 1 << _WINDOW):
+            row.append(row[-1] * current % m)
+        table.append(row)
+        current = row[-1] * current % m  # base^(2^(W*(i+1)))
+    return table, m
+
+
+def precompute(base: int, modulus: int) -> None:
+    """Build (or keep) the fixed-base table for ``base`` mod ``modulus`` now."""
+    key = (_backend, base, modulus)
+    if key not in _tables:
+        while len(_tables) >= _MAX_TABLES:
+            _tables.pop(next(iter(_tables)))
+        _tables[key] = _build_table(base, modulus)
+
+
 def powmod_fixed(base: int, exponent: int, modulus: int) -> int:
     """``base ** exponent mod modulus`` for a base that repeats (the group generator).
 
-    Same result as :func:`powmod`; kept separate so a precomputed-table method can serve the
-    generator without touching variable-base call sites.
+    Same result as :func:`powmod`; uses a precomputed window table once the pair has been
+    seen :data:`_BUILD_AFTER_USES` times.
     """
-    return powmod(base, exponent, modulus)
+    key = (_backend, base, modulus)
+    entry = _tables.get(key)
+    if entry is None:
+        uses = _uses.get(key, 0) + 1
+        if len(_uses) > 64:
+            _uses.clear()
+        _uses[key] = uses
+        if uses < _BUILD_AFTER_USES or not 0 < base < modulus:
+            return powmod(base, exponent, modulus)
+        precompute(base, modulus)
+        entry = _tables[key]
+    table, m = entry
+    if exponent < 0 or exponent.bit_length() > len(table) * _WINDOW:
+        return powmod(base, exponent, modulus)
+    acc = _convert(1)
+    mask = (1 << _WINDOW) - 1
+    position = 0
+    while exponent:
+        digit = exponent & mask
+        if digit:
+            acc = acc * table[position][digit] % m
+        exponent >>= _WINDOW
+        position += 1
+    return int(acc % m)
