@@ -1,0 +1,192 @@
+"""Crypto benchmark: parley_crypto on gmpy2 and pure Python, side by side with OpenSSL.
+
+Run: .venv/bin/python bench/crypto.py [--repeat N]
+
+Every figure is the median wall time of N runs (fewer for the pure-Python backend) on
+ffdhe2048. OpenSSL is reached through the `cryptography` package (test/bench dependency
+only). The fixed-base tables for g are built before timing; their one-off cost is shown on
+its own row. The last line is machine-readable:
+handshake_ms=<x> sign_ms=<x> verify_ms=<x> dh_keygen_vs_openssl=<ratio>
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+
+from parley_crypto import dh, elgamal, groups, handshake, identity
+from parley_crypto._primitives import modexp
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # cryptography deprecates finite-field DH
+    from cryptography.hazmat.primitives.asymmetric import dh as ossl_dh
+
+TARGETS = {"handshake": 40.0, "sign": 5.0, "verify": 10.0, "keygen_ratio": 1.5}
+
+
+def median_ms(func: Callable[[], object], repeat: int) -> float:
+    """Median wall time of ``repeat`` calls, in milliseconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def paired_median_ms(
+    a: Callable[[], object], b: Callable[[], object], repeat: int
+) -> tuple[float, float]:
+    """Median times of two functions measured alternately, so load spikes hit both alike."""
+    ta, tb = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        a()
+        ta.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        b()
+        tb.append(time.perf_counter() - start)
+    return statistics.median(ta) * 1000, statistics.median(tb) * 1000
+
+
+def full_handshake(alice: identity.Identity, bob: identity.Identity, **options) -> None:
+    """Both parties, from fresh objects to two sessions."""
+    ha = handshake.Handshake(alice, "bench", **options)
+    hb = handshake.Handshake(bob, "bench", **options)
+    ha.receive_identity(hb.identity_payload())
+    hb.receive_identity(ha.identity_payload())
+    sb = hb.receive_dh(ha.dh_payload())
+    sa = ha.receive_dh(hb.dh_payload())
+    return sa, sb
+
+
+def measure_backend(name: str, repeat: int, group, keys) -> dict[str, float]:
+    """Time every operation on one modexp backend."""
+    alice, bob = keys
+    base, exponent = secrets.randbelow(group.p), secrets.randbits(2048)
+    peer = dh.generate(group).public
+    with modexp.use_backend(name):
+        start = time.perf_counter()
+        modexp.precompute(group.g, group.p)
+        results = {"table": (time.perf_counter() - start) * 1000}
+        results["modexp"] = median_ms(lambda: modexp.powmod(base, exponent, group.p), repeat)
+        results["keygen"] = median_ms(lambda: dh.generate(group), repeat)
+        own = dh.generate(group)
+        results["exchange"] = median_ms(lambda: dh.shared_secret(own, peer), repeat)
+        signing = alice.signing_key
+        signature = elgamal.sign(signing, b"bench message")
+        results["sign"] = median_ms(lambda: elgamal.sign(signing, b"bench message"), repeat)
+        results["verify"] = median_ms(
+            lambda: elgamal.verify(signing.verify_key, b"bench message", signature), repeat
+        )
+        results["handshake"] = median_ms(lambda: full_handshake(alice, bob), max(3, repeat // 2))
+        kilobyte = secrets.token_bytes(1024)
+        for label, deniable in (("seal_open_signed", False), ("seal_open_deniable", True)):
+            sa, sb = full_handshake(alice, bob, deniable=deniable)
+            results[label] = median_ms(lambda sa=sa, sb=sb: sb.open(sa.seal(kilobyte)), repeat)
+    return results
+
+
+def measure_openssl(repeat: int, group) -> dict[str, float]:
+    """OpenSSL's DH on the same group: keygen, exchange, and a full-size-exponent exchange."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        numbers = ossl_dh.DHParameterNumbers(group.p, group.g)
+        params = numbers.parameters()
+        peer = params.generate_private_key().public_key()
+        own = params.generate_private_key()
+        x_full = secrets.randbits(2047) | (1 << 2046)
+        public = ossl_dh.DHPublicNumbers(pow(group.g, x_full, group.p), numbers)
+        full = ossl_dh.DHPrivateNumbers(x_full, public).private_key()
+        return {
+            "modexp": median_ms(lambda: full.exchange(peer), repeat),
+            "exchange": median_ms(lambda: own.exchange(peer), repeat),
+            "exponent_bits": own.private_numbers().x.bit_length(),
+            "params": params,
+        }
+
+
+def keygen_ratio(repeat: int, group, params) -> tuple[float, float]:
+    """Our gmpy2 keygen and OpenSSL's, measured alternately."""
+    with modexp.use_backend("gmpy2"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return paired_median_ms(lambda: dh.generate(group), params.generate_private_key, repeat)
+
+
+def fmt(value: float | None) -> str:
+    return f"{'-':>9}" if value is None else f"{value:9.3f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b is None or not b else f"{a / b:7.2f}x"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=40, help="runs per gmpy2/OpenSSL figure")
+    args = parser.parse_args(argv)
+    group = groups.get("ffdhe2048")
+    keys = (identity.Identity.generate("alice"), identity.Identity.generate("bob"))
+    gmp = measure_backend("gmpy2", args.repeat, group, keys)
+    python = measure_backend("python", max(3, args.repeat // 8), group, keys)
+    ossl = measure_openssl(args.repeat, group)
+    ours_keygen, ossl_keygen = keygen_ratio(args.repeat * 2, group, ossl["params"])
+
+    rows = [
+        ("modexp 2048-bit, 2048-bit exponent", "modexp", ossl["modexp"]),
+        (f"DH keygen (ours {group.exponent_bits}-bit x)", "keygen", None),
+        (
+            f"DH shared secret + checks (OpenSSL x: {ossl['exponent_bits']} bits)",
+            "exchange",
+            ossl["exchange"],
+        ),
+        ("ElGamal sign (SHA-256, full-size k)", "sign", None),
+        ("ElGamal verify", "verify", None),
+        ("full handshake, both parties", "handshake", None),
+        ("seal+open 1 kB, signed", "seal_open_signed", None),
+        ("seal+open 1 kB, deniable", "seal_open_deniable", None),
+        ("one-off: fixed-base table for g", "table", None),
+    ]
+    print(f"parley_crypto bench on {group.name}, median ms ({args.repeat} runs gmpy2/OpenSSL)")
+    header = (
+        f"{'operation':<52} {'gmpy2':>9} {'python':>9} {'openssl':>9} {'py/gmp':>8} {'gmp/ossl':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for label, key, openssl in rows:
+        if key == "keygen":
+            gmp_value, openssl = ours_keygen, ossl_keygen
+        else:
+            gmp_value = gmp[key]
+        print(
+            f"{label:<52} {fmt(gmp_value)} {fmt(python[key])} {fmt(openssl)} "
+            f"{ratio(python[key], gmp_value):>8} {ratio(gmp_value, openssl):>8}"
+        )
+    keygen_vs = ours_keygen / ossl_keygen
+    verdicts = {
+        "handshake": gmp["handshake"] < TARGETS["handshake"],
+        "sign": gmp["sign"] < TARGETS["sign"],
+        "verify": gmp["verify"] < TARGETS["verify"],
+        "keygen_ratio": keygen_vs <= TARGETS["keygen_ratio"],
+    }
+    print()
+    print(
+        "targets (gmpy2): handshake < 40 ms {}, sign < 5 ms {}, verify < 10 ms {}, "
+        "DH keygen <= 1.5x OpenSSL {}".format(
+            *("met" if verdicts[k] else "MISSED" for k in verdicts)
+        )
+    )
+    print(
+        f"handshake_ms={gmp['handshake']:.2f} sign_ms={gmp['sign']:.2f} "
+        f"verify_ms={gmp['verify']:.2f} dh_keygen_vs_openssl={keygen_vs:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
