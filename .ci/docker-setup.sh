@@ -40,23 +40,42 @@ start_engine() {
     return 0
   fi
   install_apt dockerd:docker.io
-  if ! pgrep -x dockerd >/dev/null; then
-    log "engine: starting dockerd (log: $DOCKERD_LOG)"
-    # No systemd here: run the daemon in the background, detached from this shell's session so
-    # it outlives the script; its output goes to a file for diagnosis.
-    as_root mkdir -p "$(dirname "$DOCKERD_LOG")"
-    as_root setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
-  fi
-  for _ in $(seq 1 60); do
-    if docker info >/dev/null 2>&1; then
-      log "engine: up ($(docker info --format '{{.ServerVersion}}'))"
-      return 0
+  for attempt in 1 2; do
+    if ! pgrep -x dockerd >/dev/null; then
+      clear_stale_pidfiles
+      log "engine: starting dockerd (attempt $attempt, log: $DOCKERD_LOG)"
+      # No systemd here: run the daemon in the background, detached from this shell's session
+      # so it outlives the script; its output goes to a file for diagnosis.
+      as_root mkdir -p "$(dirname "$DOCKERD_LOG")"
+      as_root setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
     fi
-    sleep 1
+    for _ in $(seq 1 60); do
+      if docker info >/dev/null 2>&1; then
+        log "engine: up ($(docker info --format '{{.ServerVersion}}'))"
+        return 0
+      fi
+      # dockerd gave up (e.g. "timeout waiting for containerd"): go round once more.
+      pgrep -x dockerd >/dev/null || break
+      sleep 1
+    done
   done
-  log "engine: dockerd did not answer within 60 s; last log lines:"
-  tail -n 30 "$DOCKERD_LOG" || true
+  log "engine: dockerd did not come up; last log lines:"
+  grep -v 'module=grpc' "$DOCKERD_LOG" | tail -n 30 || true
   die "Docker engine unavailable"
+}
+
+# A daemon killed with SIGKILL (as happens to everything left running between CI runs) leaves
+# pid files behind; dockerd then waits for a containerd that no longer exists and gives up.
+clear_stale_pidfiles() {
+  local f pid
+  for f in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+    [ -f "$f" ] || continue
+    pid="$(cat "$f" 2>/dev/null || true)"
+    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+      log "engine: removing stale $f (pid ${pid:-none} is gone)"
+      as_root rm -f "$f"
+    fi
+  done
 }
 
 install_compose() {
