@@ -43,18 +43,25 @@ class ParleyRedisManager(socketio.RedisManager):
         *,
         max_connections: int = 512,
         idle_poll_seconds: float = 5.0,
+        client_name: str | None = None,
     ):
         # No redis_options: _redis_connect below builds the (blocking) pool itself.
         super().__init__(url, channel=CHANNEL)
         self.max_connections = max_connections
         self.idle_poll_seconds = idle_poll_seconds
         self.relay_logger = logger
+        self.client_name = client_name
         self.subscribed = False
         self.publish_failures = 0
 
     def _redis_connect(self) -> None:
         # Replaces the stock client (a ConnectionPool that raises past 100 connections).
-        self.redis = make_client(self.redis_url, max_connections=self.max_connections, decode=False)
+        self.redis = make_client(
+            self.redis_url,
+            max_connections=self.max_connections,
+            decode=False,
+            name=self.client_name,
+        )
         self.connected = True
 
     def _publish(self, data):
@@ -80,6 +87,7 @@ class ParleyRedisManager(socketio.RedisManager):
             socket_timeout=self.idle_poll_seconds + 5,
             socket_keepalive=True,
             health_check_interval=max(1, int(self.idle_poll_seconds)),
+            client_name=f"{self.client_name}-sub" if self.client_name else None,
         )
 
     def _listen(self):

@@ -99,7 +99,9 @@ return out
 """
 
 
-def make_client(url: str, *, max_connections: int = 512, decode: bool = True) -> redis.Redis:
+def make_client(
+    url: str, *, max_connections: int = 512, decode: bool = True, name: str | None = None
+) -> redis.Redis:
     """A Redis client whose pool waits for a free connection instead of failing.
 
     redis-py's default pool raises MaxConnectionsError past 100 connections; a blocking
@@ -114,6 +116,7 @@ def make_client(url: str, *, max_connections: int = 512, decode: bool = True) ->
         socket_keepalive=True,
         health_check_interval=30,
         decode_responses=decode,
+        client_name=name,
     )
     return redis.Redis(connection_pool=pool)
 

@@ -27,9 +27,13 @@ def _build(settings: Settings, logger: logging.Logger) -> Relay:
     from .manager import ParleyRedisManager
     from .redis_store import RedisStore, make_client
 
-    manager = ParleyRedisManager(settings.redis_url, logger)
+    # Client names show up in Redis CLIENT LIST: which replica holds which connections.
+    name = f"parley-{settings.replica_id}"
+    manager = ParleyRedisManager(settings.redis_url, logger, client_name=f"{name}-pub")
     store: MembershipStore = RedisStore(
-        make_client(settings.redis_url), settings.replica_id, settings.heartbeat_seconds
+        make_client(settings.redis_url, name=f"{name}-store"),
+        settings.replica_id,
+        settings.heartbeat_seconds,
     )
     return make_app(settings, manager, store=store, logger=logger)
 

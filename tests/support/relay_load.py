@@ -1,0 +1,148 @@
+"""Load generator for the relay: N pairs split over two relay URLs, each member sending M
+messages of a given size to the other, with at most W of its messages in flight.
+
+Runs in its own process with gevent (every client is a greenlet, not a thread), so it can
+drive hundreds of real `socketio.Client`s. Prints one JSON object with the results:
+sent, received, lost, duplicates, out_of_order, elapsed, msgs_per_s, p50_ms, p99_ms.
+
+    python -m tests.support.relay_load --url-a URL --url-b URL --pairs 50 --messages 100
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import gevent  # noqa: E402
+import gevent.event  # noqa: E402
+import socketio  # noqa: E402
+
+
+class Side:
+    """One client of a pair: sends to its peer, checks what it receives."""
+
+    def __init__(self, url: str, room: str, name: str, token: str | None, stats: dict):
+        self.url, self.room, self.name, self.token = url, room, name, token
+        self.stats = stats
+        self.sio = socketio.Client(reconnection=False)
+        self.sio.on("received_message", self.on_message)
+        self.received = 0
+        self.last_seq = -1
+        self.progress = gevent.event.Event()
+        self.peer: Side | None = None
+        self.sent = 0
+
+    def connect(self) -> None:
+        auth = {"room": self.room, "name": self.name}
+        if self.token:
+            auth["token"] = self.token
+        self.sio.connect(self.url, auth=auth, transports=["websocket"], wait_timeout=20)
+
+    def on_message(self, data) -> None:
+        now = time.perf_counter()
+        try:
+            seq_text, stamp, _ = data.split("|", 2)
+            seq = int(seq_text)
+        except (AttributeError, ValueError):
+            self.stats["garbled"] += 1
+            return
+        if seq <= self.last_seq:
+            self.stats["duplicates" if seq == self.last_seq else "out_of_order"] += 1
+        self.last_seq = max(self.last_seq, seq)
+        self.received += 1
+        self.stats["latencies"].append(now - float(stamp))
+        self.stats["last_rx"] = now
+        self.progress.set()
+
+    def send_all(self, count: int, size: int, window: int) -> None:
+        pad = "x" * size
+        peer = self.peer
+        for seq in range(count):
+            while self.sent - peer.received >= window:
+                peer.progress.clear()
+                peer.progress.wait(5)
+            head = f"{seq}|{time.perf_counter():.6f}|"
+            self.sio.emit("message", head + pad[len(head) :])
+            self.sent += 1
+
+
+def run(args) -> dict:
+    stats = {"latencies": [], "duplicates": 0, "out_of_order": 0, "garbled": 0, "last_rx": 0.0}
+    pairs = []
+    for i in range(args.pairs):
+        a = Side(args.url_a, f"load-{args.tag}-{i}", "a", args.token, stats)
+        b = Side(args.url_b, f"load-{args.tag}-{i}", "b", args.token, stats)
+        a.peer, b.peer = b, a
+        pairs.append((a, b))
+    sides = [s for p in pairs for s in p]
+    # Connect in modest batches: a connect storm is not what we measure.
+    for start in range(0, len(sides), 20):
+        gevent.joinall(
+            [gevent.spawn(s.connect) for s in sides[start : start + 20]], raise_error=True
+        )
+    time.sleep(args.settle)
+    t0 = time.perf_counter()
+    senders = [gevent.spawn(s.send_all, args.messages, args.size, args.window) for s in sides]
+    gevent.joinall(senders, raise_error=True)
+    expected = len(sides) * args.messages
+    deadline_idle = args.idle_timeout
+    last_total, last_change = -1, time.monotonic()
+    while True:
+        total = sum(s.received for s in sides)
+        if total >= expected:
+            break
+        if total != last_total:
+            last_total, last_change = total, time.monotonic()
+        elif time.monotonic() - last_change > deadline_idle:
+            break
+        time.sleep(0.05)
+    received = sum(s.received for s in sides)
+    elapsed = (stats["last_rx"] or time.perf_counter()) - t0
+    lat = sorted(stats["latencies"])
+
+    def pct(p):
+        return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 2) if lat else None
+
+    for s in sides:
+        with contextlib.suppress(Exception):  # best effort at the end of a run
+            s.sio.disconnect()
+    return {
+        "sent": sum(s.sent for s in sides),
+        "expected": expected,
+        "received": received,
+        "lost": expected - received,
+        "duplicates": stats["duplicates"],
+        "out_of_order": stats["out_of_order"],
+        "garbled": stats["garbled"],
+        "elapsed": round(elapsed, 3),
+        "msgs_per_s": round(received / elapsed, 1) if elapsed > 0 else 0.0,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--url-a", required=True)
+    p.add_argument("--url-b", required=True)
+    p.add_argument("--pairs", type=int, default=50)
+    p.add_argument("--messages", type=int, default=100)
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--window", type=int, default=20, help="max in-flight messages per sender")
+    p.add_argument("--token", default=None)
+    p.add_argument("--tag", default="x", help="room name prefix, to keep runs apart")
+    p.add_argument("--settle", type=float, default=0.5)
+    p.add_argument("--idle-timeout", type=float, default=10.0)
+    args = p.parse_args(argv)
+    result = run(args)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
