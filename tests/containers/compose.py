@@ -136,6 +136,16 @@ class ComposeProject:
         )
         return ClientProcess(proc)
 
+    def spawn_tty(self, *args: str):
+        """`docker compose run --rm client ARGS` on a pseudo-terminal, as a person runs it."""
+        import pexpect
+
+        argv = self.cmd("run", "--rm", "--no-deps", "client", *args)
+        return pexpect.spawn(
+            argv[0], argv[1:], cwd=str(REPO), env=self.env, encoding="utf-8", timeout=60,
+            dimensions=(40, 160),
+        )  # fmt: skip
+
     def down(self) -> None:
         """Remove everything of this project (containers incl. one-off runs, networks, volumes)."""
         with contextlib.suppress(Exception):

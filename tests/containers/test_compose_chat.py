@@ -14,6 +14,7 @@ import queue
 import secrets
 import urllib.request
 
+import pexpect
 import pytest
 
 from tests.containers.compose import ClientProcess, ComposeProject, wait_until
@@ -95,6 +96,37 @@ def _exchange(
         bob.proc.send(line)
     bob.expect(a_seen + a_lines)
     alice.expect(b_seen + b_lines)
+
+
+def test_interactive_clients_on_a_terminal_chat_as_in_the_readme(compose_stack):
+    """The README quickstart: `docker compose run --rm client --name NAME --room demo` twice."""
+    project: ComposeProject = compose_stack
+    room = f"tty-{secrets.token_hex(4)}"
+    alice = project.spawn_tty("--name", "alice", "--room", room)
+    bob = project.spawn_tty("--name", "bob", "--room", room)
+    try:
+        for me, peer in ((alice, "bob"), (bob, "alice")):
+            me.expect(f"secure with {peer}", timeout=90)
+        alice.sendline("hello over a real terminal")
+        bob.expect(r"alice: hello over a real terminal")
+        bob.sendline("/verify")
+        bob.expect(r"(\d{5} ){11}\d{5}")
+        bob_number = bob.match.group(0)
+        alice.sendline("/verify")
+        alice.expect(r"(\d{5} ){11}\d{5}")
+        assert alice.match.group(0) == bob_number
+        for me in (alice, bob):
+            me.sendline("exit")
+            me.expect(pexpect.EOF, timeout=60)
+            me.close()
+            assert me.exitstatus == 0, (me.exitstatus, me.before)
+    except BaseException:
+        print(f"===== alice tty\n{alice.before}\n===== bob tty\n{bob.before}")
+        print(f"===== compose logs\n{project.logs()}")
+        raise
+    finally:
+        for me in (alice, bob):
+            me.close(force=True)
 
 
 def test_two_clients_on_two_replicas_chat_and_survive_a_replica_stop(compose_stack):
