@@ -17,6 +17,9 @@ from parley_crypto.errors import WeakParameters
 
 DEFAULT = "ffdhe2048"
 MIN_BITS = 2048
+MAX_BITS = 8192  # bounds the primality tests' cost on hostile files
+_MAX_LINE = 2600  # enough for an 8192-bit value in decimal (2467 digits) or hex
+_MAX_FILE = 64 * 1024
 
 # (modulus bits, symmetric-equivalent strength per NIST SP 800-57 Part 1, short-exponent
 # minimum from RFC 7919 Appendix A), used to size DH private exponents.
@@ -141,8 +144,8 @@ def parse(text: str) -> tuple[int, int]:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        match = _LINE.match(line)
-        if match is None or len(values) == 2 or len(line) > 5000:
+        match = _LINE.match(line) if len(line) <= _MAX_LINE else None
+        if match is None or len(values) == 2:
             raise WeakParameters(
                 "format", f"expected two lines 'q = <prime>' and 'a = <g>': {line[:60]!r}"
             )
@@ -152,6 +155,8 @@ def parse(text: str) -> tuple[int, int]:
         values.append(int(number, 0))
     if len(values) != 2:
         raise WeakParameters("format", f"expected 2 values (q then a), found {len(values)}")
+    if values[0].bit_length() > MAX_BITS:
+        raise WeakParameters("size", f"p has more than {MAX_BITS} bits")
     return values[0], values[1]
 
 
@@ -179,9 +184,13 @@ def load(path: str | Path, allow_weak: bool = False) -> Group:
     rules is still returned (unverified) — for the original demo files only."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(_MAX_FILE + 1)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise WeakParameters("unreadable", f"{path}: {exc}") from exc
+    if len(raw) > _MAX_FILE:
+        raise WeakParameters("format", f"{path} is larger than {_MAX_FILE} bytes")
     p, g = parse(text)
     try:
         check(p, g)

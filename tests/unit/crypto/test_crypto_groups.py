@@ -149,6 +149,9 @@ def test_load_rejects_each_weak_rule(tmp_path, p, g, rule):
         "x = 353\na = 3",
         "q = 1.5\na = 2",
         "9" * 6000 + "\n2",
+        "9" * 4400 + "\n2",  # beyond Python's int-from-str limit: still a clean error
+        "a" * 3000 + "1\n2",
+        "q = 1\n" * 20_000,
     ],
 )
 def test_load_rejects_malformed_files(tmp_path, text):
@@ -190,3 +193,10 @@ def test_register_makes_loaded_group_reachable(tmp_path):
     assert groups.get(groups.register(group).name) is group
     with pytest.raises(ValueError):
         groups.register(groups.Group("ffdhe2048", 353, 3))
+
+
+def test_oversized_prime_is_refused_before_any_primality_test(tmp_path):
+    path = _write(tmp_path, "q = 0x" + "f" * 2050 + "\na = 2\n")
+    with pytest.raises(errors.WeakParameters) as info:
+        groups.load(path, allow_weak=True)
+    assert info.value.rule == "size"
