@@ -205,7 +205,8 @@ class ChatCore:
                 return
             item.sent_at = now
             item.attempts += 1
-            self._emit(Event("sent", data={"id": item.message.id, "attempt": item.attempts}))
+            data = {"id": item.message.id, "attempt": item.attempts, "text": item.message.body}
+            self._emit(Event("sent", data=data))
         if self.session is not None and self.session.needs_rekey and self._hs is None:
             self._start_handshake()
 
@@ -366,7 +367,8 @@ class ChatCore:
         if message.kind == "receipt":
             item = self.outbox.delivered(message.body)
             if item is not None:
-                self._emit(Event("delivered", data={"id": message.body}))
+                data = {"id": message.body, "text": item.message.body}
+                self._emit(Event("delivered", data=data))
         else:
             self._on_text(message)
         return True

@@ -55,6 +55,7 @@ class Transport:
         self._gone: asyncio.Event | None = None
         self._stopping = False
         self._rejection: tuple[str, str] | None = None
+        self._unreachable: set[str] = set()
 
     # ----- called by the core ------------------------------------------------------------
     def send(self, event: str, payload: Any) -> None:
@@ -128,7 +129,8 @@ class Transport:
         except Exception as e:  # noqa: BLE001 - every failure here just means "try again"
             self.url = None
             self._sio = None
-            if self._rejection is None:
+            if self._rejection is None and url not in self._unreachable:
+                self._unreachable.add(url)  # once per outage, not once per retry
                 self._emit(Event("warning", f"cannot reach relay {url}: {_reason(e)}"))
             with contextlib.suppress(Exception):
                 await sio.disconnect()
@@ -136,6 +138,7 @@ class Transport:
 
     async def _serve(self) -> None:
         self.ever_connected = True
+        self._unreachable.clear()
         sender = asyncio.create_task(self._sender(self._sio))
         try:
             await self._gone.wait()
@@ -169,10 +172,13 @@ class Transport:
         if self._rejection is None:
             return False
         code, message = self._rejection
-        if code in ALWAYS_FATAL or (code in FATAL_AT_START and not self.ever_connected):
+        if self._is_fatal(code):
             self.fatal = (code, message)
             return True
         return False
+
+    def _is_fatal(self, code: str) -> bool:
+        return code in ALWAYS_FATAL or (code in FATAL_AT_START and not self.ever_connected)
 
     # ----- socket.io handlers ------------------------------------------------------------
     def _on_connect(self) -> None:
@@ -198,6 +204,8 @@ class Transport:
             text = str(payload["message"])
             code = text if text in ALWAYS_FATAL + FATAL_AT_START else "refused"
         self._rejection = (code, message)
+        if self._is_fatal(code):
+            return  # the caller reports it once, when it gives up
         self._emit(
             Event("relay_error", f"relay refused the connection: {code}: {message}", {"code": code})
         )

@@ -67,10 +67,10 @@ class TerminalUI:
             mark = "" if self.core.can_send else "  (pending: will send when secure)"
             self._print(f"[{clock()}] {self.settings.name}: {event.data['text']}{mark}")
         elif kind == "delivered":
-            self._print(f"           ✓ delivered {event.data['id'][:8]}", "ansibrightblack")
+            self._print(f"           ✓ delivered: {event.data['text'][:40]}", "ansibrightblack")
         elif kind == "sent" and event.data.get("attempt", 1) > 1:
             self._print(
-                f"           … resending {event.data['id'][:8]} (no receipt yet)", "ansiyellow"
+                f"           … resending (no receipt yet): {event.data['text'][:40]}", "ansiyellow"
             )
         elif kind == "secure":
             self._print(
@@ -166,7 +166,9 @@ class TerminalUI:
     # ----- main loop ---------------------------------------------------------------------
     async def run(self) -> int:
         """Run until ``exit``/``/quit``/Ctrl-D or a fatal relay refusal."""
-        self.session = PromptSession(bottom_toolbar=self.toolbar, refresh_interval=1.0)
+        self.session = PromptSession(
+            bottom_toolbar=self.toolbar, refresh_interval=1.0, erase_when_done=True
+        )
         with patch_stdout(raw=True):
             transport = self.app.start()
             self._print(

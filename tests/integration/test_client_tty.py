@@ -1,0 +1,96 @@
+"""The interactive UI in a pseudo-terminal: prompt, status line, round trip, /verify, exit."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pexpect
+import pytest
+
+from tests.support.clients import clean_env, client_pool
+
+CPR_REQUEST = re.escape("\x1b[6n")  # prompt_toolkit asks the terminal for the cursor position
+SAFETY = r"(\d{5} ){11}\d{5}"
+
+
+@pytest.fixture
+def batch_clients(tmp_path):
+    with client_pool(tmp_path) as start:
+        yield start
+
+
+class Terminal:
+    """A pexpect child that answers cursor-position requests like a real terminal would."""
+
+    def __init__(self, args, env):
+        self.child = pexpect.spawn(
+            sys.executable, args, env=env, encoding="utf-8", timeout=30, dimensions=(40, 140)
+        )
+
+    def expect(self, pattern) -> str:
+        while True:
+            if self.child.expect([pattern, CPR_REQUEST]) == 0:
+                return self.child.after
+            self.child.send("\x1b[40;1R")
+
+    def line(self, text: str) -> None:
+        self.child.sendline(text)
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.terminate(force=True)
+
+
+@pytest.fixture
+def terminal():
+    started: list[Terminal] = []
+
+    def start(*args: str) -> Terminal:
+        term = Terminal(["-m", "parley_client", *args], clean_env(TERM="xterm"))
+        started.append(term)
+        return term
+
+    try:
+        yield start
+    finally:
+        for term in started:
+            term.close()
+
+
+def test_interactive_round_trip_verify_and_exit(relay_factory, terminal, batch_clients, tmp_path):
+    relay = relay_factory()
+    alice = terminal(
+        "--name", "alice", "--room", "tty", "--relay", relay.url, "--home", str(tmp_path / "a")
+    )
+    alice.expect("alice>")
+    alice.expect(r"waiting for peer \| room tty")  # the status line
+    alice.line("typed before bob arrived")
+    alice.expect(r"alice: typed before bob arrived\s+\(pending")
+
+    bob = batch_clients("bob", "tty", relay.url)
+    bob_secure = bob.wait_secure()
+    assert bob.wait_received(1) == ["typed before bob arrived"]
+    alice.expect("delivered: typed before bob arrived")
+    alice.expect(r"secure \| room tty \| bob \[[0-9a-f ]+\]")  # redrawn every second
+
+    bob.send("hello from bob")
+    alice.expect(r"\d\d:\d\d:\d\d\] bob: hello from bob")
+    alice.line("hi bob, got it")
+    assert bob.wait_received(2)[-1] == "hi bob, got it"
+
+    alice.line("/verify")
+    shown = alice.expect(SAFETY)
+    assert shown.replace(" ", "") == bob_secure["safety_number"]
+    alice.expect("another channel")
+
+    alice.line("/help")
+    alice.expect("/trust")
+    alice.line("/who")
+    alice.expect(r"peer: bob \[")
+
+    alice.line("exit")
+    alice.expect(pexpect.EOF)
+    alice.child.close()
+    assert alice.child.exitstatus == 0
+    assert bob.wait() == 0
