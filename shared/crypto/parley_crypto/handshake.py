@@ -152,8 +152,8 @@ class Handshake:
             raise HandshakeError(f"peer DH value rejected: {exc}") from exc
         self.dh_payload()  # make sure our own ephemeral key and entry exist
         peer_entry = _entry(self._room, peer, peer_dh, nonce, peer_hash, peer_deniable)
-        if peer_entry == self._entry:
-            raise HandshakeError("peer DH payload is our own (reflected message)")
+        # A reflected copy of our own payload fails here: it carries our signature, and the
+        # peer's key differs from ours (checked when the identity was accepted).
         if not elgamal.verify(peer.verify_key, peer_entry, signature, peer_hash):
             raise HandshakeError(
                 "peer DH payload signature is invalid (wrong key, room or tampering)"
