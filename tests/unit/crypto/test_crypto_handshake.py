@@ -263,3 +263,41 @@ def test_handcrafted_valid_payload_is_accepted(alice, bob):
     }
     session = handshake.Handshake(bob, "r", peer=alice.public).receive_dh(payload)
     assert session.peer == alice.public
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"v": 2}, "version"),
+        ({"v": True}, "version"),
+        ({"dh": 12345}, "hex"),
+        ({"dh": "not hex"}, "hex"),
+        ({"dh": "f" * 100_000}, "hex digits"),
+        ({"dh": "0"}, "DH value"),
+        ({"nonce": "00"}, "nonce"),
+        ({"nonce": "AB" * 32}, "nonce"),
+        ({"hash": "md5"}, "hash"),
+        ({"hash": ["sha256"]}, "hash"),
+        ({"deniable": 0}, "deniable"),
+        ({"deniable": "false"}, "deniable"),
+        ({"sig": None}, "sig"),
+        ({"sig": {"r": "1"}}, "missing"),
+        ({"sig": {"r": "0", "s": "1"}}, "signature"),
+        ({"sig": {"r": "1", "s": "f" * 100_000}}, "hex digits"),
+        ({"extra": 1}, "unexpected"),
+    ],
+)
+def test_malformed_handshake_payloads(alice, bob, change, match):
+    payload = {**handshake.Handshake(alice, "r").dh_payload(), **change}
+    hb = handshake.Handshake(bob, "r", peer=alice.public)
+    with pytest.raises(errors.HandshakeError, match=match) as info:
+        hb.receive_dh(payload)
+    assert not isinstance(info.value, errors.LegacyPeer)
+
+
+@pytest.mark.parametrize("missing", ["v", "dh", "nonce", "hash", "deniable", "sig"])
+def test_handshake_payload_missing_field(alice, bob, missing):
+    payload = handshake.Handshake(alice, "r").dh_payload()
+    del payload[missing]
+    with pytest.raises(errors.HandshakeError, match="missing"):
+        handshake.Handshake(bob, "r", peer=alice.public).receive_dh(payload)
