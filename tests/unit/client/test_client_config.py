@@ -1,0 +1,200 @@
+"""Configuration precedence and validation; the key store; the plaintext format."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+from parley_client.config import DEFAULT_RELAY, ConfigError, load_settings
+from parley_client.keystore import CHANGED, MATCH, NEW, Keystore, KeystoreError
+from parley_client.messages import BadPlaintext, Outbox, Plaintext, SeenIds, new_text
+
+
+def test_defaults(tmp_path):
+    s = load_settings([], env={"HOME": str(tmp_path), "USER": "zoe"})
+    assert s.name == "zoe" and s.room == "lobby"
+    assert s.relays == (DEFAULT_RELAY,)
+    assert s.home == tmp_path / ".local" / "share" / "parley"
+    assert (s.group, s.hash, s.token, s.deniable, s.batch, s.json) == (
+        "ffdhe2048",
+        "sha256",
+        None,
+        False,
+        False,
+        False,
+    )
+    assert s.timeout == 30.0 and s.rekey_after == 1000
+
+
+def test_xdg_data_home_is_respected(tmp_path):
+    s = load_settings([], env={"XDG_DATA_HOME": str(tmp_path / "xdg")})
+    assert s.home == tmp_path / "xdg" / "parley"
+
+
+def test_flag_beats_env_beats_default(tmp_path):
+    env = {
+        "PARLEY_NAME": "envname",
+        "PARLEY_ROOM": "envroom",
+        "PARLEY_RELAY_URL": "http://e:1",
+        "PARLEY_HOME": str(tmp_path / "envhome"),
+        "PARLEY_GROUP": "ffdhe3072",
+        "PARLEY_HASH": "sha1",
+        "PARLEY_RELAY_TOKEN": "envtoken",
+        "PARLEY_TIMEOUT": "7",
+        "PARLEY_REKEY_AFTER": "50",
+        "PARLEY_DENIABLE": "1",
+        "PARLEY_JSON": "yes",
+    }
+    s = load_settings([], env=env)
+    assert (s.name, s.room, s.relays, s.group, s.hash, s.token) == (
+        "envname",
+        "envroom",
+        ("http://e:1",),
+        "ffdhe3072",
+        "sha1",
+        "envtoken",
+    )
+    assert s.home == tmp_path / "envhome" and s.timeout == 7 and s.rekey_after == 50
+    assert s.deniable and s.json
+    s = load_settings(
+        [
+            "--name",
+            "flag",
+            "--room",
+            "flagroom",
+            "--relay",
+            "http://a:1, http://b:2",
+            "--hash",
+            "sha256",
+            "--group",
+            "ffdhe2048",
+            "--token",
+            "t",
+            "--timeout",
+            "3",
+            "--home",
+            str(tmp_path / "flaghome"),
+        ],
+        env=env,
+    )
+    assert (s.name, s.room, s.relays, s.group, s.hash, s.token, s.timeout) == (
+        "flag",
+        "flagroom",
+        ("http://a:1", "http://b:2"),
+        "ffdhe2048",
+        "sha256",
+        "t",
+        3,
+    )
+    assert s.home == tmp_path / "flaghome"
+
+
+def test_batch_when_stdin_is_not_a_terminal():
+    assert load_settings([], env={}, stdin_is_tty=False).batch
+    assert load_settings(["--batch"], env={}).batch
+    assert not load_settings([], env={}).batch
+
+
+def test_settings_are_frozen():
+    s = load_settings([], env={})
+    with pytest.raises(AttributeError):
+        s.name = "other"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "needle"),
+    [
+        (["--relay", "localhost:5000"], {}, "relay URL"),
+        (["--relay", ","], {}, "at least one URL"),
+        (["--group", "tiny"], {}, "unknown group"),
+        ([], {"PARLEY_HASH": "md5"}, "unknown hash"),
+        (["--timeout", "soon"], {}, "--timeout"),
+        (["--timeout", "-1"], {}, "--timeout"),
+        (["--rekey-after", "0"], {}, "--rekey-after"),
+        (["--name", "has space"], {}, "name"),
+        (["--room", "x" * 65], {}, "room"),
+        ([], {"PARLEY_DENIABLE": "maybe"}, "yes/no"),
+        (["--no-such-flag"], {}, "unrecognized"),
+    ],
+)
+def test_bad_config_is_one_clear_line(argv, env, needle):
+    with pytest.raises(ConfigError) as info:
+        load_settings(argv, env=env)
+    text = str(info.value)
+    assert needle in text and "\n" not in text
+
+
+def test_identity_is_created_once_with_mode_0600(tmp_path):
+    ks = Keystore(tmp_path, "alice")
+    first = ks.load_or_create_identity()
+    mode = stat.S_IMODE(ks.identity_path.stat().st_mode)
+    assert mode == 0o600
+    again = Keystore(tmp_path, "alice").load_or_create_identity()
+    assert again.public.key_id == first.public.key_id
+    assert Keystore(tmp_path, "bob").load_or_create_identity().public.key_id != first.public.key_id
+
+
+def test_identity_group_mismatch_and_corrupt_file_are_clear_errors(tmp_path):
+    ks = Keystore(tmp_path, "alice")
+    ks.load_or_create_identity()
+    with pytest.raises(KeystoreError, match="uses group ffdhe2048"):
+        ks.load_or_create_identity("ffdhe3072")
+    ks.identity_path.write_text("{not json")
+    with pytest.raises(KeystoreError, match="cannot read identity"):
+        ks.load_or_create_identity()
+
+
+def test_pins_new_match_changed_and_file_mode(tmp_path):
+    ks = Keystore(tmp_path, "alice")
+    assert ks.check("bob", "k1").status == NEW
+    ks.pin("bob", "k1", "fp")
+    assert stat.S_IMODE(ks.pins_path.stat().st_mode) == 0o600
+    assert ks.check("bob", "k1").status == MATCH
+    changed = ks.check("bob", "k2")
+    assert changed.status == CHANGED and changed.pinned_key_id == "k1"
+    ks.pin("bob", "k2")
+    assert ks.check("bob", "k2").status == MATCH
+    # pins belong to the local name
+    assert Keystore(tmp_path, "carol").check("bob", "k2").status == NEW
+
+
+def test_corrupt_pins_file_is_a_clear_error(tmp_path):
+    ks = Keystore(tmp_path, "alice")
+    ks.dir.mkdir(parents=True)
+    ks.pins_path.write_text("[1, 2]")
+    with pytest.raises(KeystoreError, match="not a JSON object"):
+        ks.pins()
+
+
+def test_plaintext_round_trip_and_validation():
+    msg = new_text("héllo")
+    assert Plaintext.decode(msg.encode()) == msg
+    for bad in [
+        b"\xff\xfe",
+        b"[]",
+        b'{"id": "", "ts": 1, "kind": "text", "body": "x"}',
+        b'{"id": "a", "ts": "now", "kind": "text", "body": "x"}',
+        b'{"id": "a", "ts": true, "kind": "text", "body": "x"}',
+        b'{"id": "a", "ts": 1, "kind": "shout", "body": "x"}',
+        b'{"id": "a", "ts": 1, "kind": "text", "body": 5}',
+        json.dumps({"id": "a" * 65, "ts": 1, "kind": "text", "body": "x"}).encode(),
+    ]:
+        with pytest.raises(BadPlaintext):
+            Plaintext.decode(bad)
+
+
+def test_outbox_due_and_seen_ids_are_bounded():
+    box = Outbox()
+    item = box.add(new_text("a"))
+    assert box.due(10.0, 5.0) == [item]
+    item.sent_at = 10.0
+    assert box.due(12.0, 5.0) == [] and box.due(15.0, 5.0) == [item]
+    box.mark_unsent()
+    assert box.due(10.0, 5.0) == [item]
+    assert box.delivered(item.message.id) is item and len(box) == 0
+    seen = SeenIds(limit=3)
+    assert seen.add("a") and not seen.add("a")
+    for x in "bcd":
+        seen.add(x)
+    assert len(seen) == 3 and "a" not in seen and "d" in seen
