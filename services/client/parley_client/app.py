@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 
 from .config import Settings
-from .core import ChatCore, Event
+from .core import ChatCore
+from .events import Event
 from .keystore import Keystore
 from .transport import Transport
 

@@ -20,7 +20,7 @@ from parley_crypto import safety
 
 from .app import App
 from .config import Settings
-from .core import Event
+from .events import Event
 
 EXIT_OK, EXIT_UNDELIVERED, EXIT_CONFIG, EXIT_VERIFY = 0, 1, 2, 3
 QUIET_SECONDS = 1.0  # after our last receipt, keep answering the peer this long

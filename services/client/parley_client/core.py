@@ -8,47 +8,26 @@ Nothing a peer or relay sends can make it raise: every bad payload becomes one `
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from parley_crypto import errors, handshake, identity, safety
 
+from .events import (
+    Event,
+    State,
+    describe,
+    looks_legacy_message,
+    relay_error_fields,
+    short_reason,
+)
 from .keystore import CHANGED, MATCH, NEW, Keystore
 from .messages import BadPlaintext, Outbox, Pending, Plaintext, SeenIds, new_receipt, new_text
 
 DH_EVENTS = ("DEFF_HELLMAN_PK_BC", "DIFF_HELLMAN_PK_BC")
 MAX_EARLY_ENVELOPES = 64  # envelopes that arrive before our session exists (a rare race)
-
-
-class State(StrEnum):
-    """Connection states, as shown on the status line."""
-
-    CONNECTING = "connecting"
-    WAITING = "waiting for peer"
-    VERIFYING = "verifying"
-    SECURE = "secure"
-    PEER_LEFT = "peer left"
-    REFUSED = "refused"
-
-
-@dataclass
-class Event:
-    """Something the UI should show. ``kind`` is one of: state, message, sent, delivered,
-    secure, key_changed, refused, info, warning, error."""
-
-    kind: str
-    text: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
 
 
 class ChatCore:
@@ -147,11 +126,13 @@ class ChatCore:
             if self.session is None:
                 self._refuse_legacy()
             else:  # an authenticated peer does not turn legacy: injected junk, keep going
-                self._error(f"rejected {_what(event)} in the legacy format: {_short(e)}")
+                self._error(f"rejected {describe(event)} in the legacy format: {short_reason(e)}")
         except errors.ParleyError as e:
-            self._error(f"rejected {_what(event)} from peer: {_short(e)}")
+            self._error(f"rejected {describe(event)} from peer: {short_reason(e)}")
         except Exception as e:  # noqa: BLE001 - hostile input must never crash the client
-            self._error(f"rejected malformed {_what(event)}: {type(e).__name__}: {_short(e)}")
+            self._error(
+                f"rejected malformed {describe(event)}: {type(e).__name__}: {short_reason(e)}"
+            )
 
     def _dispatch(self, event: str, payload: Any) -> None:
         if event == "KEY_EXCHANGE":
@@ -214,7 +195,7 @@ class ChatCore:
         try:
             envelope = self.session.seal(message.encode())
         except errors.ParleyError as e:
-            self._error(f"could not seal a message: {_short(e)}")
+            self._error(f"could not seal a message: {short_reason(e)}")
             return False
         self._send("message", envelope)
         return True
@@ -326,7 +307,7 @@ class ChatCore:
     # ----- messages ----------------------------------------------------------------------
     def _on_envelope(self, payload: Any) -> None:
         if isinstance(payload, str):
-            if _looks_legacy_message(payload):
+            if looks_legacy_message(payload):
                 raise errors.LegacyPeer("legacy message")
             self._error("rejected message from peer: not a Parley envelope")
             return
@@ -354,7 +335,7 @@ class ChatCore:
                 last_error = e
         if data is None:
             if report:
-                reason = _short(last_error) if last_error else "no session"
+                reason = short_reason(last_error) if last_error else "no session"
                 self._error(
                     f"rejected message from peer (replayed, reordered or tampered): {reason}"
                 )
@@ -417,33 +398,3 @@ class ChatCore:
 
     def _error(self, text: str) -> None:
         self._emit(Event("error", text))
-
-
-def relay_error_fields(payload: Any) -> tuple[str, str]:
-    """(code, message) from a relay error, which may be nested under ``data``."""
-    nested = isinstance(payload, dict) and isinstance(payload.get("data"), dict)
-    if nested and "code" not in payload:
-        payload = payload["data"]
-    if isinstance(payload, dict):
-        code = str(payload.get("code", "error"))[:40]
-        message = str(payload.get("message", ""))[:200]
-        return code, message
-    return "error", str(payload)[:200]
-
-
-def _what(event: str) -> str:
-    names = {
-        "ELGAMAL_PK_BC": "identity key",
-        "DEFF_HELLMAN_PK_BC": "handshake payload",
-        "DIFF_HELLMAN_PK_BC": "handshake payload",
-        "received_message": "message",
-    }
-    return names.get(event, f"event {event[:40]!r}")
-
-
-def _looks_legacy_message(text: str) -> bool:
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return False
-    return isinstance(obj, dict) and "message" in obj and "iv" in obj

@@ -15,7 +15,8 @@ from typing import Any
 
 import socketio
 
-from .core import ChatCore, Event, relay_error_fields
+from .core import ChatCore
+from .events import Event, relay_error_fields
 
 FORWARDED = (
     "KEY_EXCHANGE",

@@ -18,7 +18,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from .app import App
 from .config import Settings
-from .core import Event
+from .events import Event
 
 HELP = """commands:
   /verify   show the safety number to compare with your peer

@@ -1,0 +1,65 @@
+"""What the core tells the UI (:class:`Event`), its connection states, and small helpers
+for turning hostile input into short, single-line reports."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    """Connection states, as shown on the status line."""
+
+    CONNECTING = "connecting"
+    WAITING = "waiting for peer"
+    VERIFYING = "verifying"
+    SECURE = "secure"
+    PEER_LEFT = "peer left"
+    REFUSED = "refused"
+
+
+@dataclass
+class Event:
+    """Something the UI should show. ``kind`` is one of: state, message, sent, delivered,
+    secure, key_changed, refused, info, warning, error."""
+
+    kind: str
+    text: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def short_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def relay_error_fields(payload: Any) -> tuple[str, str]:
+    """(code, message) from a relay error, which may be nested under ``data``."""
+    nested = isinstance(payload, dict) and isinstance(payload.get("data"), dict)
+    if nested and "code" not in payload:
+        payload = payload["data"]
+    if isinstance(payload, dict):
+        code = str(payload.get("code", "error"))[:40]
+        message = str(payload.get("message", ""))[:200]
+        return code, message
+    return "error", str(payload)[:200]
+
+
+def describe(event: str) -> str:
+    names = {
+        "ELGAMAL_PK_BC": "identity key",
+        "DEFF_HELLMAN_PK_BC": "handshake payload",
+        "DIFF_HELLMAN_PK_BC": "handshake payload",
+        "received_message": "message",
+    }
+    return names.get(event, f"event {event[:40]!r}")
+
+
+def looks_legacy_message(text: str) -> bool:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and "message" in obj and "iv" in obj
