@@ -30,6 +30,10 @@ def sign(p: int, g: int, x: int, h: int) -> tuple[int, int]:
 
 
 def verify(p: int, g: int, y: int, h: int, r: int, s: int) -> bool:
-    """Check y^r r^s = g^h (mod p). Range checks are the caller's job and come first."""
-    left = modexp.powmod(y, r, p) * modexp.powmod(r, s, p) % p
+    """Check y^r r^s = g^h (mod p). Range checks are the caller's job and come first.
+
+    y is the signer's long-term key, the same for every message of a session, so it goes
+    through the fixed-base path too (a table is built once it has been seen a few times).
+    """
+    left = modexp.powmod_fixed(y, r, p) * modexp.powmod(r, s, p) % p
     return left == modexp.powmod_fixed(g, h % (p - 1), p)

@@ -126,7 +126,8 @@ def is_probable_prime(n: int, rounds: int = 40) -> bool:
 # multiplication per non-zero W-bit digit of e and no squarings: about 3x faster than a
 # generic powmod for 2048-bit exponents. A table costs (2^W - 1) * ceil(bits / W) products
 # to build (about 3 MB and a few tens of ms for a 2048-bit modulus with W = 5), so it is
-# built only once a (base, modulus) pair has been used a few times, and a few are kept.
+# built only once a (base, modulus) pair has been used a few times (the generator, and a
+# peer's long-term key during a session), and the few most recently used are kept.
 _WINDOW = 5
 _BUILD_AFTER_USES = 4
 _MAX_TABLES = 4
@@ -161,14 +162,16 @@ def precompute(base: int, modulus: int) -> None:
 
 
 def powmod_fixed(base: int, exponent: int, modulus: int) -> int:
-    """``base ** exponent mod modulus`` for a base that repeats (the group generator).
+    """``base ** exponent mod modulus`` for a base that repeats (generator, a peer's key).
 
     Same result as :func:`powmod`; uses a precomputed window table once the pair has been
     seen :data:`_BUILD_AFTER_USES` times.
     """
     key = (_backend, base, modulus)
-    entry = _tables.get(key)
-    if entry is None:
+    entry = _tables.pop(key, None)
+    if entry is not None:
+        _tables[key] = entry  # most recently used last: eviction takes the oldest
+    else:
         uses = _uses.get(key, 0) + 1
         if len(_uses) > 64:
             _uses.clear()
