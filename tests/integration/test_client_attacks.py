@@ -104,3 +104,26 @@ def test_reordered_envelopes_are_rejected_then_resent_and_shown_once(fake_relay,
     assert sorted(bob.received()) == sorted(said) and len(bob.received()) == 6
     assert any("replayed or reordered" in e["message"] for e in bob.of("error"))
     assert "reordered two envelopes" in relay.log()
+
+
+def test_original_unauthenticated_client_gets_a_clear_refusal(relay_factory, batch_clients):
+    """The original design's client (no auth, decimal-string keys) through the real relay."""
+    import socketio
+
+    relay = relay_factory()
+    parley = batch_clients("alice", "lobby", relay.url)
+    legacy = socketio.Client(reconnection=False)
+    legacy.on("KEY_EXCHANGE", lambda *_: legacy.emit("ELGAMAL_PK", "55"))
+    legacy.on(
+        "ELGAMAL_PK_BC",
+        lambda *_: legacy.emit("DIFF_HELLMAN_PK", '{"diff_public_key": 5, "s1": 1, "s2": 2}'),
+    )
+    legacy.connect(relay.url)  # no auth: room lobby, name anonymous
+    try:
+        parley.send("is anyone there?")
+        assert parley.wait(30) == 3
+    finally:
+        legacy.disconnect()
+    err = parley.stderr()
+    assert "original unauthenticated protocol" in err and "Traceback" not in err
+    assert parley.of("refused")

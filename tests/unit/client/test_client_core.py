@@ -306,3 +306,16 @@ def test_tampered_envelope_is_rejected(pair):
     pair.pump()
     assert pair.b.texts() == []
     assert any("rejected message" in e.text for e in pair.b.kinds("error"))
+
+
+@pytest.mark.parametrize("options", [{"deniable": True}, {"hash": "sha1"}])
+def test_deniable_and_sha1_modes_still_deliver(make_pair, options):
+    pair = secure(make_pair(**options))
+    pair.a.core.submit("mode check")
+    pair.pump()
+    assert pair.b.texts() == ["mode check"]
+    envelopes = [p for _, e, p in pair.wire_log if e == "message"]
+    if options.get("deniable"):
+        assert all(env["sig"] is None for env in envelopes)
+    else:
+        assert all(env["sig"] is not None for env in envelopes)
