@@ -13,7 +13,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 
-from parley_crypto import groups
+from parley_crypto import _wire, groups
 from parley_crypto._primitives import elgamal as _elgamal
 from parley_crypto._primitives import modexp
 from parley_crypto.errors import InvalidPublicKey
@@ -81,6 +81,23 @@ class Signature:
             raise TypeError("signature r and s must be ints")
         if self.r <= 0 or self.s <= 0:
             raise ValueError("signature r and s must be positive")
+
+    def to_payload(self) -> dict:
+        """``{"r": hex, "s": hex}`` as carried in handshake payloads and envelopes."""
+        return {"r": _wire.to_hex(self.r), "s": _wire.to_hex(self.s)}
+
+    @classmethod
+    def from_payload(
+        cls, obj: object, group: Group, error: type[Exception], what: str
+    ) -> Signature:
+        """Parse ``{"r", "s"}`` strictly (canonical hex, at most p's digits, non-zero), raising
+        ``error``. Ranges against p are left to :func:`verify`."""
+        data = _wire.fields(obj, ("r", "s"), error, what)
+        r = _wire.hex_int(data["r"], group.hex_digits, error, f"{what} r")
+        s = _wire.hex_int(data["s"], group.hex_digits, error, f"{what} s")
+        if r == 0 or s == 0:
+            raise error(f"{what} is invalid (zero component)")
+        return cls(r, s)
 
 
 def generate(group: Group | None = None) -> SigningKey:

@@ -21,7 +21,6 @@ from parley_crypto.session import Direction, Session
 NONCE_BYTES = 32
 ROOM_MAX = 256
 _FIELDS = ("v", "dh", "nonce", "hash", "deniable", "sig")
-_SIG_FIELDS = ("r", "s")
 _LEGACY_KEYS = ("diff_public_key", "deff_public_key", "s1", "s2")
 
 
@@ -123,7 +122,7 @@ class Handshake:
                 "nonce": nonce.hex(),
                 "hash": self._hash,
                 "deniable": self._deniable,
-                "sig": {"r": _wire.to_hex(signature.r), "s": _wire.to_hex(signature.s)},
+                "sig": signature.to_payload(),
             }
         return dict(self._payload, sig=dict(self._payload["sig"]))
 
@@ -176,12 +175,10 @@ class Handshake:
             raise HandshakeError(f"handshake hash must be one of {elgamal.HASHES}")
         if not isinstance(data["deniable"], bool):
             raise HandshakeError("handshake deniable must be true or false")
-        sig = _wire.fields(data["sig"], _SIG_FIELDS, HandshakeError, "handshake sig")
-        r = _wire.hex_int(sig["r"], digits, HandshakeError, "handshake signature r")
-        s = _wire.hex_int(sig["s"], digits, HandshakeError, "handshake signature s")
-        if r == 0 or s == 0:
-            raise HandshakeError("peer DH payload signature is invalid")
-        return peer_dh, nonce, data["hash"], data["deniable"], elgamal.Signature(r, s)
+        signature = elgamal.Signature.from_payload(
+            data["sig"], self._group, HandshakeError, "handshake signature"
+        )
+        return peer_dh, nonce, data["hash"], data["deniable"], signature
 
     def _derive(
         self, secret: bytes, peer_entry: bytes, peer_hash: str, peer_deniable: bool

@@ -21,7 +21,6 @@ VERSION = 1
 MAX_PLAINTEXT = 1 << 20
 MAX_SEQ = (1 << 63) - 1
 _FIELDS = ("v", "seq", "iv", "ct", "mac", "sig")
-_SIG_FIELDS = ("r", "s")
 
 
 @dataclass(frozen=True)
@@ -121,10 +120,8 @@ class Session:
         mac = kdf.hmac_sha256(self._send.mac_key, authenticated)
         sig = None
         if not self._deniable:
-            signature = self._me.sign(
-                self._signed_bytes(self._send.label, authenticated), self._hash
-            )
-            sig = {"r": _wire.to_hex(signature.r), "s": _wire.to_hex(signature.s)}
+            signed = self._signed_bytes(self._send.label, authenticated)
+            sig = self._me.sign(signed, self._hash).to_payload()
         self._sent = seq
         return {
             "v": VERSION,
@@ -175,10 +172,5 @@ class Session:
             return None
         if sig is None:
             raise InvalidMessage("message is unsigned but the peer signs its messages")
-        fields = _wire.fields(sig, _SIG_FIELDS, InvalidMessage, "envelope sig")
-        digits = self._peer.verify_key.group.hex_digits
-        r = _wire.hex_int(fields["r"], digits, InvalidMessage, "signature r")
-        s = _wire.hex_int(fields["s"], digits, InvalidMessage, "signature s")
-        if r == 0 or s == 0:
-            raise InvalidMessage("message signature is invalid")
-        return elgamal.Signature(r, s)
+        group = self._peer.verify_key.group
+        return elgamal.Signature.from_payload(sig, group, InvalidMessage, "message signature")

@@ -226,41 +226,33 @@ _P = handshake.dh.groups.get("ffdhe2048").p
 _NON_RESIDUE = next(v for v in range(3, 1000) if pow(v, (_P - 1) // 2, _P) != 1)
 
 
+def _signed_dh_payload(signer, dh_value: int) -> dict:
+    """A handshake payload built by hand and correctly signed by ``signer`` for room "r"."""
+    nonce = bytes(32)
+    entry = handshake._entry("r", signer.public, dh_value, nonce, "sha256", False)
+    return {
+        "v": 1,
+        "dh": format(dh_value, "x"),
+        "nonce": nonce.hex(),
+        "hash": "sha256",
+        "deniable": False,
+        "sig": signer.sign(entry).to_payload(),
+    }
+
+
 @pytest.mark.parametrize(
     "bad", [1, _P - 1, _P - 2, _NON_RESIDUE], ids=["1", "p-1", "-2", "small-non-residue"]
 )
 def test_signed_but_invalid_dh_value_is_rejected(alice, bob, bad):
     # Even a correctly signed payload (a buggy or malicious peer) must carry a valid Y.
-    nonce = bytes(32)
-    entry = handshake._entry("r", alice.public, bad, nonce, "sha256", False)
-    signature = alice.sign(entry)
-    payload = {
-        "v": 1,
-        "dh": format(bad, "x"),
-        "nonce": nonce.hex(),
-        "hash": "sha256",
-        "deniable": False,
-        "sig": {"r": format(signature.r, "x"), "s": format(signature.s, "x")},
-    }
     hb = handshake.Handshake(bob, "r", peer=alice.public)
     with pytest.raises(errors.HandshakeError, match="DH value"):
-        hb.receive_dh(payload)
+        hb.receive_dh(_signed_dh_payload(alice, bad))
 
 
 def test_handcrafted_valid_payload_is_accepted(alice, bob):
     # The same construction with a real DH value succeeds, so the test above is meaningful.
-    x = handshake.dh.generate()
-    nonce = bytes(32)
-    entry = handshake._entry("r", alice.public, x.public, nonce, "sha256", False)
-    signature = alice.sign(entry)
-    payload = {
-        "v": 1,
-        "dh": format(x.public, "x"),
-        "nonce": nonce.hex(),
-        "hash": "sha256",
-        "deniable": False,
-        "sig": {"r": format(signature.r, "x"), "s": format(signature.s, "x")},
-    }
+    payload = _signed_dh_payload(alice, handshake.dh.generate().public)
     session = handshake.Handshake(bob, "r", peer=alice.public).receive_dh(payload)
     assert session.peer == alice.public
 
