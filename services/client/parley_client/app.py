@@ -50,6 +50,15 @@ class App:
         self._tasks = [run, asyncio.create_task(self._ticker())]
         return run
 
+    def end_reason(self, task: asyncio.Task) -> tuple[str, str]:
+        """(code, message) explaining why the transport task ended on its own."""
+        if self.transport.fatal:
+            return self.transport.fatal
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            return "internal", f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        return "error", "connection ended"
+
     async def stop(self) -> None:
         """Flush what is queued, disconnect, cancel background tasks."""
         await self.transport.drain(1.0)
@@ -78,6 +87,11 @@ class App:
         fd = os.open(self.settings.keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def ended_label(code: str) -> str:
+    """How to introduce the reason the connection loop gave up."""
+    return "stopped after an internal error" if code == "internal" else "relay refused"
 
 
 def _secrets(session) -> dict[str, str]:

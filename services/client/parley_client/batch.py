@@ -18,7 +18,7 @@ import time
 
 from parley_crypto import safety
 
-from .app import App
+from .app import App, ended_label
 from .config import Settings
 from .events import Event
 
@@ -89,8 +89,8 @@ class BatchClient:
                 self._status(f"peer verification failed, nothing sent: {self.verify_failed}")
                 return EXIT_VERIFY
             if transport.done():
-                code, message = self.app.transport.fatal or ("error", "connection ended")
-                self._status(f"relay refused: {code}: {message}")
+                code, message = self.app.end_reason(transport)
+                self._status(f"{ended_label(code)}: {code}: {message}")
                 return EXIT_CONFIG if code == "unauthorized" else EXIT_UNDELIVERED
             if reader.done() and deadline is None:
                 deadline = time.monotonic() + self.settings.timeout

@@ -16,7 +16,7 @@ from prompt_toolkit import PromptSession, print_formatted_text
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from .app import App
+from .app import App, ended_label
 from .config import Settings
 from .events import Event
 
@@ -190,8 +190,8 @@ class TerminalUI:
                 prompt.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await prompt
-                code, message = self.app.transport.fatal or ("error", "connection ended")
-                self._print(f"relay refused: {code}: {message}", "ansired")
+                code, message = self.app.end_reason(transport)
+                self._print(f"{ended_label(code)}: {code}: {message}", "ansired")
                 return 2 if code == "unauthorized" else 1
             try:
                 line = prompt.result()
