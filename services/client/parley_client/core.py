@@ -28,6 +28,7 @@ from .messages import BadPlaintext, Outbox, Pending, Plaintext, SeenIds, new_rec
 
 DH_EVENTS = ("DEFF_HELLMAN_PK_BC", "DIFF_HELLMAN_PK_BC")
 MAX_EARLY_ENVELOPES = 64  # envelopes that arrive before our session exists (a rare race)
+SEND_RATE, SEND_BURST = 30.0, 120.0  # texts per second, bucket size
 
 
 class ChatCore:
@@ -68,6 +69,7 @@ class ChatCore:
         self._early: deque = deque(maxlen=MAX_EARLY_ENVELOPES)
         self._withheld_reported = False
         self._pin_when_secure = None
+        self._tokens, self._refilled = SEND_BURST, clock()
 
     # ----- facts for the UI -------------------------------------------------------------
     @property
@@ -181,9 +183,16 @@ class ChatCore:
         if not self.can_send:
             return
         now = self._clock()
+        # Pace texts below the relay's default rate limit (50 events/s, burst 200, receipts
+        # and handshakes included) so a big outbox after an outage is not bounced.
+        self._tokens = min(SEND_BURST, self._tokens + (now - self._refilled) * SEND_RATE)
+        self._refilled = now
         for item in self.outbox.due(now, self.resend_after):
+            if self._tokens < 1:
+                break  # the rest goes out on the next tick
             if not self._seal_and_send(item.message):
                 return
+            self._tokens -= 1
             item.sent_at = now
             item.attempts += 1
             data = {"id": item.message.id, "attempt": item.attempts, "text": item.message.body}

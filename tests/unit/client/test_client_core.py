@@ -319,3 +319,19 @@ def test_deniable_and_sha1_modes_still_deliver(make_pair, options):
         assert all(env["sig"] is None for env in envelopes)
     else:
         assert all(env["sig"] is not None for env in envelopes)
+
+
+def test_a_large_outbox_is_paced_not_dropped(pair, clock):
+    from parley_client.core import SEND_BURST
+
+    pair.a.core.connected()
+    total = int(SEND_BURST) + 30
+    for i in range(total):
+        pair.a.core.submit(f"backlog {i}")
+    pair.connect()
+    assert len(pair.b.texts()) == SEND_BURST  # the burst goes out at once
+    clock.now += 2.0
+    pair.a.core.tick()
+    pair.pump()
+    assert pair.b.texts() == [f"backlog {i}" for i in range(total)]
+    assert len(pair.a.core.outbox) == 0
