@@ -20,7 +20,7 @@ from parley_crypto import safety
 
 from .app import App, ended_label
 from .config import Settings
-from .events import Event
+from .events import Event, printable
 
 EXIT_OK, EXIT_UNDELIVERED, EXIT_CONFIG, EXIT_VERIFY = 0, 1, 2, 3
 QUIET_SECONDS = 1.0  # after our last receipt, keep answering the peer this long
@@ -35,6 +35,7 @@ class BatchClient:
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.verify_failed: str | None = None
+        self.refused_input = 0  # lines too long to send: they count as undelivered
         self.last_activity = time.monotonic()
         self._wake = asyncio.Event()
         self.app = App(settings, self.on_event)
@@ -46,7 +47,7 @@ class BatchClient:
         self.stdout.flush()
 
     def _status(self, text: str) -> None:
-        self.stderr.write(f"parley: {text}\n")
+        self.stderr.write(f"parley: {printable(text)}\n")
         self.stderr.flush()
 
     def on_event(self, event: Event) -> None:
@@ -59,7 +60,7 @@ class BatchClient:
         if self.settings.json:
             self._json(_json_event(event))
         elif event.kind == "message":
-            self.stdout.write(f"{event.data['from']}: {event.text}\n")
+            self.stdout.write(f"{event.data['from']}: {printable(event.text)}\n")
             self.stdout.flush()
         elif event.kind in ("secure", "key_changed"):
             number = safety.format_safety_number(event.data["safety_number"])
@@ -98,7 +99,7 @@ class BatchClient:
                 now = time.monotonic()
                 drained = len(self.core.outbox) == 0
                 if drained and now - self.last_activity >= QUIET_SECONDS:
-                    return EXIT_OK
+                    return EXIT_UNDELIVERED if self.refused_input else EXIT_OK
                 if now >= deadline:
                     return self._undelivered()
             self._wake.clear()
@@ -120,8 +121,8 @@ class BatchClient:
     async def _read_input(self) -> None:
         async for line in _lines(self.stdin):
             text = line.rstrip("\r\n")
-            if text:
-                self.core.submit(text)
+            if text and self.core.submit(text) is None:
+                self.refused_input += 1
         self.last_activity = time.monotonic()
         self._wake.set()
 

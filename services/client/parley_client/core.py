@@ -24,7 +24,16 @@ from .events import (
     short_reason,
 )
 from .keystore import CHANGED, MATCH, NEW, Keystore
-from .messages import BadPlaintext, Outbox, Pending, Plaintext, SeenIds, new_receipt, new_text
+from .messages import (
+    MAX_BODY_BYTES,
+    BadPlaintext,
+    Outbox,
+    Pending,
+    Plaintext,
+    SeenIds,
+    new_receipt,
+    new_text,
+)
 
 DH_EVENTS = ("DEFF_HELLMAN_PK_BC", "DIFF_HELLMAN_PK_BC")
 MAX_EARLY_ENVELOPES = 64  # envelopes that arrive before our session exists (a rare race)
@@ -153,9 +162,15 @@ class ChatCore:
             self._error(f"ignored unknown event {event[:40]!r} from relay")
 
     # ----- user side ---------------------------------------------------------------------
-    def submit(self, text: str) -> Pending:
-        """Queue a text; it is sent now if the session is ready, else as soon as it is."""
-        item = self.outbox.add(new_text(text))
+    def submit(self, text: str) -> Pending | None:
+        """Queue a text; it is sent now if the session is ready, else as soon as it is.
+        Returns None (and reports why) for a text too long to ever be delivered."""
+        message = new_text(text)
+        size = len(message.encode())
+        if size > MAX_BODY_BYTES:
+            self._error(f"not sent: message is {size} bytes encoded, the limit is {MAX_BODY_BYTES}")
+            return None
+        item = self.outbox.add(message)
         self._emit(Event("queued", data={"id": item.message.id, "text": text}))
         self.flush()
         return item

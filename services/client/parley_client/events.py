@@ -4,6 +4,7 @@ for turning hostile input into short, single-line reports."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -63,3 +64,18 @@ def looks_legacy_message(text: str) -> bool:
     except ValueError:
         return False
     return isinstance(obj, dict) and "message" in obj and "iv" in obj
+
+
+_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def printable(text: str) -> str:
+    """Text safe to put on a terminal line: control characters (escape sequences, newlines)
+    and bidi overrides from a peer are shown as ``\\xNN`` instead of acting on the screen."""
+    out = []
+    for ch in text:
+        if ch == "\t" or (ch not in _BIDI and unicodedata.category(ch) not in ("Cc", "Zl", "Zp")):
+            out.append(ch)
+        else:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+    return "".join(out)

@@ -18,7 +18,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from .app import App, ended_label
 from .config import Settings
-from .events import Event
+from .events import Event, printable
 
 HELP = """commands:
   /verify   show the safety number to compare with your peer
@@ -55,7 +55,7 @@ class TerminalUI:
 
     # ----- output ------------------------------------------------------------------------
     def _print(self, text: str, style: str = "") -> None:
-        print_formatted_text(FormattedText([(style, text)]))
+        print_formatted_text(FormattedText([(style, printable(text))]))
 
     def show(self, event: Event) -> None:
         """Print one core/transport event above the prompt."""

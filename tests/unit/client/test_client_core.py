@@ -335,3 +335,25 @@ def test_a_large_outbox_is_paced_not_dropped(pair, clock):
     pair.pump()
     assert pair.b.texts() == [f"backlog {i}" for i in range(total)]
     assert len(pair.a.core.outbox) == 0
+
+
+def test_too_long_text_is_refused_up_front_not_queued_forever(pair):
+    from parley_client.messages import MAX_BODY_BYTES
+
+    secure(pair)
+    assert pair.a.core.submit("é" * MAX_BODY_BYTES) is None
+    assert len(pair.a.core.outbox) == 0
+    assert "not sent" in pair.a.kinds("error")[-1].text
+    big = "x" * (MAX_BODY_BYTES - 100)
+    assert pair.a.core.submit(big) is not None
+    pair.pump()
+    assert pair.b.texts() == [big]
+    sealed = [p for _, e, p in pair.wire_log if e == "message"][0]
+    assert len(json.dumps(sealed)) < 65536  # fits the relay's default payload limit
+
+
+def test_peer_text_with_terminal_escapes_is_neutralised_for_display():
+    from parley_client.events import printable
+
+    assert printable("hi\x1b[2J\nthere\u202e") == "hi\\x1b[2J\\x0athere\\u202e"
+    assert printable("grüße ✓\tok") == "grüße ✓\tok"
