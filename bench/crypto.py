@@ -13,6 +13,7 @@ handshake_ms=<x> sign_ms=<x> verify_ms=<x> dh_keygen_vs_openssl=<ratio>
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import sys
@@ -163,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         ("seal+open 1 kB, deniable", "seal_open_deniable", None),
         ("one-off: fixed-base table (g, or a peer key)", "table", None),
     ]
-    print(f"parley_crypto bench on {group.name}, median ms ({args.repeat} runs gmpy2/OpenSSL)")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(
+        f"parley_crypto bench on {group.name}, median ms ({args.repeat} runs gmpy2/OpenSSL); "
+        f"{os.cpu_count()} CPUs, load average {load}"
+    )
     header = (
         f"{'operation':<52} {'gmpy2':>9} {'python':>9} {'openssl':>9} {'py/gmp':>8} {'gmp/ossl':>8}"
     )
