@@ -134,3 +134,28 @@ def test_huge_packet_costs_only_the_sender_its_connection(two_relays, clients):
     assert m.disconnected.wait(10)
     good_pair_still_works(a, b, "after-huge")
     assert r1.health()["_status"] == 200
+
+
+def test_invalid_utf8_frame_closes_only_that_socket(two_relays, clients):
+    """A raw WebSocket client sends a text frame that is not UTF-8: its socket is closed
+    (1007), the relay keeps serving everyone else."""
+    import websocket
+
+    r1, r2 = two_relays
+    a = clients(r1.url, {"room": "u", "name": "a"}).connect()
+    b = clients(r2.url, {"room": "u", "name": "b"}).connect()
+    a.wait_for("KEY_EXCHANGE")
+    ws = websocket.create_connection(
+        r1.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5
+    )
+    assert ws.recv().startswith("0{")  # Engine.IO open
+    ws.send('40{"room":"raw","name":"r"}')
+    assert ws.recv().startswith("40")  # Socket.IO connect accepted
+    ws.send(b'42["message","\xff\xfe"]', opcode=websocket.ABNF.OPCODE_TEXT)
+    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+        for _ in range(5):  # pings may arrive first; the close must follow
+            if ws.recv() == "":
+                raise ConnectionError("closed")
+    ws.close()
+    good_pair_still_works(a, b, "after-bad-utf8")
+    assert r1.health()["_status"] == 200

@@ -13,6 +13,7 @@ import gevent.event
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
+from . import fastws
 from .app import Relay, make_app
 from .config import Settings
 from .core import Rejection, sio_room
@@ -113,6 +114,7 @@ def _drain(relay: Relay, server: WSGIServer) -> None:
 def run(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; return the process exit code."""
     logger = setup_logging(settings.log_level)
+    fastws.install()
     relay = _build(settings, logger)
     done = gevent.event.Event()
     server = WSGIServer(
