@@ -1,0 +1,326 @@
+"""Fault-injection soak: 10 pairs of real `parley` processes, two relay replicas, one Redis.
+
+While every client sends numbered messages at a steady rate, the harness
+  (a) SIGKILLs one relay replica and starts it again on the same port,
+  (b) restarts Redis (everything in it is lost: membership, liveness keys, subscriptions),
+  (c) cuts one client's connection for 30 s (a proxy between that client and both relays
+      stops forwarding in both directions: only that client is affected).
+Then a checker reads every receiver's output and asserts that each message was shown exactly
+once and in its sender's order. Figures are printed and written to JSON for docs/reliability.md.
+
+Duration: PARLEY_SOAK_SECONDS of sending (default 100, so the test takes about 3 minutes);
+longer runs repeat the fault cycle every 120 s. PARLEY_SOAK_CUT_SECONDS (default 30) and
+PARLEY_SOAK_RATE (messages per second per client, default 1) tune the load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.faults.checker import check_stream, make_text, parse_shown, summarize
+from tests.faults.harness import CutProxy, ParleyProcess, Timeline
+from tests.support.servers import RedisServer, RelayProcess, wait_for
+
+pytestmark = pytest.mark.faults
+
+PAIRS = 10
+CROSS_REPLICA_PAIRS = 6  # the rest have both members on one replica
+CYCLE_SECONDS = 120.0
+HEARTBEAT = ["--heartbeat-seconds", "5"]
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    seconds: float
+    cut_seconds: float
+    rate: float
+    drain_seconds: float = 90.0
+
+    @classmethod
+    def from_env(cls) -> SoakConfig:
+        env = os.environ
+        return cls(
+            seconds=float(env.get("PARLEY_SOAK_SECONDS") or 100),
+            cut_seconds=float(env.get("PARLEY_SOAK_CUT_SECONDS") or 30),
+            rate=float(env.get("PARLEY_SOAK_RATE") or 1.0),
+        )
+
+    def faults(self) -> list[tuple[float, str]]:
+        """(offset from the first message, action) for every fault, in time order."""
+        cycle = self.seconds if self.seconds < 2 * CYCLE_SECONDS else CYCLE_SECONDS
+        plan = []
+        start = 0.0
+        n = 0
+        while start + cycle <= self.seconds + 1e-6:
+            plan += [
+                (start + 0.12 * cycle, f"kill_relay:{n % 2}"),
+                (start + 0.35 * cycle, "restart_redis"),
+                (start + 0.50 * cycle, "cut_client"),
+            ]
+            start += cycle
+            n += 1
+        return plan
+
+
+def report_dir() -> Path:
+    base = os.environ.get("PARLEY_SOAK_REPORT_DIR") or tempfile.gettempdir()
+    path = Path(base) / "parley-soak"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class Soak:
+    """Owns every process of one soak run and the fault schedule."""
+
+    def __init__(self, tmp: Path, cfg: SoakConfig):
+        self.tmp = tmp
+        self.cfg = cfg
+        self.timeline = Timeline()
+        self.redis = RedisServer()
+        self.relays: list[RelayProcess] = []
+        self.proxies: list[CutProxy] = []
+        self.clients: dict[str, ParleyProcess] = {}
+        self.peer_of: dict[str, str] = {}
+        self.sent: dict[str, int] = {}
+        self.cut_name = "b00"
+        self._stop_feeding = threading.Event()
+
+    # ----- set-up ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.redis.start()
+        for _ in range(2):
+            relay = RelayProcess(redis_url=self.redis.url, extra_args=HEARTBEAT)
+            self.relays.append(relay.start())
+        self.timeline.note(f"redis {self.redis.port}, relays {[r.port for r in self.relays]}")
+        urls = [r.url for r in self.relays]
+        # The cut client reaches both relays only through proxies, so cutting them isolates it
+        # (a direct second URL would let it fail over and never notice the cut).
+        self.proxies = [CutProxy(r.port) for r in self.relays]
+        for i in range(PAIRS):
+            a, b = f"a{i:02d}", f"b{i:02d}"
+            first_a = i % 2
+            first_b = (i + 1) % 2 if i < CROSS_REPLICA_PAIRS else first_a
+            lists = {
+                a: [urls[first_a], urls[1 - first_a]],
+                b: [urls[first_b], urls[1 - first_b]],
+            }
+            if b == self.cut_name:
+                lists[b] = [self.proxies[first_b].url, self.proxies[1 - first_b].url]
+            for me, other in ((a, b), (b, a)):
+                self.peer_of[me] = other
+                self.sent[me] = 0
+                proc = ParleyProcess(
+                    me, f"soak{i:02d}", lists[me], self.tmp / me, "--timeout", "120"
+                )
+                self.clients[me] = proc.start()
+        wait_for(
+            lambda: all(c.of("secure") for c in self.clients.values()),
+            timeout=90,
+            interval=0.5,
+            what="every pair secure",
+        )
+        self.timeline.note(f"{len(self.clients)} clients secure")
+
+    def cleanup(self) -> None:
+        for c in self.clients.values():
+            c.cleanup()
+        for p in self.proxies:
+            p.close()
+        for r in self.relays:
+            r.cleanup()
+        self.redis.cleanup()
+
+    # ----- load --------------------------------------------------------------------------
+    def feed(self) -> None:
+        """Every client gets its next numbered line every 1/rate s, clients staggered."""
+        names = sorted(self.clients)
+        period = 1.0 / self.cfg.rate
+        t0 = time.monotonic()
+        tick = 0
+        while not self._stop_feeding.is_set():
+            for k, name in enumerate(names):
+                due = t0 + tick * period + k * period / len(names)
+                delay = due - time.monotonic()
+                if delay > 0 and self._stop_feeding.wait(delay):
+                    return
+                self.sent[name] += 1
+                self.clients[name].write(make_text(name, self.sent[name], time.time()))
+            tick += 1
+
+    # ----- faults ------------------------------------------------------------------------
+    def do(self, action: str) -> None:
+        if action.startswith("kill_relay:"):
+            relay = self.relays[int(action.split(":")[1])]
+            relay.stop(signal.SIGKILL)
+            self.timeline.note(f"SIGKILL relay :{relay.port}")
+            time.sleep(3)
+            relay.start()
+            self.timeline.note(f"relay :{relay.port} restarted")
+        elif action == "restart_redis":
+            self.redis.stop()
+            self.timeline.note("redis stopped (all its data is gone)")
+            time.sleep(2)
+            self.redis.start()
+            self.timeline.note("redis started again, empty")
+        elif action == "cut_client":
+            for p in self.proxies:
+                p.stall()
+            self.timeline.note(f"cut {self.cut_name}'s connection for {self.cfg.cut_seconds:g}s")
+            time.sleep(self.cfg.cut_seconds)
+            for p in self.proxies:
+                p.restore()
+            self.timeline.note(f"{self.cut_name}'s connection restored")
+
+    def run(self) -> None:
+        feeder = threading.Thread(target=self.feed, daemon=True, name="feeder")
+        start = time.monotonic()
+        self.timeline.note(f"sending {self.cfg.rate:g} msg/s per client for {self.cfg.seconds:g}s")
+        feeder.start()
+        try:
+            for offset, action in self.cfg.faults():
+                delay = start + offset - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                self.do(action)
+            left = start + self.cfg.seconds - time.monotonic()
+            if left > 0:
+                time.sleep(left)
+        finally:
+            self._stop_feeding.set()
+            feeder.join(timeout=10)
+        self.timeline.note(f"stopped sending: {sum(self.sent.values())} messages")
+
+    def drain(self) -> None:
+        """Wait until every receiver shows everything (or the drain deadline), then end input."""
+
+        def complete() -> bool:
+            return all(
+                len(self.distinct_from(rcv, snd)) >= n
+                for snd, n in self.sent.items()
+                for rcv in [self.peer_of[snd]]
+            )
+
+        try:
+            wait_for(complete, timeout=self.cfg.drain_seconds, interval=0.5, what="delivery")
+            self.timeline.note("every message shown; closing stdin")
+        except TimeoutError:
+            self.timeline.note("drain deadline passed with messages missing")
+        for c in self.clients.values():
+            c.close_stdin()
+        deadline = time.monotonic() + 60
+        for c in self.clients.values():
+            try:
+                c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - reported as a bad exit below
+                self.timeline.note(f"{c.name} still running 60s after its input ended")
+                c.stop()
+
+    def dump(self, folder: Path) -> None:
+        """Every client's stdout (with read times) and stderr, for a post-mortem."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, c in self.clients.items():
+            with open(folder / f"{name}.out", "w") as f:
+                for at, line in list(c.lines):
+                    f.write(f"{at:.3f} {line}\n")
+            (folder / f"{name}.err").write_text(c.stderr())
+        for i, r in enumerate(self.relays):
+            (folder / f"relay{i}.log").write_text(r.log())
+
+    def distinct_from(self, receiver: str, sender: str) -> set[int]:
+        out = set()
+        for e in self.clients[receiver].of("message"):
+            item = parse_shown(str(e.get("text", "")), 0.0)
+            if item is not None and item.sender == sender:
+                out.add(item.seq)
+        return out
+
+    # ----- verdict -----------------------------------------------------------------------
+    def report(self):
+        streams = []
+        unparsable = 0
+        for sender, count in sorted(self.sent.items()):
+            receiver = self.peer_of[sender]
+            shown = []
+            for at, e in self.clients[receiver].events():
+                if e.get("event") != "message":
+                    continue
+                item = parse_shown(str(e.get("text", "")), at)
+                if item is None:
+                    unparsable += 1
+                else:
+                    shown.append(item)
+            streams.append(check_stream(sender, receiver, count, shown))
+        return summarize(streams, unparsable)
+
+
+def client_problems(soak: Soak) -> dict:
+    """Exit codes, tracebacks and non-JSON output of every client."""
+    problems = {}
+    for name, c in soak.clients.items():
+        err = c.stderr()
+        issues = []
+        if c.proc.returncode != 0:
+            issues.append(f"exit {c.proc.returncode}")
+        if "Traceback" in err:
+            issues.append("traceback on stderr")
+        if c.non_json_lines():
+            issues.append(f"non-JSON stdout: {c.non_json_lines()[:3]}")
+        if issues:
+            problems[name] = {"issues": issues, "stderr_tail": err[-1500:]}
+    return problems
+
+
+def test_soak_zero_loss_zero_duplicates_under_faults(tmp_path):
+    cfg = SoakConfig.from_env()
+    soak = Soak(tmp_path, cfg)
+    began = time.monotonic()
+    try:
+        soak.start()
+        soak.run()
+        soak.drain()
+        report = soak.report()
+        problems = client_problems(soak)
+        relay_tracebacks = sum(r.log().count("Traceback") for r in soak.relays)
+        soak.dump(report_dir() / "clients")
+        errors = {
+            name: [e.get("message") for e in c.of("error")][:5]
+            for name, c in soak.clients.items()
+            if c.of("error")
+        }
+    finally:
+        soak.cleanup()
+    figures = {
+        "config": {
+            "pairs": PAIRS,
+            "clients": 2 * PAIRS,
+            "send_seconds": cfg.seconds,
+            "rate_per_client": cfg.rate,
+            "cut_seconds": cfg.cut_seconds,
+            "faults": [action for _, action in cfg.faults()],
+        },
+        "wall_seconds": round(time.monotonic() - began, 1),
+        "timeline": [[round(t, 2), text] for t, text in soak.timeline.notes],
+        **report.as_dict(),
+        "client_errors": errors,
+        "client_problems": problems,
+        "relay_tracebacks": relay_tracebacks,
+    }
+    path = report_dir() / "soak-report.json"
+    path.write_text(json.dumps(figures, indent=2))
+    print(f"\nSOAK FIGURES: {report.summary()}\nwritten to {path}")
+    bad_streams = [s for s in report.streams if s["lost"] or s["duplicated"] or s["out_of_order"]]
+    assert report.duplicated == 0, bad_streams
+    assert report.lost == 0, bad_streams
+    assert report.out_of_order == 0, bad_streams
+    assert report.perfect, figures
+    assert not problems, problems
+    assert relay_tracebacks == 0
