@@ -93,6 +93,9 @@ class ParleyRedisManager(socketio.RedisManager):
     def _listen(self):
         """Yield raw manager messages from the channel forever, resubscribing after errors."""
         channel = self.channel.encode("utf-8")
+        # PubSubManager puts host_id last in every message it originates (emit, disconnect,
+        # room changes); callbacks addressed *to* us carry more keys after it, so never match.
+        own = self.json.dumps({"host_id": self.host_id})[1:].encode("utf-8")
         delay = 0.1
         while True:
             client = pubsub = None
@@ -109,7 +112,12 @@ class ParleyRedisManager(socketio.RedisManager):
                     if msg is None:
                         continue
                     if msg["type"] == "message" and msg["channel"] == channel:
-                        yield msg["data"]
+                        data = msg["data"]
+                        # Our own publishes come back to us too; the base class would
+                        # JSON-decode them only to drop them. Skip them undecoded.
+                        if data.endswith(own):
+                            continue
+                        yield data
             except Exception as exc:  # any failure means: reconnect and resubscribe
                 if self.subscribed:
                     log_event(
