@@ -16,17 +16,21 @@ from typing import Any
 from parley_crypto import errors, handshake, identity, safety
 
 from .events import (
+    LEGACY_REFUSAL,
     Event,
     State,
     describe,
+    key_changed_event,
     looks_legacy_message,
     relay_error_fields,
+    secure_event,
     short_reason,
 )
 from .keystore import CHANGED, MATCH, NEW, Keystore
 from .messages import (
     MAX_BODY_BYTES,
     BadPlaintext,
+    InOrder,
     Outbox,
     Pending,
     Plaintext,
@@ -70,14 +74,16 @@ class ChatCore:
         self.state = State.CONNECTING
         self.outbox = Outbox()
         self.seen = SeenIds()
+        self.in_order = InOrder()
         self.peer = None  # PeerIdentity of the current peer, once received
         self.blocked_by = None  # PeerIdentity whose changed key awaits /trust
         self._hs = None  # handshake in progress, if any
         self._hs_has_peer = False
+        self._next_identity = None  # peer identity waiting for the DH payload after it
         self._sessions: deque = deque(maxlen=2)  # newest first; old one opens in-flight mail
         self._early: deque = deque(maxlen=MAX_EARLY_ENVELOPES)
         self._withheld_reported = False
-        self._pin_when_secure = None
+        self._pin_check: tuple = (None, None)
         self._tokens, self._refilled = SEND_BURST, clock()
 
     # ----- facts for the UI -------------------------------------------------------------
@@ -118,13 +124,13 @@ class ChatCore:
     # ----- transport side ----------------------------------------------------------------
     def connected(self) -> None:
         """The relay accepted us; wait for KEY_EXCHANGE."""
-        self._hs = None
+        self._hs = self._next_identity = None
         self.outbox.mark_unsent()
         self._set_state(State.WAITING)
 
     def disconnected(self) -> None:
         """Lost the relay; everything unreceipted goes out again on the next session."""
-        self._hs = None
+        self._hs = self._next_identity = None
         self.outbox.mark_unsent()
         if self.state is not State.REFUSED:
             self._set_state(State.CONNECTING)
@@ -151,7 +157,7 @@ class ChatCore:
         elif event == "ELGAMAL_PK_BC":
             self._on_identity(payload)
         elif event in DH_EVENTS:
-            self._on_dh(payload)
+            self._on_dh(event, payload)
         elif event == "received_message":
             self._on_envelope(payload)
         elif event == "peer_left":
@@ -205,7 +211,7 @@ class ChatCore:
         for item in self.outbox.due(now, self.resend_after):
             if self._tokens < 1:
                 break  # the rest goes out on the next tick
-            if not self._seal_and_send(item.message):
+            if not self._seal_and_send(self.outbox.stamped(item)):
                 return
             self._tokens -= 1
             item.sent_at = now
@@ -225,20 +231,28 @@ class ChatCore:
         return True
 
     # ----- handshake ---------------------------------------------------------------------
-    def _start_handshake(self) -> None:
-        """A fresh round: new ephemeral DH key, identity then DH payload to the peer."""
+    def _start_handshake(self, respond: bool = False) -> None:
+        """A fresh round: new ephemeral DH key, identity then DH payload to the peer.
+
+        An answer to the peer's round goes out as DIFF_HELLMAN_PK (as the original client's
+        reply did), an opening as DEFF_HELLMAN_PK. An answer never triggers another answer,
+        so extra rounds in flight cannot make the two sides chase each other forever."""
         self._hs = handshake.Handshake(self.me, self.room, **self._hs_options)
         self._hs_has_peer = False
         self._set_state(State.VERIFYING)
         self._send("ELGAMAL_PK", self._hs.identity_payload())
-        self._send("DEFF_HELLMAN_PK", self._hs.dh_payload())
+        self._send("DIFF_HELLMAN_PK" if respond else "DEFF_HELLMAN_PK", self._hs.dh_payload())
 
     def _on_identity(self, payload: Any) -> None:
-        if self._hs is None or self._hs_has_peer:
-            # The peer started a round (rejoin or rekey): answer with a fresh one of ours,
-            # but only for a well-formed identity, so junk cannot disturb a secure session.
-            identity.PeerIdentity.from_payload(payload)
-            self._start_handshake()
+        if self._hs is not None and not self._hs_has_peer:
+            self._accept_identity(payload)  # the peer's side of our open round
+            return
+        # Otherwise the DH payload that follows tells whether the peer opens a round or
+        # answers one; validate now so junk is reported here and changes nothing.
+        identity.PeerIdentity.from_payload(payload)
+        self._next_identity = payload
+
+    def _accept_identity(self, payload: Any) -> None:
         peer = self._hs.receive_identity(payload)
         self._hs_has_peer = True
         self.peer = peer
@@ -246,33 +260,40 @@ class ChatCore:
 
     def _check_pin(self, peer) -> None:
         result = self.keystore.check(peer.name, peer.key_id)
-        if result.status == NEW:
-            # Pinned only once the signed DH value proves the peer holds this key.
-            self._pin_when_secure = peer
-        elif result.status == MATCH:
-            self.blocked_by = None  # the pinned key is back (only a match clears the block)
-        elif result.status == CHANGED:
+        # NEW is pinned, and MATCH lifts a block, only once the signed DH value proves the
+        # peer holds this key; a CHANGED key blocks sending at once.
+        self._pin_check = (peer, result.status)
+        if result.status == CHANGED:
             self.blocked_by = peer
-            self._emit(
-                Event(
-                    "key_changed",
-                    f"WARNING: the key of {peer.name} has CHANGED (pinned "
-                    f"{result.pinned_key_id[:16]}, now {peer.key_id[:16]}). Someone may be "
-                    "intercepting this chat. Sending is blocked: compare safety numbers "
-                    "with /verify, then /trust if they match.",
-                    {
-                        "peer": peer.name,
-                        "pinned": result.pinned_key_id,
-                        "now": peer.key_id,
-                        "safety_number": safety.safety_number(self.me.public, peer),
-                    },
-                )
-            )
+            number = safety.safety_number(self.me.public, peer)
+            self._emit(key_changed_event(peer, result.pinned_key_id, number))
 
-    def _on_dh(self, payload: Any) -> None:
-        if self._hs is None or not self._hs_has_peer:
-            self._on_stray_dh(payload)
+    def _apply_pin_check(self) -> None:
+        (peer, status), self._pin_check = self._pin_check, (None, None)
+        if peer is None or peer is not self.peer:
             return
+        if status == NEW:
+            self.keystore.pin(peer.name, peer.key_id, peer.fingerprint)
+            self._info(f"pinned the key of {peer.name} on first use")
+        elif status == MATCH:
+            self.blocked_by = None  # the pinned key is back
+
+    def _on_dh(self, event: str, payload: Any) -> None:
+        if self._hs is None or not self._hs_has_peer:
+            pending, self._next_identity = self._next_identity, None
+            if pending is None:
+                self._on_stray_dh(payload)
+            elif event == "DEFF_HELLMAN_PK_BC":  # the peer opens a round: answer it
+                identity.PeerIdentity.from_payload(pending)
+                self._start_handshake(respond=True)
+                self._accept_identity(pending)
+                self._complete(payload)
+            else:  # an answer to a round we already closed: open a fresh one instead
+                self._on_stray_dh(payload, identity.PeerIdentity.from_payload(pending))
+            return
+        self._complete(payload)
+
+    def _complete(self, payload: Any) -> None:
         ephemeral = getattr(self._hs, "_ephemeral", None)  # only for the debug key log
         session = self._hs.receive_dh(payload)
         self._hs = None
@@ -280,39 +301,25 @@ class ChatCore:
         if self._on_session is not None:
             self._on_session(session, ephemeral, payload)
         self.outbox.mark_unsent()
-        pending_pin, self._pin_when_secure = self._pin_when_secure, None
-        if pending_pin is not None and pending_pin is self.peer:
-            self.keystore.pin(pending_pin.name, pending_pin.key_id, pending_pin.fingerprint)
-            self._info(f"pinned the key of {pending_pin.name} on first use")
+        self._apply_pin_check()
         if self.blocked_by is None:
             self._set_state(State.SECURE)
-        number = self.safety_number()
-        self._emit(
-            Event(
-                "secure",
-                f"secure with {self.peer.name} ({self.peer.fingerprint})",
-                {
-                    "peer": self.peer.name,
-                    "fingerprint": self.peer.fingerprint,
-                    "safety_number": number,
-                    "blocked": self.blocked_by is not None,
-                },
-            )
-        )
+        blocked = self.blocked_by is not None
+        self._emit(secure_event(self.peer, self.safety_number(), blocked))
         early = list(self._early)
         self._early.clear()
         for envelope in early:
             self.handle("received_message", envelope)
         self.flush()
 
-    def _on_stray_dh(self, payload: Any) -> None:
-        """A DH payload outside a round we can complete. If the known peer really signed it,
-        answer with a fresh round of ours; pairing it with keys the peer may no longer hold
-        would make both sides chase each other's rounds forever."""
-        if self.peer is None or self._hs is not None:
+    def _on_stray_dh(self, payload: Any, peer=None) -> None:
+        """A DH payload outside a round we can complete. If the peer really signed it, open
+        a fresh round; pairing it with keys the peer may no longer hold would desynchronise."""
+        peer = peer or self.peer
+        if peer is None or self._hs is not None:
             self._error("rejected handshake payload that arrived before the peer's identity")
             return
-        probe = handshake.Handshake(self.me, self.room, peer=self.peer, **self._hs_options)
+        probe = handshake.Handshake(self.me, self.room, peer=peer, **self._hs_options)
         probe.receive_dh(payload)  # raises (and is reported) unless the peer signed it
         self._info("peer sent a new handshake payload; starting a fresh handshake")
         self._start_handshake()
@@ -320,13 +327,7 @@ class ChatCore:
     def _refuse_legacy(self) -> None:
         self._hs = None
         self._set_state(State.REFUSED)
-        self._emit(
-            Event(
-                "refused",
-                "refused: the peer speaks the original unauthenticated protocol "
-                "(plain decimal keys, no signatures); Parley will not talk to it",
-            )
-        )
+        self._emit(Event("refused", LEGACY_REFUSAL))
 
     # ----- messages ----------------------------------------------------------------------
     def _on_envelope(self, payload: Any) -> None:
@@ -385,22 +386,22 @@ class ChatCore:
                 self._withheld_reported = True
                 self._error("withheld a message from a changed, untrusted key; see /verify")
             return
-        if self.seen.add(message.id):
-            sender = self.peer.name if self.peer else "peer"
-            self._emit(
-                Event(
-                    "message",
-                    message.body,
-                    {"from": sender, "id": message.id, "text": message.body, "ts": message.ts},
-                )
-            )
-        # Receipt even a duplicate: the first receipt may be what got lost.
-        self._seal_and_send(new_receipt(message.id))
+        ready = self.in_order.accept(message, self.seen)
+        if ready is None:
+            # Receipt even a duplicate: the first receipt may be what got lost.
+            self._seal_and_send(new_receipt(message.id))
+            return
+        # [] = held back until the text it follows arrives; no receipt, so it is re-sent.
+        sender = self.peer.name if self.peer else "peer"
+        for text in ready:
+            data = {"from": sender, "id": text.id, "text": text.body, "ts": text.ts}
+            self._emit(Event("message", text.body, data))
+            self._seal_and_send(new_receipt(text.id))
 
     # ----- relay notices -----------------------------------------------------------------
     def _on_peer_left(self, payload: Any) -> None:
         name = payload.get("name") if isinstance(payload, dict) else None
-        self._hs = None
+        self._hs = self._next_identity = None
         self.outbox.mark_unsent()
         if self.state is not State.REFUSED:
             self._set_state(State.PEER_LEFT)

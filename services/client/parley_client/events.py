@@ -79,3 +79,36 @@ def printable(text: str) -> str:
         else:
             out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
     return "".join(out)
+
+
+LEGACY_REFUSAL = (
+    "refused: the peer speaks the original unauthenticated protocol "
+    "(plain decimal keys, no signatures); Parley will not talk to it"
+)
+
+
+def key_changed_event(peer, pinned_key_id: str, safety_number: str) -> Event:
+    """The loud warning for a peer whose key differs from the pinned one."""
+    text = (
+        f"WARNING: the key of {peer.name} has CHANGED (pinned {pinned_key_id[:16]}, now "
+        f"{peer.key_id[:16]}). Someone may be intercepting this chat. Sending is blocked: "
+        "compare safety numbers with /verify, then /trust if they match."
+    )
+    data = {
+        "peer": peer.name,
+        "pinned": pinned_key_id,
+        "now": peer.key_id,
+        "safety_number": safety_number,
+    }
+    return Event("key_changed", text, data)
+
+
+def secure_event(peer, safety_number: str, blocked: bool) -> Event:
+    """A handshake completed: who, their fingerprint and the safety number."""
+    data = {
+        "peer": peer.name,
+        "fingerprint": peer.fingerprint,
+        "safety_number": safety_number,
+        "blocked": blocked,
+    }
+    return Event("secure", f"secure with {peer.name} ({peer.fingerprint})", data)

@@ -2,6 +2,9 @@
 
 The plaintext inside every sealed envelope is UTF-8 JSON ``{"id", "ts", "kind", "body"}``
 where kind is ``text`` (body: the message) or ``receipt`` (body: the id being receipted).
+A text may also carry ``"after"``: the id of the sender's previous text that was still
+unreceipted when this one was sealed. The receiver holds the text back until that one has been
+shown, so a lost envelope that is re-sent later cannot be shown after its successors.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 KINDS = ("text", "receipt")
 MAX_ID_LEN = 64
@@ -31,10 +34,13 @@ class Plaintext:
     ts: float
     kind: str
     body: str
+    after: str | None = None  # id of the text this one must be shown after (texts only)
 
     def encode(self) -> bytes:
         """UTF-8 JSON bytes, ready for ``Session.seal``."""
         obj = {"id": self.id, "ts": self.ts, "kind": self.kind, "body": self.body}
+        if self.after is not None:
+            obj["after"] = self.after
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @classmethod
@@ -55,7 +61,10 @@ class Plaintext:
             raise BadPlaintext(f"unknown kind {str(kind)[:20]!r}")
         if not isinstance(body, str) or len(body) > MAX_BODY_BYTES:
             raise BadPlaintext("missing or oversized body")
-        return cls(mid, float(ts), kind, body)
+        after = obj.get("after")
+        if after is not None and (not isinstance(after, str) or not 0 < len(after) <= MAX_ID_LEN):
+            raise BadPlaintext("malformed 'after' id")
+        return cls(mid, float(ts), kind, body, after if kind == "text" else None)
 
 
 def new_text(body: str) -> Plaintext:
@@ -103,6 +112,15 @@ class Outbox:
             i for i in self._items.values() if i.sent_at is None or now - i.sent_at >= resend_after
         ]
 
+    def stamped(self, item: Pending) -> Plaintext:
+        """The item's text naming, as ``after``, the unreceipted text queued just before it."""
+        previous = None
+        for message_id in self._items:
+            if message_id == item.message.id:
+                break
+            previous = message_id
+        return replace(item.message, after=previous)
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -132,3 +150,34 @@ class SeenIds:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+
+class InOrder:
+    """Texts held back until the text they name as ``after`` has been shown.
+
+    Nothing held is receipted, so the sender keeps re-sending it; the oldest held text is
+    dropped past ``limit`` (it comes back with the next re-send).
+    """
+
+    def __init__(self, limit: int = 1000) -> None:
+        self.limit = limit
+        self._waiting: OrderedDict[str, Plaintext] = OrderedDict()  # keyed by ``after``
+
+    def accept(self, message: Plaintext, seen: SeenIds) -> list[Plaintext] | None:
+        """Texts to show now, in the sender's order; ``[]`` if held back, None if a duplicate."""
+        if message.id in seen:
+            return None
+        if message.after is not None and message.after not in seen:
+            self._waiting[message.after] = message
+            if len(self._waiting) > self.limit:
+                self._waiting.popitem(last=False)
+            return []
+        ready = []
+        while message is not None:
+            if seen.add(message.id):
+                ready.append(message)
+            message = self._waiting.pop(message.id, None)
+        return ready
+
+    def __len__(self) -> int:
+        return len(self._waiting)

@@ -96,6 +96,21 @@ class Pair:
             side.core.handle("KEY_EXCHANGE", 1)
         self.pump()
 
+    def pump_random(self, rng, steps: int | None = None, limit: int = 2_000) -> None:
+        """Deliver in a random interleaving of the two directions (each stays in order),
+        ``steps`` events or until quiet."""
+        done = 0
+        while self.queue and (steps is None or done < steps):
+            if done >= limit:
+                raise AssertionError("the two cores never went quiet (handshake loop?)")
+            to = rng.choice(sorted({q[0] for q in self.queue}))
+            index = next(i for i, q in enumerate(self.queue) if q[0] == to)
+            _, event, payload = self.queue[index]
+            del self.queue[index]
+            if self.sides[to].online:
+                self.sides[to].core.handle(event, payload)
+            done += 1
+
     def pump(self, limit: int = 10_000) -> None:
         """Deliver queued events in order until the wire is quiet."""
         for _ in range(limit):
