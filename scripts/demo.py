@@ -189,7 +189,14 @@ def handshake(alice: Client, bob: Client) -> bool:
     for c in (alice, bob):
         secure = c.wait_for("secure")
         numbers[c.name] = secure["safety_number"]
-        print(f"   {c.name}: {secure['text']}")
+        for event in c.seen:  # everything the client reported up to and including "secure"
+            line = {"status": "state: {state}", "info": "{message}", "secure": "{text}"}.get(
+                event.get("event"), ""
+            )
+            if line:
+                print(f"   {c.name:<5} {line.format(**event)}")
+            if event is secure:
+                break
     print("\n== Safety numbers (compare them out of band; equal means no one is in the middle)")
     for name, number in numbers.items():
         print(f"   {name:<5} sees: {group(number)}")
