@@ -158,6 +158,10 @@ class ComposeProject:
             ids = _run(["docker", kind, "ls", "-q", "--filter", label], 30, check=False)
             if ids.stdout.split():
                 _run(["docker", kind, "rm", *ids.stdout.split()], 60, check=False)
+        # Earlier builds of our own images, untagged by this build, would pile up run after run.
+        for title in ("parley-relay", "parley-client"):
+            _run(["docker", "image", "prune", "-f", "--filter",
+                  f"label=org.opencontainers.image.title={title}"], 120, check=False)  # fmt: skip
         with contextlib.suppress(OSError):
             os.unlink(self.env_file)
 
