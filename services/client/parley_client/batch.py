@@ -130,8 +130,10 @@ class BatchClient:
 async def _lines(stream):
     """Yield text lines from stdin without blocking the loop (pipes, ttys and plain files)."""
     fd = stream.fileno()
-    if stat.S_ISREG(os.fstat(fd).st_mode):
-        for line in stream:  # a regular file never blocks
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)):
+        # Regular files and /dev/null never block, and epoll refuses them.
+        for line in stream:
             yield line
         return
     loop = asyncio.get_running_loop()

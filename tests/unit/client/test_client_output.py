@@ -78,3 +78,25 @@ def test_ui_commands_without_a_terminal(tmp_path, monkeypatch):
     assert [i.message.body for i in ui.core.outbox] == ["hello"]
     assert ui.command("/status") and "pending" in printed[-1] and "hello" in printed[-1]
     assert "waiting" in str(ui.toolbar()) or "connecting" in str(ui.toolbar())
+
+
+def test_stdin_lines_from_files_dev_null_and_pipes(tmp_path):
+    import asyncio
+    import os
+
+    from parley_client.batch import _lines
+
+    async def collect(stream):
+        return [line async for line in _lines(stream)]
+
+    path = tmp_path / "in.txt"
+    path.write_text("one\ntwo\n")
+    with open(path) as f:
+        assert asyncio.run(collect(f)) == ["one\n", "two\n"]
+    with open(os.devnull) as f:
+        assert asyncio.run(collect(f)) == []
+    r, w = os.pipe()
+    os.write(w, "über\nzwei\n".encode())
+    os.close(w)
+    with os.fdopen(r) as f:
+        assert asyncio.run(collect(f)) == ["über\n", "zwei\n"]
