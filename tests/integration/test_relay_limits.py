@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.support.relay_clients import RelayClient
+from tests.support.relay_clients import clients_fixture  # noqa: F401 - fixture
 
 MAX = 2048
 
@@ -20,20 +20,6 @@ def limited(redis_server, relay_factory):
         relay_factory(redis_server.url, extra_args=args, env=env),
         relay_factory(redis_server.url, extra_args=args, env=env),
     )
-
-
-@pytest.fixture
-def clients():
-    made: list[RelayClient] = []
-
-    def make(url, auth=None, **kw) -> RelayClient:
-        c = RelayClient(url, auth, **kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 TOKEN = "tok-123"

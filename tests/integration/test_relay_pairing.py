@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from tests.support.relay_clients import RelayClient
+from tests.support.relay_clients import (
+    clients_fixture,  # noqa: F401 - fixture
+    pair,
+)
 
 EVENTS = [
     ("ELGAMAL_PK", "ELGAMAL_PK_BC"),
@@ -16,31 +17,7 @@ EVENTS = [
 ]
 
 
-@pytest.fixture
-def clients():
-    made: list[RelayClient] = []
-
-    def make(url, auth=None, **kw) -> RelayClient:
-        c = RelayClient(url, auth, **kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
-
-
-def pair(clients, url_a, url_b, room="r1"):
-    a = clients(url_a, {"room": room, "name": "alice"}).connect()
-    b = clients(url_b, {"room": room, "name": "bob"}).connect()
-    assert a.wait_for("KEY_EXCHANGE") == [1]
-    assert b.wait_for("KEY_EXCHANGE") == [1]
-    return a, b
-
-
-def test_cross_replica_pairing_forwards_every_event_to_the_other_member_only(
-    two_relays, clients
-):
+def test_cross_replica_pairing_forwards_every_event_to_the_other_member_only(two_relays, clients):
     r1, r2 = two_relays
     a, b = pair(clients, r1.url, r2.url)
     for i, (event, _) in enumerate(EVENTS):

@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import redis
 
-from tests.support.relay_clients import RelayClient
+from tests.support.relay_clients import (
+    clients_fixture,  # noqa: F401 - fixture
+    pair,
+)
 from tests.support.servers import wait_for
 
 HB = ["--heartbeat-seconds", "1.5"]
-
-
-@pytest.fixture
-def clients():
-    made: list[RelayClient] = []
-
-    def make(url, auth=None, **kw) -> RelayClient:
-        c = RelayClient(url, auth, **kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
-
-
-def pair(clients, url_a, url_b, room):
-    a = clients(url_a, {"room": room, "name": "alice"}).connect()
-    b = clients(url_b, {"room": room, "name": "bob"}).connect()
-    a.wait_for("KEY_EXCHANGE")
-    b.wait_for("KEY_EXCHANGE")
-    return a, b
 
 
 def test_dead_replica_members_are_pruned(redis_server, relay_factory, clients):

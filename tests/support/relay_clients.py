@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import socketio
 
 
@@ -120,3 +121,30 @@ class RelayClient:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # already gone is fine at teardown
             self.sio.disconnect()
+
+
+@pytest.fixture(name="clients")
+def clients_fixture():
+    """Factory fixture: `clients(url, auth)` makes a RelayClient, closed after the test.
+
+    Test modules import it (`from tests.support.relay_clients import clients_fixture`).
+    """
+    made: list[RelayClient] = []
+
+    def make(url: str, auth: dict | None = None, **kw) -> RelayClient:
+        c = RelayClient(url, auth, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def pair(clients, url_a: str, url_b: str, room: str = "r1") -> tuple[RelayClient, RelayClient]:
+    """Connect alice to url_a and bob to url_b in `room`; both must get KEY_EXCHANGE 1."""
+    a = clients(url_a, {"room": room, "name": "alice"}).connect()
+    b = clients(url_b, {"room": room, "name": "bob"}).connect()
+    assert a.wait_for("KEY_EXCHANGE") == [1]
+    assert b.wait_for("KEY_EXCHANGE") == [1]
+    return a, b

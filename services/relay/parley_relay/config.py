@@ -86,21 +86,13 @@ def _default_replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def _positive_int(name: str, text: str) -> int:
+def _positive(name: str, text: str, kind: type = int):
+    """Parse `text` as a positive `kind` (int or float) or raise ConfigError naming `name`."""
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {text!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _positive_float(name: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {text!r}") from None
+        noun = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {noun}, got {text!r}") from None
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
     return value
@@ -159,7 +151,7 @@ def load_settings(
     replica = raw["replica_id"] or _default_replica_id()
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", replica):
         raise ConfigError(f"replica id {replica!r}: use letters, digits and ._:- only")
-    port = _positive_int("port", raw["port"] or "")
+    port = _positive("port", raw["port"] or "")
     if port > 65535:
         raise ConfigError(f"port must be at most 65535, got {port}")
     return Settings(
@@ -167,10 +159,10 @@ def load_settings(
         port=port,
         redis_url=raw["redis_url"] or None,
         token=raw["token"] or None,
-        max_message_bytes=_positive_int("max message bytes", raw["max_message_bytes"] or ""),
+        max_message_bytes=_positive("max message bytes", raw["max_message_bytes"] or ""),
         rate_limit=parse_rate_limit(raw["rate_limit"] or ""),
         cors_origins=parse_cors(raw["cors_origins"] or ""),
         log_level=level,
-        heartbeat_seconds=_positive_float("heartbeat seconds", raw["heartbeat_seconds"] or ""),
+        heartbeat_seconds=_positive("heartbeat seconds", raw["heartbeat_seconds"] or "", float),
         replica_id=replica,
     )
