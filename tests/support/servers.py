@@ -69,9 +69,23 @@ class RedisServer:
         if exe is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.workdir, "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.workdir,
+                "--protected-mode",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for(self.ping, what=f"redis-server on port {self.port}")
         return self
@@ -113,8 +127,16 @@ class RelayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> RelayProcess:
-        args = [sys.executable, "-m", "parley_relay", "--host", "127.0.0.1",
-                "--port", str(self.port), *self.extra_args]
+        args = [
+            sys.executable,
+            "-m",
+            "parley_relay",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *self.extra_args,
+        ]
         if self.redis_url:
             args += ["--redis-url", self.redis_url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
