@@ -1,8 +1,8 @@
 """Fault-injection soak: 10 pairs of real `parley` processes, two relay replicas, one Redis.
 
 While every client sends numbered messages at a steady rate, the harness
-  (a) SIGKILLs one relay replica and starts it again on the same port,
-  (b) restarts Redis (everything in it is lost: membership, liveness keys, subscriptions),
+  (a) restarts Redis (everything in it is lost: membership, liveness keys, subscriptions),
+  (b) SIGKILLs one relay replica and starts it again on the same port,
   (c) cuts one client's connection for 30 s (a proxy between that client and both relays
       stops forwarding in both directions: only that client is affected).
 Then a checker reads every receiver's output and asserts that each message was shown exactly
@@ -61,9 +61,11 @@ class SoakConfig:
         start = 0.0
         n = 0
         while start + cycle <= self.seconds + 1e-6:
+            # Redis first, while the pairs are still spread over both replicas (after a
+            # replica is killed its clients stay on the survivor).
             plan += [
-                (start + 0.12 * cycle, f"kill_relay:{n % 2}"),
-                (start + 0.35 * cycle, "restart_redis"),
+                (start + 0.12 * cycle, "restart_redis"),
+                (start + 0.30 * cycle, f"kill_relay:{n % 2}"),
                 (start + 0.50 * cycle, "cut_client"),
             ]
             start += cycle
