@@ -303,6 +303,7 @@ class FakeRelay:
 
 
 # ----- the test relay process ---------------------------------------------------------------
+SWAPS = 3
 FORWARD = {
     "ELGAMAL_PK": "ELGAMAL_PK_BC",
     "DEFF_HELLMAN_PK": "DEFF_HELLMAN_PK_BC",
@@ -320,7 +321,8 @@ def _handler(forward, event: str):
 
 def serve_test_relay(port: int, mode: str, room: str) -> None:
     """Run a two-member relay. Modes: ``honest``; ``replay`` (every envelope is delivered,
-    then delivered again); ``reorder`` (envelopes are delivered in swapped pairs);
+    then delivered again); ``reorder`` (each sender's first SWAPS pairs of envelopes are
+    delivered swapped; swapping forever would be a denial of service no client can beat);
     ``mitm`` (handshakes with each side under the other side's name, with its own keys,
     and re-seals every message: it reads everything)."""
     import asyncio
@@ -334,6 +336,7 @@ def serve_test_relay(port: int, mode: str, room: str) -> None:
     sio.attach(app)
     names: dict[str, str] = {}  # sid -> name
     held: dict[str, dict] = {}  # reorder: sid -> envelope waiting for its successor
+    swaps: dict[str, int] = {}  # reorder: pairs swapped per sender so far
     mitm: dict[str, dict] = {}  # sid -> {"hs", "session", "early"}
 
     def other(sid: str) -> str | None:
@@ -383,8 +386,9 @@ def serve_test_relay(port: int, mode: str, room: str) -> None:
             await sio.emit("received_message", data, to=peer)
             await sio.emit("received_message", data, to=peer)
             log("replayed an envelope")
-        elif event == "message" and mode == "reorder":
+        elif event == "message" and mode == "reorder" and swaps.get(sid, 0) < SWAPS:
             if sid in held:
+                swaps[sid] = swaps.get(sid, 0) + 1
                 await sio.emit("received_message", data, to=peer)
                 await sio.emit("received_message", held.pop(sid), to=peer)
                 log("reordered two envelopes")
