@@ -26,7 +26,7 @@ from .events import (
     secure_event,
     short_reason,
 )
-from .keystore import CHANGED, MATCH, NEW, Keystore
+from .keystore import MATCH, NEW, Keystore
 from .messages import (
     MAX_BODY_BYTES,
     BadPlaintext,
@@ -83,7 +83,6 @@ class ChatCore:
         self._sessions: deque = deque(maxlen=2)  # newest first; old one opens in-flight mail
         self._early: deque = deque(maxlen=MAX_EARLY_ENVELOPES)
         self._withheld_reported = False
-        self._pin_check: tuple = (None, None)
         self._tokens, self._refilled = SEND_BURST, clock()
 
     # ----- facts for the UI -------------------------------------------------------------
@@ -253,30 +252,22 @@ class ChatCore:
         self._next_identity = payload
 
     def _accept_identity(self, payload: Any) -> None:
-        peer = self._hs.receive_identity(payload)
+        self._hs.receive_identity(payload)
         self._hs_has_peer = True
-        self.peer = peer
-        self._check_pin(peer)
 
     def _check_pin(self, peer) -> None:
+        """Pin checks run only once a signed DH value proved the peer holds this key, so an
+        injected identity can neither be pinned, nor lift a block, nor raise a false alarm."""
         result = self.keystore.check(peer.name, peer.key_id)
-        # NEW is pinned, and MATCH lifts a block, only once the signed DH value proves the
-        # peer holds this key; a CHANGED key blocks sending at once.
-        self._pin_check = (peer, result.status)
-        if result.status == CHANGED:
+        if result.status == NEW:
+            self.keystore.pin(peer.name, peer.key_id, peer.fingerprint)
+            self._info(f"pinned the key of {peer.name} on first use")
+        elif result.status == MATCH:
+            self.blocked_by = None  # the pinned key is back
+        else:
             self.blocked_by = peer
             number = safety.safety_number(self.me.public, peer)
             self._emit(key_changed_event(peer, result.pinned_key_id, number))
-
-    def _apply_pin_check(self) -> None:
-        (peer, status), self._pin_check = self._pin_check, (None, None)
-        if peer is None or peer is not self.peer:
-            return
-        if status == NEW:
-            self.keystore.pin(peer.name, peer.key_id, peer.fingerprint)
-            self._info(f"pinned the key of {peer.name} on first use")
-        elif status == MATCH:
-            self.blocked_by = None  # the pinned key is back
 
     def _on_dh(self, event: str, payload: Any) -> None:
         if self._hs is None or not self._hs_has_peer:
@@ -301,7 +292,8 @@ class ChatCore:
         if self._on_session is not None:
             self._on_session(session, ephemeral, payload)
         self.outbox.mark_unsent()
-        self._apply_pin_check()
+        self.peer = session.peer
+        self._check_pin(self.peer)
         if self.blocked_by is None:
             self._set_state(State.SECURE)
         blocked = self.blocked_by is not None

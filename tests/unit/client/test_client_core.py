@@ -400,3 +400,17 @@ def test_handshakes_converge_whatever_rounds_cross_on_the_wire(pair, seed):
     assert pair.b.texts() == [f"ping {seed}"] and pair.a.texts() == [f"pong {seed}"]
     assert len(pair.a.kinds("error")) == before_a  # nothing rejected once settled
     assert len(pair.a.core.outbox) == 0 and len(pair.b.core.outbox) == 0
+
+
+def test_an_injected_identity_alone_raises_no_alarm_and_pins_nothing(pair):
+    secure(pair)
+    pins = pair.a.keystore.pins()
+    stranger = identity.Identity.generate("bob")
+    pair.a.core.handle("ELGAMAL_PK_BC", stranger.public_payload())
+    pair.a.core.handle("ELGAMAL_PK_BC", identity.Identity.generate("zed").public_payload())
+    assert not pair.a.kinds("key_changed")
+    assert pair.a.core.blocked_by is None and pair.a.core.can_send
+    assert pair.a.keystore.pins() == pins
+    pair.a.core.submit("unaffected")
+    pair.pump()
+    assert pair.b.texts()[-1] == "unaffected"
