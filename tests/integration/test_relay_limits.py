@@ -145,3 +145,29 @@ def test_invalid_utf8_frame_closes_only_that_socket(two_relays, clients):
     ws.close()
     good_pair_still_works(a, b, "after-bad-utf8")
     assert r1.health()["_status"] == 200
+
+
+@pytest.mark.parametrize("frame", ["42[", "49", b"\x00\x01", "4\xe9"])
+def test_undecodable_packet_closes_that_socket_with_one_log_line(two_relays, clients, frame):
+    import websocket
+
+    r1, r2 = two_relays
+    a = clients(r1.url, {"room": "p", "name": "a"}).connect()
+    b = clients(r2.url, {"room": "p", "name": "b"}).connect()
+    a.wait_for("KEY_EXCHANGE")
+    ws = websocket.create_connection(
+        r1.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5
+    )
+    ws.recv()
+    ws.send('40{"room":"junk","name":"raw"}')
+    assert ws.recv().startswith("40")
+    ws.send_binary(frame) if isinstance(frame, bytes) else ws.send(frame)
+    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+        for _ in range(5):
+            if ws.recv() in ("", b""):
+                raise ConnectionError("closed")
+    ws.close()
+    good_pair_still_works(a, b, "after-junk")
+    log = r1.log()
+    assert log.count('"event": "bad_packet"') == 1
+    assert "Traceback" not in log

@@ -16,7 +16,7 @@ import socketio
 from .config import Settings
 from .core import Router
 from .handlers import RelayNamespace
-from .logs import LOGGER_NAME
+from .logs import LOGGER_NAME, log_event
 from .metrics import Metrics
 from .store import MembershipStore, MemoryStore
 
@@ -67,6 +67,36 @@ class Relay:
         self.metrics.rooms.set(len({c.identity.room for c in conns}))
 
 
+class RelayServer(socketio.Server):
+    """socketio.Server that survives packets it cannot decode.
+
+    python-socketio raises out of its Engine.IO message handler on an undecodable packet
+    (junk type byte, broken JSON, stray binary frame); Engine.IO then logs a traceback for
+    every junk frame and keeps the connection, so any client could fill the log at will.
+    Like the reference JavaScript server we close that connection instead, with one
+    `bad_packet` log line that holds no payload. Our own handlers never raise (handlers.py).
+    """
+
+    relay_logger: logging.Logger = logging.getLogger(LOGGER_NAME)
+
+    def _handle_eio_message(self, eio_sid, data):
+        try:
+            super()._handle_eio_message(eio_sid, data)
+        except Exception as exc:
+            log_event(
+                self.relay_logger,
+                "bad_packet",
+                logging.WARNING,
+                error=type(exc).__name__,
+                bytes=len(data) if data is not None else 0,
+            )
+            self._binary_packet.pop(eio_sid, None)
+            try:
+                self.eio.disconnect(eio_sid)
+            except Exception:
+                log_event(self.relay_logger, "bad_packet_disconnect_failed", logging.WARNING)
+
+
 def _http_app(relay: Relay):
     """Plain WSGI app for the non-Socket.IO paths."""
 
@@ -102,7 +132,7 @@ def make_app(
     if store is None:
         store = MemoryStore(replica=settings.replica_id)
     metrics = Metrics()
-    sio = socketio.Server(
+    sio = RelayServer(
         async_mode="gevent",
         client_manager=manager,
         cors_allowed_origins=(
@@ -120,6 +150,7 @@ def make_app(
         logger=False,
         engineio_logger=False,
     )
+    sio.relay_logger = logger
     router = Router(settings.max_message_bytes, settings.rate_limit)
     namespace = RelayNamespace(settings, router, store, metrics, logger)
     sio.register_namespace(namespace)

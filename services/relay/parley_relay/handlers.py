@@ -61,7 +61,12 @@ class RelayNamespace(socketio.Namespace):
                 return self.on_connect(sid, args[1], args[2] if len(args) > 2 else None)
             if event == "disconnect" and not self.server.manager.is_connected(sid, NAMESPACE):
                 return self.on_disconnect(sid)
-            return self.on_client_event(sid, event, args[1:])
+            answer = self.on_client_event(sid, event, args[1:])
+            # Yield after every event: a client whose frames are already buffered would
+            # otherwise keep this greenlet (and the whole process) busy until its buffer is
+            # drained, and a flooder could delay everyone else's messages.
+            gevent.sleep(0)
+            return answer
         except socketio.exceptions.ConnectionRefusedError:
             raise
         except Exception:
