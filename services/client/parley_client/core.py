@@ -32,6 +32,7 @@ from .messages import (
     BadPlaintext,
     InOrder,
     Outbox,
+    Pacer,
     Pending,
     Plaintext,
     SeenIds,
@@ -41,7 +42,6 @@ from .messages import (
 
 DH_EVENTS = ("DEFF_HELLMAN_PK_BC", "DIFF_HELLMAN_PK_BC")
 MAX_EARLY_ENVELOPES = 64  # envelopes that arrive before our session exists (a rare race)
-SEND_RATE, SEND_BURST = 30.0, 120.0  # texts per second, bucket size
 
 
 class ChatCore:
@@ -83,7 +83,7 @@ class ChatCore:
         self._sessions: deque = deque(maxlen=2)  # newest first; old one opens in-flight mail
         self._early: deque = deque(maxlen=MAX_EARLY_ENVELOPES)
         self._withheld_reported = False
-        self._tokens, self._refilled = SEND_BURST, clock()
+        self._pacer = Pacer(clock())
 
     # ----- facts for the UI -------------------------------------------------------------
     @property
@@ -94,12 +94,8 @@ class ChatCore:
     @property
     def can_send(self) -> bool:
         """True when texts go out right away rather than waiting in the outbox."""
-        return (
-            self.state is State.SECURE
-            and self._hs is None
-            and self.session is not None
-            and self.blocked_by is None
-        )
+        ready = self._hs is None and self.session is not None and self.blocked_by is None
+        return ready and self.state is State.SECURE
 
     def safety_number(self) -> str | None:
         """60-digit safety number with the current peer (same on both sides), or None."""
@@ -203,16 +199,11 @@ class ChatCore:
         if not self.can_send:
             return
         now = self._clock()
-        # Pace texts below the relay's default rate limit (50 events/s, burst 200, receipts
-        # and handshakes included) so a big outbox after an outage is not bounced.
-        self._tokens = min(SEND_BURST, self._tokens + (now - self._refilled) * SEND_RATE)
-        self._refilled = now
         for item in self.outbox.due(now, self.resend_after):
-            if self._tokens < 1:
+            if not self._pacer.take(now):
                 break  # the rest goes out on the next tick
             if not self._seal_and_send(self.outbox.stamped(item)):
                 return
-            self._tokens -= 1
             item.sent_at = now
             item.attempts += 1
             data = {"id": item.message.id, "attempt": item.attempts, "text": item.message.body}

@@ -128,6 +128,27 @@ class Outbox:
         return iter(list(self._items.values()))
 
 
+SEND_RATE, SEND_BURST = 30.0, 120.0  # texts per second, bucket size
+
+
+class Pacer:
+    """Token bucket that keeps texts below the relay's default rate limit (50 events/s, burst
+    200, receipts and handshakes included), so a big outbox after an outage is not bounced."""
+
+    def __init__(self, now: float, rate: float = SEND_RATE, burst: float = SEND_BURST):
+        self.rate, self.burst = rate, burst
+        self._tokens, self._at = burst, now
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one."""
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
 class SeenIds:
     """Ids already shown, oldest forgotten first. 100k ids is a few MB: plenty for a chat."""
 

@@ -323,7 +323,7 @@ def test_deniable_and_sha1_modes_still_deliver(make_pair, options):
 
 
 def test_a_large_outbox_is_paced_not_dropped(pair, clock):
-    from parley_client.core import SEND_BURST
+    from parley_client.messages import SEND_BURST
 
     pair.a.core.connected()
     total = int(SEND_BURST) + 30
