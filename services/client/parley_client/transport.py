@@ -57,6 +57,7 @@ class Transport:
         self._stopping = False
         self._rejection: tuple[str, str] | None = None
         self._unreachable: set[str] = set()
+        self._refusals: set[str] = set()
 
     # ----- called by the core ------------------------------------------------------------
     def send(self, event: str, payload: Any) -> None:
@@ -140,6 +141,7 @@ class Transport:
     async def _serve(self) -> None:
         self.ever_connected = True
         self._unreachable.clear()
+        self._refusals.clear()
         sender = asyncio.create_task(self._sender(self._sio))
         try:
             await self._gone.wait()
@@ -164,10 +166,9 @@ class Transport:
                 self._queue.task_done()
 
     def _ack(self, *args) -> None:
-        reply = args[0] if args else None
-        if isinstance(reply, dict) and reply.get("ok") is False:
-            code = str(reply.get("code", "error"))[:40]
-            self._emit(Event("relay_error", f"relay refused a message: {code}", {"code": code}))
+        # A refused message is reported by the relay's `error` event that accompanies the
+        # negative ack; the outbox re-sends it, so there is nothing more to do here.
+        return None
 
     def _check_fatal(self) -> bool:
         if self._rejection is None:
@@ -205,13 +206,13 @@ class Transport:
             text = str(payload["message"])
             code = text if text in ALWAYS_FATAL + FATAL_AT_START else "refused"
         self._rejection = (code, message)
-        if self._is_fatal(code):
-            return  # the caller reports it once, when it gives up
-        self._emit(
-            Event("relay_error", f"relay refused the connection: {code}: {message}", {"code": code})
-        )
         if self._gone is not None:
             self._gone.set()
+        if self._is_fatal(code) or code in self._refusals:
+            return  # fatal ones are reported once by the caller; repeats once per outage
+        self._refusals.add(code)
+        text = f"relay refused the connection: {code}: {message}"
+        self._emit(Event("relay_error", text, {"code": code}))
 
 
 def _reason(exc: BaseException) -> str:
