@@ -100,3 +100,26 @@ def test_third_member_gets_room_full(relay_factory, batch_clients):
     assert carol.wait(30) == 1
     err = carol.stderr()
     assert "room_full" in err and "Traceback" not in err
+
+
+def test_frozen_relay_replica_loses_and_duplicates_nothing(two_relays, batch_clients):
+    """SIGSTOP the replica bob is on for a few seconds while alice keeps sending."""
+    import signal
+
+    r1, r2 = two_relays
+    alice = batch_clients("alice", "freeze", r1.url, "--resend-after", "2")
+    bob = batch_clients("bob", "freeze", r2.url, "--resend-after", "2")
+    alice.send("before")
+    assert bob.wait_received(1) == ["before"]
+    r2.proc.send_signal(signal.SIGSTOP)
+    try:
+        during = [f"while frozen {i}" for i in range(5)]
+        for line in during:
+            alice.send(line)
+            time.sleep(0.5)
+        assert bob.received() == ["before"]
+    finally:
+        r2.proc.send_signal(signal.SIGCONT)
+    assert bob.wait_received(6, timeout=45) == ["before", *during]
+    assert alice.wait() == 0 and bob.wait() == 0
+    assert bob.received() == ["before", *during]
