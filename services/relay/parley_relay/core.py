@@ -101,11 +101,19 @@ def parse_auth(auth: object, token: str | None) -> Identity:
 
 
 def payload_size(payload: object) -> int:
-    """Bytes a payload occupies on the wire (UTF-8; dicts as compact JSON)."""
-    if isinstance(payload, str):
-        # A str of n characters is at most 4n UTF-8 bytes: skip encoding short strings.
-        return len(payload) if payload.isascii() else len(payload.encode("utf-8"))
-    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    """Bytes a payload occupies on the wire (UTF-8; dicts as compact JSON).
+
+    Raises Rejection(bad_request) for what JSON text cannot carry: binary attachments inside
+    an object, lone surrogates.
+    """
+    try:
+        if isinstance(payload, str):
+            # A str of n characters is at most 4n UTF-8 bytes: skip encoding short strings.
+            return len(payload) if payload.isascii() else len(payload.encode("utf-8"))
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        return len(text.encode("utf-8"))
+    except (TypeError, ValueError, RecursionError):
+        raise Rejection("bad_request", "payload must be plain JSON text (no binary)") from None
 
 
 class TokenBucket:
