@@ -144,24 +144,28 @@ def test_relay_and_redis_never_see_plaintext_or_keys(
     assert public_y.lower() in wire.lower(), "MONITOR captured no payloads; the test is blind"
 
     forbidden = list(secrets_said) + ["CANARY"]
+    raw_forms = []  # binary secrets as MONITOR would print them (redis escapes bytes)
     for name in ("alice", "bob"):
         ident = json.loads((tmp_path / name / name / "identity.json").read_text())
-        forbidden.append(ident["x"].lower())  # identity private key
+        forbidden += [ident["x"].lower(), str(int(ident["x"], 16))]  # identity private key
     records = [json.loads(line) for line in keylog.read_text().splitlines()]
     assert len(records) >= 2
     for rec in records:
-        for field in (
-            "send_enc_key",
-            "send_mac_key",
-            "receive_enc_key",
-            "receive_mac_key",
-            "dh_private",
-            "dh_secret",
-        ):
-            value = rec[field]
-            forbidden.append(value.lower())
-            if len(value) % 2 == 0:
-                forbidden.append(base64.b64encode(bytes.fromhex(value)).decode())
+        forbidden += [rec["dh_private"], str(int(rec["dh_private"], 16))]
+        for field in ("send_enc_key", "send_mac_key", "receive_enc_key", "receive_mac_key",
+                      "dh_secret"):  # fmt: skip
+            raw = bytes.fromhex(rec[field])
+            forbidden += [rec[field], base64.b64encode(raw).decode()]
+            raw_forms.append(_redis_repr(raw))
+    for raw in raw_forms:
+        assert raw not in wire, "a key leaked in binary form"
     lowered = wire.lower()
     for secret in forbidden:
         assert secret.lower() not in lowered, f"leaked: {secret[:40]}"
+
+
+def _redis_repr(data: bytes) -> str:
+    """How bytes look in redis-py's MONITOR output: redis escapes them (sdscatrepr) and
+    redis-py turns an escaped quote back into a plain one."""
+    escapes = {10: "\\n", 13: "\\r", 9: "\\t", 7: "\\a", 8: "\\b", 92: "\\\\"}
+    return "".join(escapes.get(b, chr(b) if 32 <= b < 127 else f"\\x{b:02x}") for b in data)
