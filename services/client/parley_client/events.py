@@ -111,4 +111,8 @@ def secure_event(peer, safety_number: str, blocked: bool) -> Event:
         "safety_number": safety_number,
         "blocked": blocked,
     }
-    return Event("secure", f"secure with {peer.name} ({peer.fingerprint})", data)
+    if blocked:
+        text = f"keys agreed with {peer.name} ({peer.fingerprint}), but its key CHANGED: blocked"
+    else:
+        text = f"secure with {peer.name} ({peer.fingerprint})"
+    return Event("secure", text, data)

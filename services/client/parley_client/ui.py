@@ -73,9 +73,8 @@ class TerminalUI:
                 f"           … resending (no receipt yet): {event.data['text'][:40]}", "ansiyellow"
             )
         elif kind == "secure":
-            self._print(
-                f"[{clock()}] {event.text}; /verify to compare safety numbers", STYLE["secure"]
-            )
+            style = STYLE["key_changed" if event.data.get("blocked") else "secure"]
+            self._print(f"[{clock()}] {event.text}; /verify to compare safety numbers", style)
         elif kind in ("info", "warning", "error", "relay_error", "key_changed", "refused"):
             self._print(f"[{clock()}] {event.text}", STYLE.get(kind, ""))
         if self.session is not None and self.session.app.is_running:
