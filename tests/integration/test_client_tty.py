@@ -94,3 +94,35 @@ def test_interactive_round_trip_verify_and_exit(relay_factory, terminal, batch_c
     alice.child.close()
     assert alice.child.exitstatus == 0
     assert bob.wait() == 0
+
+
+def test_changed_key_warning_blocks_until_trust(relay_factory, terminal, batch_clients, tmp_path):
+    relay = relay_factory()
+    alice = terminal(
+        "--name", "alice", "--room", "trust", "--relay", relay.url, "--home", str(tmp_path / "a")
+    )
+    alice.expect("alice>")
+    first = batch_clients("bob", "trust", relay.url, home=tmp_path / "bob-old")
+    first.wait_secure()
+    alice.expect("pinned the key of bob")
+    assert first.wait() == 0
+    alice.expect("bob left the room")
+
+    # "bob" comes back with another key (a new device, or someone in the middle)
+    second = batch_clients("bob", "trust", relay.url, home=tmp_path / "bob-new")
+    alice.expect(r"the key of bob has CHANGED")
+    alice.expect(r"KEY CHANGED: /verify then /trust")  # the status line
+    alice.line("are you really bob?")
+    alice.expect("sending is blocked until you /trust")
+    alice.line("/verify")
+    shown = alice.expect(SAFETY).replace(" ", "")
+    assert shown == second.wait_secure()["safety_number"]
+    assert second.received() == []
+    alice.line("/trust")
+    alice.expect("now trusting the new key of bob")
+    assert second.wait_received(1) == ["are you really bob?"]
+    alice.expect("delivered: are you really bob?")
+    alice.line("/quit")
+    alice.expect(pexpect.EOF)
+    alice.child.close()
+    assert alice.child.exitstatus == 0
