@@ -17,7 +17,8 @@ import urllib.request
 import pexpect
 import pytest
 
-from tests.containers.compose import ClientProcess, ComposeProject, wait_until
+from tests.containers.compose import ClientProcess, ComposeProject
+from tests.support.servers import wait_for
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1200)]
 
@@ -71,10 +72,11 @@ class Peer:
         return [e["text"] for e in self.of("message")]
 
     def expect(self, texts: list[str], timeout: float = 60) -> None:
-        wait_until(
+        wait_for(
             lambda: self.received() == texts or self.proc.proc.poll() is not None,
-            timeout,
-            f"{self.name} to receive {texts}",
+            timeout=timeout,
+            interval=0.2,
+            what=f"{self.name} to receive {texts}",
         )
         assert self.received() == texts, (
             f"{self.name} got {self.received()}\n" + self.proc.transcript()
@@ -142,7 +144,7 @@ def test_two_clients_on_two_replicas_chat_and_survive_a_replica_stop(compose_sta
     bob = Peer(project, "bob", room, [RELAY_B, RELAY_A])
     peers = [alice, bob]
     try:
-        wait_until(lambda: alice.of("secure") and bob.of("secure"), 90, "both sides secure")
+        wait_for(lambda: alice.of("secure") and bob.of("secure"), 90, 0.2, "both sides secure")
         assert healthz(port_a).get("connections") == 1, "alice should be on replica A"
         assert healthz(port_b).get("connections") == 1, "bob should be on replica B"
         a_num = alice.of("secure")[-1]["safety_number"]
@@ -159,7 +161,7 @@ def test_two_clients_on_two_replicas_chat_and_survive_a_replica_stop(compose_sta
         a2 = ["after the failover, still here?"]
         b2 = ["yes, through replica B only", "second line after failover"]
         _exchange(alice, bob, a2, b2, a1, b1)
-        wait_until(lambda: healthz(port_b).get("connections") == 2, 30, "both clients on replica B")
+        wait_for(lambda: healthz(port_b).get("connections") == 2, 30, 0.2, "both on replica B")
 
         for peer in peers:
             peer.proc.close_input()
