@@ -88,7 +88,8 @@ class RelayServer(socketio.Server):
                 "bad_packet",
                 logging.WARNING,
                 error=type(exc).__name__,
-                bytes=len(data) if data is not None else 0,
+                # Engine.IO hands over digits-only messages as an int
+                bytes=len(data) if isinstance(data, str | bytes) else 0,
             )
             self._binary_packet.pop(eio_sid, None)
             try:
