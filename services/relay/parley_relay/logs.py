@@ -40,12 +40,19 @@ def setup_logging(level: str) -> logging.Logger:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
-    # socketio/engineio log payload-bearing lines at INFO; keep them to errors only.
+    # socketio/engineio log payload-bearing lines at INFO; keep them to errors only, as JSON.
     for noisy in ("socketio", "engineio", "geventwebsocket"):
         lib = logging.getLogger(noisy)
         lib.handlers[:] = [handler]
         lib.setLevel(logging.ERROR)
         lib.propagate = False
+    # python-socketio and python-engineio attach a plain StreamHandler (which prints full
+    # tracebacks) to these loggers if their level is still NOTSET when the server is built.
+    for child in ("socketio.server", "engineio.server"):
+        lib = logging.getLogger(child)
+        lib.handlers.clear()
+        lib.setLevel(logging.ERROR)
+        lib.propagate = True
     return logger
 
 
