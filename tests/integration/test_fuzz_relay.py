@@ -185,7 +185,7 @@ def fuzz_connection(url: str, auth_obj, calls: list[tuple[str, tuple]]) -> None:
     """One hostile Socket.IO connection: connect with `auth_obj`, emit every call, leave."""
     sio = socketio.Client(reconnection=False)
     try:
-        sio.connect(url, auth=auth_obj, transports=["websocket"], wait_timeout=5)
+        sio.connect(url, auth=auth_obj, transports=["websocket"], wait_timeout=2)
     except socketio.exceptions.ConnectionError:
         STATS["refused"] += 1
         return
