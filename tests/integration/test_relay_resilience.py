@@ -42,6 +42,9 @@ def test_redis_restart_503_then_recovery(redis_server, relay_factory, clients):
     wait_for(lambda: r1.health()["_status"] == 503, timeout=10, what="503 from r1")
     h = r2.health()
     assert h["_status"] == 503 and h["redis"] == "down" and h["status"] == "unavailable"
+    # A join needs Redis: refused clearly with `unavailable`, nothing half-done.
+    err = clients(r1.url, {"room": "other", "name": "late"}).try_connect()
+    assert err["data"]["code"] == "unavailable"
     # A message that needs Redis is refused clearly, and the relay keeps running.
     assert a.call("message", "while down") == {"ok": False, "code": "unavailable"}
     assert a.wait_for("error")[0]["code"] == "unavailable"

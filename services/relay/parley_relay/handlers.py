@@ -95,7 +95,20 @@ class RelayNamespace(socketio.Namespace):
             )
             raise refuse(rej) from None
         member = Member(sid=sid, name=identity.name, replica=self.settings.replica_id)
-        result = self.store.join(identity.room, member)
+        try:
+            result = self.store.join(identity.room, member)
+        except Exception as exc:  # Redis unreachable: refuse clearly, the client retries
+            self.metrics.reject("unavailable")
+            log_event(
+                self.log,
+                "connect_refused",
+                logging.WARNING,
+                sid=sid,
+                code="unavailable",
+                room=identity.room,
+                error=type(exc).__name__,
+            )
+            raise refuse(Rejection("unavailable")) from None
         if not result.joined:
             self.metrics.reject("room_full")
             log_event(self.log, "connect_refused", sid=sid, code="room_full", room=identity.room)
