@@ -281,6 +281,12 @@ def client_problems(soak: Soak) -> dict:
     return problems
 
 
+def _timeout() -> int:
+    # Sending time plus set-up (~30 s), drain (<= 90 s), exits (<= 60 s) and some slack.
+    return int(SoakConfig.from_env().seconds) + 400
+
+
+@pytest.mark.timeout(_timeout())
 def test_soak_zero_loss_zero_duplicates_under_faults(tmp_path):
     cfg = SoakConfig.from_env()
     soak = Soak(tmp_path, cfg)
