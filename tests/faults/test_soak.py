@@ -4,7 +4,8 @@ While every client sends numbered messages at a steady rate, the harness
   (a) restarts Redis (everything in it is lost: membership, liveness keys, subscriptions),
   (b) SIGKILLs one relay replica and starts it again on the same port,
   (c) cuts one client's connection for 30 s (a proxy between that client and both relays
-      stops forwarding in both directions: only that client is affected).
+      stops forwarding in both directions: only that client is affected; longer runs
+      alternate with a cut that drops the connections and refuses new ones).
 Then a checker reads every receiver's output and asserts that each message was shown exactly
 once and in its sender's order. Figures are printed and written to JSON for docs/reliability.md.
 
@@ -66,7 +67,9 @@ class SoakConfig:
             plan += [
                 (start + 0.12 * cycle, "restart_redis"),
                 (start + 0.30 * cycle, f"kill_relay:{n % 2}"),
-                (start + 0.50 * cycle, "cut_client"),
+                # A stall first (bytes wait, sockets stay open), then a reset (every
+                # connection dropped, new ones refused), alternating in longer runs.
+                (start + 0.50 * cycle, "cut_client:" + ("stall" if n % 2 == 0 else "reset")),
             ]
             start += cycle
             n += 1
@@ -173,10 +176,13 @@ class Soak:
             time.sleep(2)
             self.redis.start()
             self.timeline.note("redis started again, empty")
-        elif action == "cut_client":
+        elif action.startswith("cut_client:"):
+            mode = action.split(":")[1]
             for p in self.proxies:
-                p.stall()
-            self.timeline.note(f"cut {self.cut_name}'s connection for {self.cfg.cut_seconds:g}s")
+                p.stall() if mode == "stall" else p.reset()
+            self.timeline.note(
+                f"cut {self.cut_name}'s connection ({mode}) for {self.cfg.cut_seconds:g}s"
+            )
             time.sleep(self.cfg.cut_seconds)
             for p in self.proxies:
                 p.restore()
