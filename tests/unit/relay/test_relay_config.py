@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from parley_relay.config import ConfigError, RateLimit, load_settings, parse_rate_limit
 
 
@@ -20,10 +19,18 @@ def test_defaults():
 
 
 def test_env_then_flag_precedence():
-    env = {"PARLEY_PORT": "6000", "PARLEY_REDIS_URL": "redis://r:1/0", "PARLEY_RELAY_TOKEN": "t",
-           "PARLEY_HOST": "0.0.0.0", "PARLEY_MAX_MESSAGE_BYTES": "10", "PARLEY_RATE_LIMIT": "off",
-           "PARLEY_CORS_ORIGINS": "https://a, https://b", "PARLEY_LOG_LEVEL": "debug",
-           "PARLEY_HEARTBEAT_SECONDS": "2.5", "PARLEY_REPLICA_ID": "r1"}
+    env = {
+        "PARLEY_PORT": "6000",
+        "PARLEY_REDIS_URL": "redis://r:1/0",
+        "PARLEY_RELAY_TOKEN": "t",
+        "PARLEY_HOST": "0.0.0.0",
+        "PARLEY_MAX_MESSAGE_BYTES": "10",
+        "PARLEY_RATE_LIMIT": "off",
+        "PARLEY_CORS_ORIGINS": "https://a, https://b",
+        "PARLEY_LOG_LEVEL": "debug",
+        "PARLEY_HEARTBEAT_SECONDS": "2.5",
+        "PARLEY_REPLICA_ID": "r1",
+    }
     s = load_settings([], env)
     assert (s.port, s.redis_url, s.token, s.host) == (6000, "redis://r:1/0", "t", "0.0.0.0")
     assert (s.max_message_bytes, s.rate_limit, s.log_level) == (10, None, "DEBUG")
@@ -41,8 +48,14 @@ def test_settings_are_frozen():
 
 @pytest.mark.parametrize(
     "text,expected",
-    [("20/s burst 40", RateLimit(20.0, 40)), ("20,40", RateLimit(20.0, 40)),
-     ("20", RateLimit(20.0, 40)), ("0.5", RateLimit(0.5, 1)), ("off", None), ("0", None)],
+    [
+        ("20/s burst 40", RateLimit(20.0, 40)),
+        ("20,40", RateLimit(20.0, 40)),
+        ("20", RateLimit(20.0, 40)),
+        ("0.5", RateLimit(0.5, 1)),
+        ("off", None),
+        ("0", None),
+    ],
 )
 def test_rate_limit_forms(text, expected):
     assert parse_rate_limit(text) == expected
@@ -50,9 +63,16 @@ def test_rate_limit_forms(text, expected):
 
 @pytest.mark.parametrize(
     "argv",
-    [["--port", "x"], ["--port", "0"], ["--port", "70000"], ["--rate-limit", "fast"],
-     ["--max-message-bytes", "-1"], ["--log-level", "chatty"], ["--heartbeat-seconds", "0"],
-     ["--replica-id", "a b"]],
+    [
+        ["--port", "x"],
+        ["--port", "0"],
+        ["--port", "70000"],
+        ["--rate-limit", "fast"],
+        ["--max-message-bytes", "-1"],
+        ["--log-level", "chatty"],
+        ["--heartbeat-seconds", "0"],
+        ["--replica-id", "a b"],
+    ],
 )
 def test_bad_values_raise_config_error(argv):
     with pytest.raises(ConfigError):
