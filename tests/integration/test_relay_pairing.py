@@ -140,3 +140,10 @@ def test_polling_transport_also_works(two_relays, clients):
     a.wait_for("KEY_EXCHANGE")
     a.emit("message", "via polling")
     assert b.wait_for("received_message") == ["via polling"]
+    b.emit("message", "to polling")
+    assert a.wait_for("received_message") == ["to polling"]
+    # The relay ends the session: a polling client's own disconnect would wait out a
+    # 25 s long-poll, the server's goodbye releases it at once (and tells the peer).
+    r1.stop()
+    assert a.disconnected.wait(10)
+    assert b.wait_for("peer_left") == [{"name": "a"}]
