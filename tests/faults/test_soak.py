@@ -324,13 +324,25 @@ def test_soak_zero_loss_zero_duplicates_under_faults(tmp_path):
         "wall_seconds": round(time.monotonic() - began, 1),
         "timeline": [[round(t, 2), text] for t, text in soak.timeline.notes],
         **report.as_dict(),
+        "max_delay_other_pairs_s": max(
+            (
+                s["max_delay"]
+                for s in report.streams
+                if soak.cut_name not in (s["sender"], s["receiver"])
+            ),
+            default=0.0,
+        ),
         "client_errors": errors,
         "client_problems": problems,
         "relay_tracebacks": relay_tracebacks,
     }
     path = report_dir() / "soak-report.json"
     path.write_text(json.dumps(figures, indent=2))
-    print(f"\nSOAK FIGURES: {report.summary()}\nwritten to {path}")
+    print(
+        f"\nSOAK FIGURES: {report.summary()} "
+        f"max_delay_other_pairs={figures['max_delay_other_pairs_s']}s "
+        f"wall={figures['wall_seconds']}s\nwritten to {path}"
+    )
     bad_streams = [s for s in report.streams if s["lost"] or s["duplicated"] or s["out_of_order"]]
     assert report.duplicated == 0, bad_streams
     assert report.lost == 0, bad_streams
