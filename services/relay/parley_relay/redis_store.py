@@ -14,6 +14,8 @@ scripts touch keys they compute (alive:/members:), so this needs a single Redis,
 from __future__ import annotations
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .core import DEFAULT_NAME, ROOM_CAPACITY
 from .store import JoinResult, Member, Pruned
@@ -137,6 +139,7 @@ class RedisStore:
         self.ttl_ms = max(1, int(heartbeat_seconds * 1000))
         self._join = client.register_script(_JOIN)
         self._prune = client.register_script(_PRUNE)
+        self._health: redis.Redis | None = None
 
     def _room_key(self, room: str) -> str:
         return f"{PREFIX}room:{room}"
@@ -187,9 +190,24 @@ class RedisStore:
         return out
 
     def ping(self) -> bool:
+        """One quick PING (1 s timeouts, no retries) so /healthz answers fast even when
+        Redis is unreachable or blackholed."""
+        if self._health is None:
+            pool = self.client.connection_pool
+            kwargs = {
+                **pool.connection_kwargs,
+                "socket_timeout": 1,
+                "socket_connect_timeout": 1,
+                "retry": Retry(NoBackoff(), 0),
+            }
+            self._health = redis.Redis(
+                connection_pool=redis.ConnectionPool(
+                    connection_class=pool.connection_class, max_connections=4, **kwargs
+                )
+            )
         try:
-            return bool(self.client.ping())
-        except redis.RedisError:
+            return bool(self._health.ping())
+        except (redis.RedisError, OSError):
             return False
 
     def close(self) -> None:
