@@ -87,3 +87,17 @@ def test_sigterm_is_graceful(redis_server, relay_factory, clients):
     log = r1.log()
     assert '"event": "shutdown_complete"' in log
     assert "Traceback" not in log
+
+
+def test_idle_subscription_survives_socket_timeouts(two_relays, clients):
+    """redis-py 8 defaults to a 5 s socket timeout; an idle pub/sub connection must neither
+    time out nor reconnect in a loop (DESIGN.md section 8)."""
+    r1, r2 = two_relays
+    a, b = pair(clients, r1.url, r2.url, "idle")
+    time.sleep(12)  # well past the 5 s default timeout and two listener polls
+    a.emit("message", "after the quiet")
+    b.wait_for_payload("received_message", "after the quiet")
+    for relay in (r1, r2):
+        log = relay.log()
+        assert log.count('"event": "redis_subscribed"') == 1, log
+        assert "redis_subscription_lost" not in log
