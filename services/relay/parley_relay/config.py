@@ -151,13 +151,16 @@ def load_settings(
     replica = raw["replica_id"] or _default_replica_id()
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", replica):
         raise ConfigError(f"replica id {replica!r}: use letters, digits and ._:- only")
+    redis_url = raw["redis_url"] or None
+    if redis_url is not None and not re.match(r"^(redis|rediss|unix)://", redis_url):
+        raise ConfigError(f"redis url {redis_url!r}: expected redis://, rediss:// or unix://")
     port = _positive("port", raw["port"] or "")
     if port > 65535:
         raise ConfigError(f"port must be at most 65535, got {port}")
     return Settings(
         host=raw["host"] or "127.0.0.1",
         port=port,
-        redis_url=raw["redis_url"] or None,
+        redis_url=redis_url,
         token=raw["token"] or None,
         max_message_bytes=_positive("max message bytes", raw["max_message_bytes"] or ""),
         rate_limit=parse_rate_limit(raw["rate_limit"] or ""),

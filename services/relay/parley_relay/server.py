@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 
 import gevent
 import gevent.event
@@ -138,7 +139,22 @@ def run(settings: Settings) -> int:
         # reports real subscription state from the start.
         relay.sio.manager_initialized = True
         relay.sio.manager.initialize()
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:
+        log_event(
+            logger,
+            "listen_failed",
+            logging.ERROR,
+            host=settings.host,
+            port=settings.port,
+            error=str(exc),
+        )
+        print(
+            f"parley-relay: cannot listen on {settings.host}:{settings.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
     log_event(
         logger,
         "listening",
