@@ -199,6 +199,15 @@ def main(argv=None) -> int:
     ratio = ours["msgs_per_s"] / base["msgs_per_s"] if base["msgs_per_s"] else 0.0
     print(describe("best ours", ours))
     print(describe("best base", base))
+    # CPU per message is steadier than throughput on a machine shared with other work.
+    cpu_ours = min(r["relay_cpu_ms_per_msg"] for r in results["parley"])
+    cpu_base = min(r["relay_cpu_ms_per_msg"] for r in results["baseline"])
+    print(
+        f"relay CPU per message (both replicas, best round): parley {cpu_ours:.3f} ms, "
+        f"baseline {cpu_base:.3f} ms"
+    )
+    load = os.getloadavg()[0]
+    print(f"load average at the end: {load:.2f} on {os.cpu_count()} CPUs (shared machine)")
     if ours["lost"] or base["lost"]:
         print(f"WARNING: messages lost (parley {ours['lost']}, baseline {base['lost']})")
     print(
