@@ -5,8 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
+import websocket
 
-from tests.support.relay_clients import clients_fixture  # noqa: F401 - fixture
+from tests.support.relay_clients import (
+    clients_fixture,  # noqa: F401 - fixture
+    pair,
+)
 
 MAX = 2048
 
@@ -122,51 +126,44 @@ def test_huge_packet_costs_only_the_sender_its_connection(two_relays, clients):
     assert r1.health()["_status"] == 200
 
 
-def test_invalid_utf8_frame_closes_only_that_socket(two_relays, clients):
-    """A raw WebSocket client sends a text frame that is not UTF-8: its socket is closed
-    (1007), the relay keeps serving everyone else."""
-    import websocket
-
-    r1, r2 = two_relays
-    a = clients(r1.url, {"room": "u", "name": "a"}).connect()
-    b = clients(r2.url, {"room": "u", "name": "b"}).connect()
-    a.wait_for("KEY_EXCHANGE")
+def raw_socket(relay_url: str) -> websocket.WebSocket:
+    """A hand-driven Engine.IO v4 WebSocket, Socket.IO-connected to room `raw`."""
     ws = websocket.create_connection(
-        r1.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5
+        relay_url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5
     )
     assert ws.recv().startswith("0{")  # Engine.IO open
     ws.send('40{"room":"raw","name":"r"}')
     assert ws.recv().startswith("40")  # Socket.IO connect accepted
-    ws.send(b'42["message","\xff\xfe"]', opcode=websocket.ABNF.OPCODE_TEXT)
+    return ws
+
+
+def assert_closed_by_relay(ws: websocket.WebSocket) -> None:
+    """The relay closes the socket (pings may arrive first); a 5 s silence fails the test."""
     with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
-        for _ in range(5):  # pings may arrive first; the close must follow
-            if ws.recv() == "":
+        for _ in range(5):
+            if ws.recv() in ("", b""):
                 raise ConnectionError("closed")
     ws.close()
+
+
+def test_invalid_utf8_frame_closes_only_that_socket(two_relays, clients):
+    """A text frame that is not UTF-8 closes that socket (1007); everyone else is served."""
+    r1, r2 = two_relays
+    a, b = pair(clients, r1.url, r2.url, "u")
+    ws = raw_socket(r1.url)
+    ws.send(b'42["message","\xff\xfe"]', opcode=websocket.ABNF.OPCODE_TEXT)
+    assert_closed_by_relay(ws)
     good_pair_still_works(a, b, "after-bad-utf8")
     assert r1.health()["_status"] == 200
 
 
 @pytest.mark.parametrize("frame", ["42[", "49", b"\x00\x01", "4\xe9"])
 def test_undecodable_packet_closes_that_socket_with_one_log_line(two_relays, clients, frame):
-    import websocket
-
     r1, r2 = two_relays
-    a = clients(r1.url, {"room": "p", "name": "a"}).connect()
-    b = clients(r2.url, {"room": "p", "name": "b"}).connect()
-    a.wait_for("KEY_EXCHANGE")
-    ws = websocket.create_connection(
-        r1.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5
-    )
-    ws.recv()
-    ws.send('40{"room":"junk","name":"raw"}')
-    assert ws.recv().startswith("40")
+    a, b = pair(clients, r1.url, r2.url, "p")
+    ws = raw_socket(r1.url)
     ws.send_binary(frame) if isinstance(frame, bytes) else ws.send(frame)
-    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
-        for _ in range(5):
-            if ws.recv() in ("", b""):
-                raise ConnectionError("closed")
-    ws.close()
+    assert_closed_by_relay(ws)
     good_pair_still_works(a, b, "after-junk")
     log = r1.log()
     assert log.count('"event": "bad_packet"') == 1
