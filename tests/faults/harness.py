@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
+from tests.support.clients import BatchClient
 from tests.support.servers import free_port
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class CutProxy:
@@ -107,48 +101,30 @@ class CutProxy:
                     s.close()
 
 
-class ParleyProcess:
-    """A real `python -m parley_client --batch --json` fed line by line by the harness.
-
-    Every stdout line is kept with the harness's clock at the moment it was read, so delivery
-    delay is measured from "written to the sender's stdin" to "printed by the receiver".
-    """
+class ParleyProcess(BatchClient):
+    """A real `parley --batch --json` process (the shared test helper) fed line by line by the
+    harness, which also keeps the harness's clock at the moment each stdout line was read:
+    delivery delay runs from "written to the sender's stdin" to "printed by the receiver"."""
 
     def __init__(self, name: str, room: str, relays: list[str], home: Path, *extra: str):
-        self.name = name
-        self.args = [
-            sys.executable, "-m", "parley_client", "--batch", "--json",
-            "--name", name, "--room", room, "--relay", ",".join(relays),
-            "--home", str(home), *extra,
-        ]  # fmt: skip
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+        super().__init__(name, room, relays, home, *extra)
         self.lines: list[tuple[float, str]] = []
-        self._lock = threading.Lock()
-        fd, path = tempfile.mkstemp(prefix=f"parley-soak-{name}-", suffix=".err")
-        os.close(fd)
-        self.stderr_path = Path(path)
-        self.proc: subprocess.Popen | None = None
         self.stdin_broken = False
-
-    def start(self) -> ParleyProcess:
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                env=self.env, cwd=REPO,
-            )  # fmt: skip
-        threading.Thread(target=self._read, daemon=True, name=f"out-{self.name}").start()
-        return self
 
     def _read(self) -> None:
         for raw in self.proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
-            with self._lock:
+            with self._cond:
+                self.raw.append(line)
                 self.lines.append((time.time(), line))
+                with contextlib.suppress(ValueError):
+                    self.events.append(json.loads(line))
+                self._cond.notify_all()
 
-    def events(self) -> list[tuple[float, dict]]:
+    def timed_events(self) -> list[tuple[float, dict]]:
         """(read time, parsed JSON) for every stdout line that is a JSON object."""
         out = []
-        with self._lock:
+        with self._cond:
             lines = list(self.lines)
         for at, line in lines:
             with contextlib.suppress(ValueError):
@@ -158,20 +134,9 @@ class ParleyProcess:
         return out
 
     def non_json_lines(self) -> list[str]:
-        with self._lock:
-            lines = [line for _, line in self.lines]
-        bad = []
-        for line in lines:
-            try:
-                if isinstance(json.loads(line), dict):
-                    continue
-            except ValueError:
-                pass
-            bad.append(line)
-        return bad
-
-    def of(self, kind: str) -> list[dict]:
-        return [e for _, e in self.events() if e.get("event") == kind]
+        with self._cond:
+            lines = list(self.raw)
+        return [line for line in lines if not line.startswith("{")]
 
     def write(self, line: str) -> None:
         """Feed one stdin line; a dead process is recorded, not raised."""
@@ -182,27 +147,6 @@ class ParleyProcess:
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             self.stdin_broken = True
-
-    def close_stdin(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.proc.stdin.close()
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-    def cleanup(self) -> None:
-        self.stop()
-        with contextlib.suppress(OSError):
-            self.stderr_path.unlink()
 
 
 class Timeline:

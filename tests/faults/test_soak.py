@@ -258,7 +258,7 @@ class Soak:
         for sender, count in sorted(self.sent.items()):
             receiver = self.peer_of[sender]
             shown = []
-            for at, e in self.clients[receiver].events():
+            for at, e in self.clients[receiver].timed_events():
                 if e.get("event") != "message":
                     continue
                 item = parse_shown(str(e.get("text", "")), at)
