@@ -67,7 +67,9 @@ def _flip(envelope: dict, data) -> dict:
     if isinstance(value, int):
         holder[path[-1]] = value ^ (1 << data.draw(st.integers(0, 63)))
     else:
-        index = data.draw(st.integers(0, max(len(value) - 1, 0)))
+        # Draw from a fixed range: the envelope (and so len(value)) differs on every seal, and
+        # a strategy whose bounds depend on it makes hypothesis's replay flaky.
+        index = data.draw(st.integers(0, 1 << 16)) % max(len(value), 1)
         holder[path[-1]] = _flip_str(value or "A", index, data.draw(st.integers(0, 7)))
     return flipped
 
