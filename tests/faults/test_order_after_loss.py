@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from parley_client.messages import BadPlaintext, InOrder, Outbox, Plaintext, SeenIds, new_text
 
+from parley_client.messages import BadPlaintext, InOrder, Outbox, Plaintext, SeenIds, new_text
 from tests.faults.harness import ParleyProcess
 from tests.support.servers import wait_for
 

@@ -23,8 +23,8 @@ import pytest
 import socketio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from parley_crypto import handshake, identity
 
+from parley_crypto import handshake, identity
 from tests.support.clients import BatchClient
 
 ROOM = "hostile"

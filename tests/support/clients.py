@@ -329,6 +329,7 @@ def serve_test_relay(port: int, mode: str, room: str) -> None:
 
     import socketio
     from aiohttp import web
+
     from parley_crypto import handshake, identity
 
     sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False)

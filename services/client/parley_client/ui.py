@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import time
 
-from parley_crypto import safety
 from prompt_toolkit import PromptSession, print_formatted_text
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.patch_stdout import patch_stdout
+
+from parley_crypto import safety
 
 from .app import App, ended_label
 from .config import Settings

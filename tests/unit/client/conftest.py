@@ -6,6 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import pytest
+
 from parley_client.core import ChatCore, Event
 from parley_client.keystore import Keystore
 from parley_crypto import identity

@@ -6,6 +6,7 @@ import json
 import stat
 
 import pytest
+
 from parley_client.config import DEFAULT_RELAY, ConfigError, load_settings
 from parley_client.keystore import CHANGED, MATCH, NEW, Keystore, KeystoreError
 from parley_client.messages import BadPlaintext, Outbox, Plaintext, SeenIds, new_text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from parley_client.core import State
 from parley_crypto import identity
 

@@ -6,6 +6,7 @@ import io
 import json
 
 import pytest
+
 from parley_client.batch import BatchClient
 from parley_client.config import load_settings
 from parley_client.core import Event, relay_error_fields

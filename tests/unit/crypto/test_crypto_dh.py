@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from parley_crypto import dh, errors, groups
 
 GROUP = groups.get("ffdhe2048")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from parley_crypto import elgamal, errors, groups
 from parley_crypto._primitives import elgamal as raw
 from parley_crypto._primitives import modexp

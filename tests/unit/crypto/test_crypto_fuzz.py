@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from parley_crypto import errors, handshake
 from parley_crypto.identity import PeerIdentity
 

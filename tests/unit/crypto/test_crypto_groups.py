@@ -7,9 +7,9 @@ from pathlib import Path
 
 import gmpy2
 import pytest
+
 from parley_crypto import dh, errors, groups
 from parley_crypto._primitives import modexp
-
 from tests.unit.crypto.rfc_closed_form import closed_form
 
 NAMED = ["ffdhe2048", "ffdhe3072", "ffdhe4096", "modp2048", "modp3072", "modp4096"]

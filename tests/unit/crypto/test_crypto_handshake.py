@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from parley_crypto import errors, handshake, identity, safety
 
+from parley_crypto import errors, handshake, identity, safety
 from tests.unit.crypto.conftest import connect
 
 

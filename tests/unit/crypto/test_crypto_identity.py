@@ -6,6 +6,7 @@ import json
 import stat
 
 import pytest
+
 from parley_crypto import errors, groups, identity, safety
 from parley_crypto.identity import Identity, InvalidKeyFile, PeerIdentity
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from parley_crypto import aes_cfb, elgamal, kdf
 
 SP800_38A_KEY = "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from parley_crypto import groups
 from parley_crypto._primitives import modexp
-
 from tests.unit.crypto.conftest import connect
 
 P = groups.get("ffdhe2048").p

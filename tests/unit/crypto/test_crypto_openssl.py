@@ -7,6 +7,7 @@ import warnings
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from parley_crypto import aes_cfb, dh, groups, kdf
 
 with warnings.catch_warnings():

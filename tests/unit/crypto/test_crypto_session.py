@@ -8,8 +8,8 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from parley_crypto import errors
 
+from parley_crypto import errors
 from tests.unit.crypto.conftest import connect
 
 SLOW = settings(

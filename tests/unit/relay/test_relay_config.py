@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from parley_relay.config import ConfigError, RateLimit, load_settings, parse_rate_limit
 
 

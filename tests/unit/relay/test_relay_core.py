@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from parley_relay.config import RateLimit
 from parley_relay.core import (
     DEFAULT_NAME,

@@ -6,6 +6,7 @@ import os
 
 import pytest
 from geventwebsocket.websocket import Header
+
 from parley_relay import fastws
 
 

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 import redis
+
 from parley_relay.redis_store import PREFIX, RedisStore, make_client
 from parley_relay.store import Member, MemoryStore
 
