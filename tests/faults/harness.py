@@ -1,104 +1,17 @@
-"""Pieces of the fault-injection soak: a cuttable TCP proxy and real `parley` batch processes.
+"""Pieces of the fault-injection soak: real `parley` batch processes and a timeline.
 
-The proxy sits between one client and the relays so the harness can cut *that client only*:
-`stall()` stops forwarding in both directions without closing anything (a network outage as
-TCP sees it: bytes wait, timers run), `reset()` drops every connection and refuses new ones.
+The cuttable proxy (one per client and relay, so the harness can cut *that client only*)
+lives in tests/support/proxy.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import threading
 import time
 from pathlib import Path
 
 from tests.support.clients import BatchClient
-from tests.support.servers import free_port
-
-
-class CutProxy:
-    """TCP forwarder 127.0.0.1:port -> 127.0.0.1:target_port that can be stalled or reset."""
-
-    def __init__(self, target_port: int):
-        self.target_port = target_port
-        self.port = free_port()
-        self._flowing = threading.Event()
-        self._flowing.set()
-        self._refusing = False
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True, name=f"proxy-{self.port}").start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stall(self) -> None:
-        """Stop moving bytes either way; connections stay open, data waits in buffers."""
-        self._flowing.clear()
-
-    def reset(self) -> None:
-        """Drop every connection (RST-like close) and refuse new ones until `restore()`."""
-        self._refusing = True
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                s.close()
-
-    def restore(self) -> None:
-        self._refusing = False
-        self._flowing.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self.reset()
-        self._flowing.set()
-        with contextlib.suppress(OSError):
-            self._server.close()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            if self._refusing:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._socks += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                self._flowing.wait()  # a stall holds what was read until restore()
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                with contextlib.suppress(OSError):
-                    s.close()
 
 
 class ParleyProcess(BatchClient):

@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 
 from tests.faults.checker import check_stream, make_text, parse_shown, summarize
-from tests.faults.harness import CutProxy, ParleyProcess, Timeline
+from tests.faults.harness import ParleyProcess, Timeline
+from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer, RelayProcess, wait_for
 
 pytestmark = pytest.mark.faults
@@ -92,7 +93,7 @@ class Soak:
         self.timeline = Timeline()
         self.redis = RedisServer()
         self.relays: list[RelayProcess] = []
-        self.proxies: list[CutProxy] = []
+        self.proxies: list[TcpProxy] = []
         self.clients: dict[str, ParleyProcess] = {}
         self.peer_of: dict[str, str] = {}
         self.sent: dict[str, int] = {}
@@ -109,7 +110,7 @@ class Soak:
         urls = [r.url for r in self.relays]
         # The cut client reaches both relays only through proxies, so cutting them isolates it
         # (a direct second URL would let it fail over and never notice the cut).
-        self.proxies = [CutProxy(r.port) for r in self.relays]
+        self.proxies = [TcpProxy(r.port) for r in self.relays]
         for i in range(PAIRS):
             a, b = f"a{i:02d}", f"b{i:02d}"
             first_a = i % 2
@@ -179,7 +180,7 @@ class Soak:
         elif action.startswith("cut_client:"):
             mode = action.split(":")[1]
             for p in self.proxies:
-                p.stall() if mode == "stall" else p.reset()
+                p.stall() if mode == "stall" else p.cut()
             self.timeline.note(
                 f"cut {self.cut_name}'s connection ({mode}) for {self.cfg.cut_seconds:g}s"
             )

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.support.clients import TcpProxy, client_pool
+from tests.support.clients import client_pool
+from tests.support.proxy import TcpProxy
 
 
 @pytest.fixture
