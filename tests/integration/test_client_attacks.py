@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.clients import FakeRelay, client_pool
-
-
-@pytest.fixture
-def batch_clients(tmp_path):
-    with client_pool(tmp_path) as start:
-        yield start
+from tests.support.clients import FakeRelay
 
 
 @pytest.fixture

@@ -7,10 +7,7 @@ import json
 import re
 import threading
 
-import pytest
 import redis
-
-from tests.support.clients import client_pool
 
 ALICE_SAYS = [
     "hello bob",
@@ -19,12 +16,6 @@ ALICE_SAYS = [
     "x" * 2000,
 ]
 BOB_SAYS = ["hi alice", "second line from bob", '{"json": "looking", "text": 1}']
-
-
-@pytest.fixture
-def batch_clients(tmp_path):
-    with client_pool(tmp_path) as start:
-        yield start
 
 
 def test_two_clients_on_different_replicas_exchange_both_ways(two_relays, batch_clients):

@@ -6,14 +6,7 @@ import time
 
 import pytest
 
-from tests.support.clients import client_pool
 from tests.support.proxy import TcpProxy
-
-
-@pytest.fixture
-def batch_clients(tmp_path):
-    with client_pool(tmp_path) as start:
-        yield start
 
 
 @pytest.fixture

@@ -8,16 +8,10 @@ import sys
 import pexpect
 import pytest
 
-from tests.support.clients import clean_env, client_pool
+from tests.support.clients import clean_env
 
 CPR_REQUEST = re.escape("\x1b[6n")  # prompt_toolkit asks the terminal for the cursor position
 SAFETY = r"(\d{5} ){11}\d{5}"
-
-
-@pytest.fixture
-def batch_clients(tmp_path):
-    with client_pool(tmp_path) as start:
-        yield start
 
 
 class Terminal:

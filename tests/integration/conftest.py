@@ -1,0 +1,14 @@
+"""Fixtures for the integration tests that run real `parley` client processes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.clients import client_pool
+
+
+@pytest.fixture
+def batch_clients(tmp_path):
+    """Start `parley --batch` processes on demand; all are stopped when the test ends."""
+    with client_pool(tmp_path) as start:
+        yield start
