@@ -29,6 +29,7 @@ FORWARD: dict[str, str] = {
     "ELGAMAL_PK": "ELGAMAL_PK_BC",
     "DEFF_HELLMAN_PK": "DEFF_HELLMAN_PK_BC",
     "DIFF_HELLMAN_PK": "DIFF_HELLMAN_PK_BC",
+    "KEY_CONFIRM": "KEY_CONFIRM_BC",  # protocol v2: key confirmation, after the DH step
     "message": "received_message",
 }
 
