@@ -6,7 +6,8 @@ hashed first: SHA-256 by default, SHA-1 only as a legacy option the local user c
 (:func:`peer_hash_allowed`). Verification checks 1 < r < p, 0 < s < q and that r lies in
 the order-q subgroup before any exponentiation. The subgroup check on r matters: with
 g = 2 dividing p-1, the pair r = (p-1)/2, s = (-h mod q, made even) satisfies
-y^r r^s = g^h for any key (Bleichenbacher 1996); that r is a quadratic non-residue, so the check rejects it.
+y^r r^s = g^h for any key (Bleichenbacher 1996); that r is a quadratic non-residue, so
+the check rejects it.
 """
 
 from __future__ import annotations
