@@ -89,7 +89,11 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(self.ping, what=f"redis-server on port {self.port}")
+        try:
+            wait_for(self.ping, what=f"redis-server on port {self.port}")
+        except TimeoutError:
+            self.stop()  # never leave a half-started server behind
+            raise
         return self
 
     def ping(self) -> bool:
