@@ -156,6 +156,7 @@ def display_name(value: str, what: str = "name") -> str:
         0 < len(name) <= MAX_NAME_CHARS
         and name.strip() == name
         and all(ch.isalnum() or ch in NAME_PUNCTUATION or _is_mark(ch) for ch in name)
+        and any(ch.isalnum() for ch in name)  # never "." or "..": the name may name a folder
     )
     if not ok:
         raise ConfigError(

@@ -132,6 +132,7 @@ def test_settings_are_frozen():
         (["--name", "bob\u202e"], {}, "name"),  # a bidi override
         (["--name", "a\x1b[31m"], {}, "name"),
         (["--name", "x" * 65], {}, "name"),
+        (["--name", ".."], {}, "name"),  # would be the key folder's parent
         (["--relay", "http://localhost:99999"], {}, "port must be 1-65535"),
         (["--relay", "http://localhost:0"], {}, "port must be 1-65535"),
         (["--relay", "http://localhost:port"], {}, "port must be 1-65535"),
