@@ -77,9 +77,7 @@ def test_multi_line_by_alt_enter_and_paste(relay_factory, terminal, batch_client
     assert alice.wait_exit() == 0
 
 
-def test_received_escape_sequences_stay_escaped(
-    relay_factory, terminal, batch_clients, tmp_path
-):
+def test_received_escape_sequences_stay_escaped(relay_factory, terminal, batch_clients, tmp_path):
     relay = relay_factory()
     alice = _alice(terminal, relay, "indent", tmp_path / "a")
     carol = batch_clients("carol", "indent", relay.url)
