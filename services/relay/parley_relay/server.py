@@ -15,7 +15,7 @@ from gevent.pywsgi import WSGIServer
 
 from . import eiobounds, fastws
 from .app import Relay, Utf8Json, make_app
-from .config import Settings
+from .config import Settings, listening_line
 from .core import Rejection, sio_room
 from .guard import BoundedServer, SampledEvents
 from .logs import log_event, setup_logging
@@ -164,6 +164,7 @@ def run(settings: Settings) -> int:
         max_connections=server.max_connections,
         max_frame_bytes=settings.max_frame_bytes,
     )
+    print(listening_line(settings.host, server.server_port), flush=True)
     # Not serve_forever(): closing the listener would end it before the drain has finished.
     done.wait()
     return 0

@@ -6,7 +6,13 @@ import dataclasses
 
 import pytest
 
-from parley_relay.config import ConfigError, RateLimit, load_settings, parse_rate_limit
+from parley_relay.config import (
+    ConfigError,
+    RateLimit,
+    listening_line,
+    load_settings,
+    parse_rate_limit,
+)
 
 TOKEN = "k7Qp2vX9mR4tW8yZ1bN6cD"  # 22 characters of base64: 128 bits
 
@@ -126,3 +132,22 @@ def test_short_tokens_are_refused_with_the_fix(token):
 @pytest.mark.parametrize("token", [TOKEN, "0123456789abcdef" * 2])
 def test_tokens_of_128_bits_are_accepted(token):
     assert load_settings(["--token", token], {}).token == token
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as info:
+        load_settings(["--version"], environ={})
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("parley-relay ")
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:5000 - connect with: parley --relay http://127.0.0.1:5000"),
+        ("0.0.0.0", "http://localhost:5000 (all interfaces) - connect with: parley --relay "),
+        ("::1", "http://[::1]:5000 - connect with: parley --relay http://[::1]:5000"),
+    ],
+)
+def test_human_listening_line(host, shown):
+    assert listening_line(host, 5000).startswith(f"parley-relay listening on {shown}")
