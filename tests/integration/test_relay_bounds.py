@@ -91,7 +91,8 @@ def test_200_unfinished_request_headers_do_not_stop_a_legitimate_client(
     redis_server, relay_factory, clients
 ):
     # 150 file descriptors: before the fix 200 slowloris sockets exhausted them.
-    relay = relay_factory(redis_server.url, extra_args=["--header-timeout", "3"], nofile=150)
+    args = ["--header-timeout", "3", "--max-connections-per-address", "64"]
+    relay = relay_factory(redis_server.url, extra_args=args, nofile=150)
     held = [s for s in (slowloris(relay.port, "127.0.0.2") for _ in range(200)) if s]
     started = time.monotonic()
     try:
