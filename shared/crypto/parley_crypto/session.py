@@ -194,6 +194,13 @@ class Session:
             raise InvalidMessage("message signature is out of range")
         return parsed.r.to_bytes(self._width, "big") + parsed.s.to_bytes(self._width, "big")
 
+    def debug_secrets(self) -> dict[str, str]:
+        """The current root and chain keys (hex), for a debug key log in the spirit of
+        SSLKEYLOGFILE (tests prove they never reach the relay). Never log these otherwise."""
+        st = self._state
+        keys = {"root_key": st.RK, "send_chain_key": st.CKs, "receive_chain_key": st.CKr}
+        return {name: value.hex() for name, value in keys.items() if value is not None}
+
     # ----- persistence -----------------------------------------------------------------
     def to_state(self) -> dict:
         """A JSON-able snapshot (contains secrets: store it 0600)."""
