@@ -107,6 +107,8 @@ junk = st.recursive(
     max_leaves=12,
 )
 junk_dict = st.dictionaries(st.text(max_size=8), junk, max_size=5)
+
+
 def _not_v1(value) -> bool:
     """A v1 payload before any session is a refusal (one clear line, tested in the unit
     tests), not an error line; keep it out of the pre-session cases."""
