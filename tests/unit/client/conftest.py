@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from parley_client.core import ChatCore, Event
-from parley_client.keystore import Keystore
+from parley_client.contacts import MemoryContacts
+from parley_client.roomstate import MemoryRoomState
 from parley_crypto import identity
 
 FORWARD = {
@@ -40,7 +41,7 @@ class FakeClock:
 class Side:
     name: str
     core: ChatCore
-    keystore: Keystore
+    contacts: MemoryContacts
     events: list[Event] = field(default_factory=list)
     online: bool = True
 
@@ -66,17 +67,18 @@ class Pair:
         }
 
     def _side(self, tmp_path, name, peer, options) -> Side:
-        ks = Keystore(tmp_path / "home", name)
+        contacts = MemoryContacts()
         ident = cached_identity(name)
-        side = Side(name, None, ks)  # type: ignore[arg-type]
+        side = Side(name, None, contacts)  # type: ignore[arg-type]
 
         def send(event, payload, _peer=peer):
             self.wire_log.append((name, event, payload))
             if side.online and event in FORWARD:
                 self.queue.append((_peer, FORWARD[event], payload))
 
+        options = {"state": MemoryRoomState(), **options}
         side.core = ChatCore(
-            ident, ks, self.room, send, side.events.append, clock=self.clock, **options
+            ident, contacts, self.room, send, side.events.append, clock=self.clock, **options
         )
         return side
 

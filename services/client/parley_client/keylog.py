@@ -1,0 +1,96 @@
+"""``PARLEY_KEYLOG_FILE``: a debug log of session keys, in the spirit of ``SSLKEYLOGFILE``.
+
+It holds only what a debugger of the symmetric layer needs (each session's message keys, or
+the ratchet's root and chain keys), never the identity key or a DH exponent, which would let
+the reader impersonate the user later. It is loud (one warning line at start-up), and the file
+must be new: opened with ``O_EXCL | O_NOFOLLOW`` and mode 0600, so it cannot be pointed at an
+existing file or through a symlink. The test suite uses it to prove no key reaches the relay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import ConfigError
+from .events import Event
+
+# Names of session fields that hold symmetric keys. Anything else (private DH keys of a ratchet
+# in particular) stays out of the log.
+_V1_DIRECTIONS = ("_send", "_receive")
+_V1_PARTS = ("enc_key", "mac_key")
+_SYMMETRIC = re.compile(r"(?i)^(rk|cks|ckr|root_key|.*chain_key.*|.*message_key.*)$")
+
+
+class KeyLog:
+    """An open key log; :meth:`record` is the core's ``on_session`` hook."""
+
+    def __init__(self, fd: int, path: Path):
+        self._fd = fd
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, emit: Callable[[Event], None]) -> KeyLog:
+        """Create the log (it must not exist yet) and say loudly that it is on."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError:
+            raise ConfigError(
+                f"PARLEY_KEYLOG_FILE {path} already exists; a key log is only written to a "
+                "new file (remove it, or unset PARLEY_KEYLOG_FILE)"
+            ) from None
+        except OSError as e:
+            raise ConfigError(f"cannot create PARLEY_KEYLOG_FILE {path}: {e.strerror}") from None
+        emit(
+            Event(
+                "warning",
+                f"DEBUG KEY LOG IS ON: session keys go to {path}; whoever reads it can read "
+                "this chat. Unset PARLEY_KEYLOG_FILE unless you are debugging.",
+            )
+        )
+        return cls(fd, path)
+
+    def record(self, session, *_ignored) -> None:
+        """Append this session's symmetric keys (hex) as one JSON line."""
+        entry = {"time": time.time(), **session_secrets(session)}
+        os.write(self._fd, (json.dumps(entry) + "\n").encode())
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+def session_secrets(session) -> dict[str, str]:
+    """The symmetric keys of a session (hex), read from its private fields or its state."""
+    found = {}
+    for direction in _V1_DIRECTIONS:
+        keys = getattr(session, direction, None)
+        for part in _V1_PARTS:
+            value = getattr(keys, part, None)
+            if isinstance(value, bytes):
+                found[f"{direction[1:]}_{part}"] = value.hex()
+    to_state = getattr(session, "to_state", None)
+    if callable(to_state):
+        _collect(to_state(), "", found)
+    return found
+
+
+def _collect(obj, prefix: str, found: dict[str, str]) -> None:
+    if not isinstance(obj, dict):
+        return
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _collect(value, f"{name}.", found)
+        elif isinstance(value, str) and _SYMMETRIC.match(str(key)) and _is_hex(value):
+            found[name] = value
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) >= 32 and all(c in "0123456789abcdefABCDEF" for c in text)
