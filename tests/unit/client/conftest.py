@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from parley_client.core import ChatCore, Event
 from parley_client.contacts import MemoryContacts
+from parley_client.core import ChatCore, Event
 from parley_client.roomstate import MemoryRoomState
 from parley_crypto import identity
 
