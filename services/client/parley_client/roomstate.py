@@ -133,14 +133,14 @@ class DiskRoomState:
                 items.pop(mid, None)
             elif r.get("op") == "to" and mid in items:
                 items[mid]["to"] = r.get("to")
-        if len(records) != len(items):
+        if self._outbox.torn or len(records) != len(items):
             self._outbox.rewrite([{"op": "add", **r} for r in items.values()])
         return items
 
     def _load_seen(self) -> list[str]:
         records = self._seen.load()
         ids = [r["id"] for r in records if isinstance(r.get("id"), str)][-SEEN_LIMIT:]
-        if len(ids) != len(records) or len(records) > SEEN_LIMIT:
+        if self._seen.torn or len(ids) != len(records):
             self._seen.rewrite([{"id": i} for i in ids])
         return ids
 

@@ -111,9 +111,11 @@ class Journal:
     def __init__(self, path: Path):
         self.path = path
         self._fd: int | None = None
+        self.torn = False  # the last load skipped a line: compact before appending again
 
     def load(self) -> list[dict]:
-        """Every intact record, in order; a torn or corrupt line (a crash mid-append) is skipped."""
+        """Every intact record, in order; a torn or corrupt line (a crash mid-append) is skipped
+        and sets :attr:`torn` (the caller must :meth:`rewrite` before it appends)."""
         check_private(self.path)
         try:
             size = self.path.stat().st_size
@@ -124,12 +126,16 @@ class Journal:
             return []
         except OSError as e:
             raise HomeError(f"cannot read {self.path}: {e.strerror}") from None
-        return list(_records(raw))
+        records = list(_records(raw))
+        lines = sum(1 for line in raw.split(b"\n") if line.strip())
+        self.torn = lines != len(records) or (bool(raw) and not raw.endswith(b"\n"))
+        return records
 
     def rewrite(self, records: list[dict]) -> None:
         """Atomically replace the journal with ``records`` (compaction)."""
         self.close()
         write_atomic(self.path, b"".join(_line(r) for r in records))
+        self.torn = False
 
     def append(self, record: dict) -> None:
         """Add one record durably (write + fsync)."""

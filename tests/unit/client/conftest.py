@@ -143,3 +143,15 @@ def pair(tmp_path, clock) -> Pair:
 def make_pair(tmp_path, clock):
     """Build a Pair with custom core options (e.g. rekey_after=3)."""
     return lambda **options: Pair(tmp_path, clock, **options)
+
+
+@pytest.fixture
+def known():
+    """``known(name)``: a cached identity (the same key for the same name in every test)."""
+    return cached_identity
+
+
+@pytest.fixture
+def pair_in(tmp_path, clock):
+    """``pair_in(room)``: a Pair in another room."""
+    return lambda room: Pair(tmp_path, clock, room=room)
