@@ -114,6 +114,10 @@ def test_changed_key_warning_blocks_until_trust(relay_factory, terminal, batch_c
     assert second.received() == []
     alice.line("/trust")
     alice.expect("now trusting the new key of bob")
+    # typed for the old key: the new one gets it only on an explicit /forward
+    alice.expect("/forward sends them to the new key")
+    assert second.received() == []
+    alice.line("/forward")
     assert second.wait_received(1) == ["are you really bob?"]
     alice.expect("delivered: are you really bob?")
     alice.line("/quit")

@@ -24,6 +24,8 @@ from .events import Event, printable
 HELP = """commands:
   /verify   show the safety number to compare with your peer
   /trust    accept your peer's changed key (only after /verify matched)
+  /forward  after /trust: send what you queued for the old key to the new one
+  /discard  after /trust: drop what you queued for the old key
   /who      who is in this chat, with key fingerprints
   /status   connection state and pending messages
   /help     this text
@@ -118,6 +120,8 @@ class TerminalUI:
             "/help": self._help,
             "/verify": self._verify,
             "/trust": self._trust,
+            "/forward": self._forward,
+            "/discard": self._discard,
             "/who": self._who,
             "/status": self._status,
         }.get(name)
@@ -135,10 +139,11 @@ class TerminalUI:
         if number is None:
             self._print("no peer yet: the safety number appears once the peer has joined")
             return
-        self._print(f"safety number with {self.core.peer.name}:")
+        who = self.core.status()["peer"] or self.core.peer.name
+        self._print(f"safety number with {who}:")
         self._print("  " + safety.format_safety_number(number), "bold")
         self._print(
-            f"Compare it with {self.core.peer.name} over another channel (in person or by "
+            f"Compare it with {who} over another channel (in person or by "
             "phone). Both sides see the same 60 digits; if they differ, someone is in the "
             "middle: do not /trust."
         )
@@ -146,6 +151,14 @@ class TerminalUI:
     def _trust(self) -> None:
         if not self.core.trust():
             self._print("nothing to trust: no changed key is waiting")
+
+    def _forward(self) -> None:
+        if not self.core.forward():
+            self._print("nothing to forward: no message waits for an earlier key")
+
+    def _discard(self) -> None:
+        if not self.core.discard():
+            self._print("nothing to discard: no message waits for an earlier key")
 
     def _who(self) -> None:
         st = self.core.status()
@@ -178,7 +191,10 @@ class TerminalUI:
             status = await self._loop(transport)
             pending = len(self.core.outbox)
             if pending:
-                self._print(f"{pending} message(s) were not delivered", "ansiyellow")
+                self._print(
+                    f"{pending} message(s) were not delivered; they stay queued for the next run",
+                    "ansiyellow",
+                )
             await self.app.stop()
         return status
 
