@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+TAP_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "relay_tap.py"
+
 
 def free_port() -> int:
     """Ask the kernel for a port that is free on 127.0.0.1 right now."""
@@ -87,7 +89,11 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(self.ping, what=f"redis-server on port {self.port}")
+        try:
+            wait_for(self.ping, what=f"redis-server on port {self.port}")
+        except TimeoutError:
+            self.stop()  # never leave a half-started server behind
+            raise
         return self
 
     def ping(self) -> bool:
@@ -121,16 +127,18 @@ class RelayProcess:
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    # Set: run under scripts/relay_tap.py, controlled by a tests.support.tap.Tap on this port.
+    tap_port: int | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> RelayProcess:
+        entry = ["-m", "parley_relay"] if self.tap_port is None else [str(TAP_SCRIPT)]
         args = [
             sys.executable,
-            "-m",
-            "parley_relay",
+            *entry,
             "--host",
             "127.0.0.1",
             "--port",
@@ -141,6 +149,8 @@ class RelayProcess:
             args += ["--redis-url", self.redis_url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
         env.update(self.env)
+        if self.tap_port is not None:
+            env["RELAY_TAP_CONTROL"] = str(self.tap_port)
         if self.log_path is None:
             fd, name = tempfile.mkstemp(prefix="parley-relay-", suffix=".log")
             os.close(fd)
@@ -180,9 +190,10 @@ class RelayProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        """Signal the relay and wait up to `timeout` s before SIGKILL (exit status -9)."""
         if self.proc is not None:
-            _stop(self.proc, sig)
+            _stop(self.proc, sig, timeout)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
