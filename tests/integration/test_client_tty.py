@@ -2,54 +2,11 @@
 
 from __future__ import annotations
 
-import re
-import sys
-
 import pexpect
-import pytest
 
-from tests.support.clients import clean_env
+from tests.support.terminal import terminal_fixture  # noqa: F401 - fixture
 
-CPR_REQUEST = re.escape("\x1b[6n")  # prompt_toolkit asks the terminal for the cursor position
 SAFETY = r"(\d{5} ){11}\d{5}"
-
-
-class Terminal:
-    """A pexpect child that answers cursor-position requests like a real terminal would."""
-
-    def __init__(self, args, env):
-        self.child = pexpect.spawn(
-            sys.executable, args, env=env, encoding="utf-8", timeout=30, dimensions=(40, 140)
-        )
-
-    def expect(self, pattern) -> str:
-        while True:
-            if self.child.expect([pattern, CPR_REQUEST]) == 0:
-                return self.child.after
-            self.child.send("\x1b[40;1R")
-
-    def line(self, text: str) -> None:
-        self.child.sendline(text)
-
-    def close(self) -> None:
-        if self.child.isalive():
-            self.child.terminate(force=True)
-
-
-@pytest.fixture
-def terminal():
-    started: list[Terminal] = []
-
-    def start(*args: str) -> Terminal:
-        term = Terminal(["-m", "parley_client", *args], clean_env(TERM="xterm"))
-        started.append(term)
-        return term
-
-    try:
-        yield start
-    finally:
-        for term in started:
-            term.close()
 
 
 def test_interactive_round_trip_verify_and_exit(relay_factory, terminal, batch_clients, tmp_path):

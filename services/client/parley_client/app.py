@@ -25,7 +25,7 @@ class App:
         self.identity = self.home.load_or_create_identity(settings.name, settings.group)
         for note in self.home.notes:
             on_event(Event("warning", note))
-        self.keylog = KeyLog.open(settings.keylog, on_event) if settings.keylog else None
+        self.keylog = KeyLog.open(settings.keylog) if settings.keylog else None
         self.room_state = self.home.room(settings.room)
         auth = {"room": settings.room, "name": settings.name}
         if settings.token:

@@ -13,12 +13,11 @@ import contextlib
 import json
 import os
 import re
+import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from .config import ConfigError
-from .events import Event
 
 # Names of session fields that hold symmetric keys. Anything else (private DH keys of a ratchet
 # in particular) stays out of the log.
@@ -35,7 +34,7 @@ class KeyLog:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path, emit: Callable[[Event], None]) -> KeyLog:
+    def open(cls, path: Path) -> KeyLog:
         """Create the log (it must not exist yet) and say loudly that it is on."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC
         try:
@@ -47,13 +46,12 @@ class KeyLog:
             ) from None
         except OSError as e:
             raise ConfigError(f"cannot create PARLEY_KEYLOG_FILE {path}: {e.strerror}") from None
-        emit(
-            Event(
-                "warning",
-                f"DEBUG KEY LOG IS ON: session keys go to {path}; whoever reads it can read "
-                "this chat. Unset PARLEY_KEYLOG_FILE unless you are debugging.",
-            )
+        # Straight to stderr, whatever the output mode: this must not drown in --json events.
+        sys.stderr.write(
+            f"parley: WARNING: DEBUG KEY LOG IS ON: session keys go to {path}; whoever reads "
+            "it can read this chat. Unset PARLEY_KEYLOG_FILE unless you are debugging.\n"
         )
+        sys.stderr.flush()
         return cls(fd, path)
 
     def record(self, session, *_ignored) -> None:

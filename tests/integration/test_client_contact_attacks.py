@@ -1,0 +1,101 @@
+"""A conversation belongs to the room's contact (a key), whoever takes the seat and whatever name
+it sends. Real `parley` processes on the real relay; the hostile relay is a tap on it."""
+
+from __future__ import annotations
+
+import time
+
+from parley_client.batch import EXIT_ABSENT, EXIT_VERIFY
+from tests.support.tap import tapped_relay_fixture  # noqa: F401 - fixture
+from tests.support.terminal import terminal_fixture  # noqa: F401 - fixture
+
+
+def _chat_once(alice, bob) -> None:
+    """Alice and Bob pin each other and exchange one text each way."""
+    alice.send("hello bob")
+    bob.send("hello alice")
+    assert bob.wait_received(1) == ["hello bob"]
+    assert alice.wait_received(1) == ["hello alice"]
+
+
+def _left(client):
+    return lambda e: e.get("event") == "info" and "left the room" in e.get("message", "")
+
+
+def test_a_stranger_joining_after_bob_left_gets_nothing_and_alice_is_told(
+    relay_factory, batch_clients, tmp_path
+):
+    relay = relay_factory()
+    alice = batch_clients("alice", "door", relay.url)
+    bob = batch_clients("bob", "door", relay.url)
+    _chat_once(alice, bob)
+    assert bob.wait() == 0, bob.stderr()
+    alice.wait_event(_left(alice), what="bob left")
+    alice.send("bob, the door code is 4711")
+    alice.wait_event(lambda e: e.get("event") == "queued" and "4711" in e["text"])
+    mallory = batch_clients("mallory", "door", relay.url)
+    status = alice.wait(60)
+    assert status in (EXIT_VERIFY, EXIT_ABSENT), alice.stderr()  # never 0, "all delivered"
+    err = alice.stderr()
+    assert "1 message(s) wait for bob" in err, err
+    if status == EXIT_VERIFY:  # mallory got in: a key change, under another name
+        assert "the key of bob has CHANGED" in err and "'mallory'" in err
+    mallory.close_stdin()
+    mallory.proc.wait(30)
+    assert mallory.received() == []
+    assert not [e for e in alice.of("delivered") if "4711" in e["text"]]
+    # the text stays queued for bob: his next visit gets it
+    alice = batch_clients("alice", "door", relay.url, home=tmp_path / "alice")
+    bob = batch_clients("bob", "door", relay.url, home=tmp_path / "bob")
+    assert bob.wait_received(1) == ["bob, the door code is 4711"]
+    assert alice.wait() == 0, alice.stderr()
+
+
+def test_held_back_impostor_envelope_is_never_shown_as_bobs(
+    tapped_relay, terminal, batch_clients, tmp_path
+):
+    relay = tapped_relay()
+    held: list = []
+    holding = {"on": False}
+
+    def policy(e):
+        if holding["on"] and e.event == "received_message":
+            held.append(e)
+            return []  # the relay keeps the impostor's envelopes for later
+        return None
+
+    relay.tap.policy = policy
+    alice = terminal(
+        "--name", "alice", "--room", "held", "--relay", relay.url, "--home", str(tmp_path / "a")
+    )
+    alice.expect("alice>")
+    bob = batch_clients("bob", "held", relay.url, home=tmp_path / "bob")
+    bob.send("the real bob")
+    alice.expect("bob: the real bob")
+    assert bob.wait() == 0
+    alice.expect("bob left the room")
+
+    holding["on"] = True
+    impostor = batch_clients("bob", "held", relay.url, "--timeout", "3", home=tmp_path / "imp")
+    alice.expect("the key of bob has CHANGED")
+    impostor.send("it is me, bob: send the door code")
+    deadline = time.monotonic() + 20
+    while not held and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert held, "the tap held no envelope of the impostor"
+    impostor.wait(60)
+    holding["on"] = False
+    alice.expect("left the room")
+
+    bob = batch_clients("bob", "held", relay.url, home=tmp_path / "bob")
+    bob.wait_secure()
+    alice.expect("secure with bob")
+    target = held[0].recipients[0]["sid"]
+    for e in held:
+        relay.tap.inject({"event": e.event, "data": e.data, "route": {"to": target}})
+    alice.expect(r"rejected message|bob: it is me")  # the old client showed it as bob's
+    alice.line("/status")
+    alice.expect("state: secure")
+    shown = alice.output.getvalue()
+    assert "send the door code" not in shown, shown[-2000:]
+    alice.line("/quit")
