@@ -117,11 +117,21 @@ OPTIONS: dict[str, tuple[str, str | None, str]] = {
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("parley-relay")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The relay's command line; every flag defaults to None so env/defaults can apply."""
     parser = argparse.ArgumentParser(
         prog="parley-relay", description="Parley relay: Socket.IO room router for two-member rooms"
     )
+    parser.add_argument("--version", action="version", version=f"parley-relay {_version()}")
     for name, (env, default, help_text) in OPTIONS.items():
         parser.add_argument(
             "--" + name.replace("_", "-"),
@@ -169,3 +179,14 @@ def load_settings(
         heartbeat_seconds=_positive("heartbeat seconds", raw["heartbeat_seconds"] or "", float),
         replica_id=replica,
     )
+
+
+def listening_line(host: str, port: int) -> str:
+    """The one line for a person starting the relay by hand (stdout; the JSON logs go to
+    stderr): where it listens and the client command that reaches it."""
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a comparison
+    if ":" in shown:
+        shown = f"[{shown}]"
+    url = f"http://{shown}:{port}"
+    where = f"{url} (all interfaces)" if shown == "localhost" and host != "localhost" else url
+    return f"parley-relay listening on {where} - connect with: parley --relay {url}"

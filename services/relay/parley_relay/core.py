@@ -10,6 +10,7 @@ import hmac
 import json
 import re
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -94,6 +95,9 @@ def parse_auth(auth: object, token: str | None) -> Identity:
     if not isinstance(room, str) or not ROOM_RE.fullmatch(room):
         raise Rejection("bad_request", "room must be 1-64 characters of A-Z a-z 0-9 . _ -")
     name = auth.get("name", DEFAULT_NAME)
+    if isinstance(name, str):
+        # One spelling per name: "Zoë" typed precomposed or decomposed is the same person.
+        name = unicodedata.normalize("NFC", name)
     if not _valid_name(name):
         raise Rejection(
             "bad_request", f"name must be 1-{MAX_NAME_CHARS} printable characters, no padding"

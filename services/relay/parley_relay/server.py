@@ -16,7 +16,7 @@ from geventwebsocket.handler import WebSocketHandler
 
 from . import fastws
 from .app import Relay, make_app
-from .config import Settings
+from .config import Settings, listening_line
 from .core import Rejection, sio_room
 from .logs import log_event, setup_logging
 from .store import MembershipStore
@@ -163,6 +163,7 @@ def run(settings: Settings) -> int:
         replica=settings.replica_id,
         redis=settings.redis_url is not None,
     )
+    print(listening_line(settings.host, server.server_port), flush=True)
     # Not serve_forever(): closing the listener would end it before the drain has finished.
     done.wait()
     return 0

@@ -6,7 +6,13 @@ import dataclasses
 
 import pytest
 
-from parley_relay.config import ConfigError, RateLimit, load_settings, parse_rate_limit
+from parley_relay.config import (
+    ConfigError,
+    RateLimit,
+    listening_line,
+    load_settings,
+    parse_rate_limit,
+)
 
 
 def test_defaults():
@@ -78,3 +84,22 @@ def test_rate_limit_forms(text, expected):
 def test_bad_values_raise_config_error(argv):
     with pytest.raises(ConfigError):
         load_settings(argv, {})
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as info:
+        load_settings(["--version"], environ={})
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("parley-relay ")
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:5000 - connect with: parley --relay http://127.0.0.1:5000"),
+        ("0.0.0.0", "http://localhost:5000 (all interfaces) - connect with: parley --relay "),
+        ("::1", "http://[::1]:5000 - connect with: parley --relay http://[::1]:5000"),
+    ],
+)
+def test_human_listening_line(host, shown):
+    assert listening_line(host, 5000).startswith(f"parley-relay listening on {shown}")

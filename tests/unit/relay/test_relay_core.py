@@ -41,6 +41,16 @@ def test_auth_room_and_name():
     )
 
 
+def test_names_are_any_printable_unicode_in_nfc():
+    decomposed = "Zoe\u0308"  # e + combining diaeresis
+    assert parse_auth({"name": decomposed}, None).name == "Zo\u00eb"
+    assert parse_auth({"name": "Łukasz Żółć"}, None).name == "Łukasz Żółć"
+    assert parse_auth({"name": "李小龙"}, None).name == "李小龙"
+    for hostile in ("bob\u202e", "a\u200bb", "\x1b[31m"):  # bidi override, zero width, escape
+        with pytest.raises(Rejection):
+            parse_auth({"name": hostile}, None)
+
+
 @pytest.mark.parametrize(
     "room", ["", "a b", "x" * 65, "r|1", "r:1", "ümlaut", 5, None, ["r"], "room\n"]
 )
