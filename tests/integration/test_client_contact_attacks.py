@@ -7,7 +7,6 @@ import time
 
 from parley_client.batch import EXIT_ABSENT, EXIT_VERIFY
 from tests.support.tap import tapped_relay_fixture  # noqa: F401 - fixture
-from tests.support.terminal import terminal_fixture  # noqa: F401 - fixture
 
 
 def _chat_once(alice, bob) -> None:
@@ -51,6 +50,28 @@ def test_a_stranger_joining_after_bob_left_gets_nothing_and_alice_is_told(
     assert alice.wait() == 0, alice.stderr()
 
 
+def test_lookalike_name_rotation_after_pinning_is_warned_and_blocked(
+    relay_factory, batch_clients, tmp_path
+):
+    relay = relay_factory()
+    alice = batch_clients("alice", "spoof", relay.url)
+    bob = batch_clients("bob", "spoof", relay.url)
+    _chat_once(alice, bob)
+    assert bob.wait() == 0
+    alice.wait_event(_left(alice), what="bob left")
+    alice.send("for bob's eyes only")
+    spoof = batch_clients("b\u043eb", "spoof", relay.url, home=tmp_path / "spoof")  # Cyrillic o
+    assert alice.wait(60) == EXIT_VERIFY, alice.stderr()
+    warning = alice.of("key_changed")[0]
+    assert warning["lookalike"] == "bob" and warning["claimed_name"] == "b\u043eb"
+    assert "looks like your contact 'bob'" in warning["message"]
+    secure = alice.of("secure")[-1]
+    assert secure["blocked"] and "unknown key" in secure["peer"]  # never shown as bob
+    spoof.close_stdin()
+    spoof.proc.wait(30)
+    assert spoof.received() == []
+
+
 def test_held_back_impostor_envelope_is_never_shown_as_bobs(
     tapped_relay, terminal, batch_clients, tmp_path
 ):
@@ -89,13 +110,47 @@ def test_held_back_impostor_envelope_is_never_shown_as_bobs(
 
     bob = batch_clients("bob", "held", relay.url, home=tmp_path / "bob")
     bob.wait_secure()
-    alice.expect("secure with bob")
+    alice.expect(r"bob is back|secure with bob")
     target = held[0].recipients[0]["sid"]
     for e in held:
         relay.tap.inject({"event": e.event, "data": e.data, "route": {"to": target}})
     alice.expect(r"rejected message|bob: it is me")  # the old client showed it as bob's
     alice.line("/status")
     alice.expect("state: secure")
-    shown = alice.output.getvalue()
+    shown = alice.screen_text()
     assert "send the door code" not in shown, shown[-2000:]
     alice.line("/quit")
+
+
+def test_changed_key_blocks_until_trust_and_old_texts_need_forward(
+    relay_factory, terminal, batch_clients, tmp_path
+):
+    relay = relay_factory()
+    alice = terminal(
+        "--name", "alice", "--room", "trust", "--relay", relay.url, "--home", str(tmp_path / "a")
+    )
+    alice.expect("alice>")
+    first = batch_clients("bob", "trust", relay.url, home=tmp_path / "bob-old")
+    first.wait_secure()
+    alice.expect("pinned the key of bob")
+    assert first.wait() == 0
+    alice.expect("bob left the room")
+
+    # "bob" comes back with another key (a new device, or someone in the middle)
+    second = batch_clients("bob", "trust", relay.url, home=tmp_path / "bob-new")
+    alice.expect("the key of bob has CHANGED")
+    alice.line("are you really bob?")
+    alice.expect("sending is blocked until you /trust")
+    alice.line("/verify")
+    alice.expect("/trust yes")
+    assert second.received() == []
+    alice.line("/trust yes")
+    alice.expect("now trusting the new key of bob")
+    # typed for the old key: the new one gets it only on an explicit /forward naming both
+    alice.expect("/forward sends them to the new key")
+    time.sleep(1)
+    assert second.received() == []
+    alice.line("/forward")
+    assert second.wait_received(1) == ["are you really bob?"]
+    alice.line("/quit")
+    assert alice.wait_exit() == 0
