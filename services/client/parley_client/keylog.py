@@ -12,18 +12,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 from .config import ConfigError
 
-# Names of session fields that hold symmetric keys. Anything else (private DH keys of a ratchet
-# in particular) stays out of the log.
+# A v1 session's fields that hold symmetric keys (a v2 session says itself, debug_secrets).
 _V1_DIRECTIONS = ("_send", "_receive")
 _V1_PARTS = ("enc_key", "mac_key")
-_SYMMETRIC = re.compile(r"(?i)^(rk|cks|ckr|root_key|.*chain_key.*|.*message_key.*)$")
 
 
 class KeyLog:
@@ -65,7 +62,11 @@ class KeyLog:
 
 
 def session_secrets(session) -> dict[str, str]:
-    """The symmetric keys of a session (hex), read from its private fields or its state."""
+    """The symmetric keys of a session (hex): the ratchet's root and chain keys (protocol v2's
+    ``Session.debug_secrets``), or a v1 session's message keys."""
+    debug = getattr(session, "debug_secrets", None)
+    if callable(debug):
+        return dict(debug())
     found = {}
     for direction in _V1_DIRECTIONS:
         keys = getattr(session, direction, None)
@@ -73,22 +74,4 @@ def session_secrets(session) -> dict[str, str]:
             value = getattr(keys, part, None)
             if isinstance(value, bytes):
                 found[f"{direction[1:]}_{part}"] = value.hex()
-    to_state = getattr(session, "to_state", None)
-    if callable(to_state):
-        _collect(to_state(), "", found)
     return found
-
-
-def _collect(obj, prefix: str, found: dict[str, str]) -> None:
-    if not isinstance(obj, dict):
-        return
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            _collect(value, f"{name}.", found)
-        elif isinstance(value, str) and _SYMMETRIC.match(str(key)) and _is_hex(value):
-            found[name] = value
-
-
-def _is_hex(text: str) -> bool:
-    return len(text) >= 32 and all(c in "0123456789abcdefABCDEF" for c in text)
