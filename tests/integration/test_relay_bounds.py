@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -58,6 +61,54 @@ def test_a_reader_that_never_reads_is_disconnected_and_costs_bounded_memory(
         chat_works(good_a, good_b, "after-slow")
     finally:
         slow.close()
+
+
+def test_graceful_shutdown_is_not_held_up_by_a_client_that_does_not_read(
+    redis_server, relay_factory, clients
+):
+    """SIGTERM disconnects everyone; a reader stuck below the cap does not stall the drain
+    (Engine.IO's waiting close gives up after CLOSE_FLUSH_SECONDS and cuts such a reader)."""
+    relay = relay_factory(
+        redis_server.url, extra_args=["--rate-limit", "off", "--outbound-queue-bytes", "8388608"]
+    )
+    flooder = clients(relay.url, {"room": "stuck", "name": "flooder"}).connect()
+    slow = RawWs(relay.port, rcvbuf=4096)
+    try:
+        assert slow.connect_sio('{"room":"stuck","name":"sleeper"}').startswith("40")
+        flooder.wait_for("KEY_EXCHANGE")
+        for i in range(60):  # ~3.6 MB: the kernel buffers fill, the rest waits in the queue
+            assert flooder.call("message", f"{i}" + "s" * 60_000, timeout=15)["ok"]
+        started = time.monotonic()
+        relay.proc.send_signal(signal.SIGTERM)
+        relay.proc.wait(timeout=30)
+        assert time.monotonic() - started < 15
+        assert relay.proc.returncode == 0
+    finally:
+        slow.close()
+
+
+def _poll(url: str, sid: str | None = None, body: str | None = None) -> tuple[int, str]:
+    query = "EIO=4&transport=polling" + (f"&sid={sid}" if sid else "")
+    data = body.encode() if body is not None else None
+    req = urllib.request.Request(f"{url}/socket.io/?{query}", data=data)  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback test
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_binary_over_long_polling_closes_the_session(redis_server, relay_factory):
+    """M1 on the other transport: a base64 binary packet (`b...`) is refused, not kept."""
+    relay = relay_factory(redis_server.url)
+    _, opened = _poll(relay.url)
+    sid = json.loads(opened[1:])["sid"]
+    assert _poll(relay.url, sid, '40{"room":"poll","name":"p"}') == (200, "OK")
+    assert _poll(relay.url, sid)[1].startswith("40")
+    _poll(relay.url, sid, "bAAECAw==")  # an Engine.IO binary message: 00 01 02 03
+    answers = [_poll(relay.url, sid) for _ in range(3)]
+    assert any(code == 400 or text.startswith("1") for code, text in answers), answers
+    assert '"error": "BinaryRefused"' in relay.log()
 
 
 # ----- M3: header timeout, connection caps, silent sockets ----------------------------------
