@@ -347,13 +347,29 @@ def test_undecodable_packet_closes_only_that_connection_with_one_log_line(relay,
         wait_for(lambda: relay.health()["connections"] == 2, timeout=5, what="raw client gone")
         assert good.a.call("message", "still fine") == {"ok": True, "id": ANY_ID}
         log = relay.log()
-        assert '"bad_packet"' in log
+        # A binary frame is refused by the websocket layer (close 1003), text junk by Socket.IO.
+        assert '"bad_packet"' in log or '"ws_refused"' in log
         assert "Traceback" not in log, log[-3000:]
     finally:
         good.close()
 
 
-@pytest.mark.parametrize("payload", [{"blob": b"\x00\xff"}, "\ud800", {"k": ["\udfff"]}])
+def test_binary_attachment_closes_only_the_sender(relay):
+    """Parley is JSON only: a Socket.IO binary packet costs its sender the connection."""
+    good = GoodPair(relay.url)
+    sender = RelayClient(relay.url, {"room": "bin", "name": "bin"}).connect()
+    try:
+        sender.emit("message", {"blob": b"\x00\xff"})
+        assert sender.disconnected.wait(10)
+        assert good.a.call("message", "after") == {"ok": True, "id": ANY_ID}
+        good.b.wait_for_payload("received_message", "after")
+        assert '"handler_error"' not in relay.log()
+    finally:
+        sender.close()
+        good.close()
+
+
+@pytest.mark.parametrize("payload", ["\ud800", {"k": ["\udfff"]}])
 def test_payload_json_cannot_carry_is_bad_request_not_an_internal_error(relay, payload):
     good = GoodPair(relay.url)
     try:
