@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parley_crypto import errors, ratchet
+from parley_crypto import errors, identity, ratchet
 from parley_crypto.session import Session
 from tests.unit.crypto.conftest import connect
 
@@ -254,6 +254,7 @@ def test_state_round_trip_continues_the_conversation(alice, bob):
         {"ratchet.skipped": [["4", 0, "00", 0]]},
         {"ratchet.skipped": [["4", 0, "00" * 32, "now"]]},
         {"ratchet.skipped": "x"},
+        {"peer": dict(identity.Identity.generate("carol", "ffdhe3072").public_payload())},
     ],
 )
 def test_corrupt_state_is_refused(alice, bob, change):
