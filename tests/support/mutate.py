@@ -149,8 +149,12 @@ def main(argv=None) -> int:
         for name in names:
             report[name] = run_target(tree, name, quick=not args.full)
             r = report[name]
-            print(f"MUTATE {name}: {r['killed']}/{r['killed'] + r['survived']} killed "
-                  f"({r['score_pct']}%), {r['mutants']} mutants, {r['seconds']} s", flush=True)  # fmt: skip
+            judged = r["killed"] + r["survived"]
+            print(
+                f"MUTATE {name}: {r['killed']}/{judged} killed ({r['score_pct']}%), "
+                f"{r['mutants']} mutants, {r['seconds']} s",
+                flush=True,
+            )
             for s in r["survivors"]:
                 print(f"  survived {s['operator']} line {s['line']}:\n{s['diff']}")
     finally:
