@@ -44,6 +44,16 @@ class Terminal:
                 return self.child.after
             self.child.send("\x1b[40;1R")
 
+    def expect_all(self, *patterns, timeout: float = 30) -> None:
+        """Wait until every pattern has appeared, in any order."""
+        left = list(patterns)
+        while left:
+            index = self.child.expect([CPR_REQUEST, *left], timeout=timeout)
+            if index == 0:
+                self.child.send("\x1b[40;1R")
+            else:
+                left.pop(index - 1)
+
     def line(self, text: str) -> None:
         self.child.send(text + "\r")
 

@@ -54,7 +54,10 @@ class BatchClient:
         """Print one event (stdout for messages, stderr for the rest, or JSON lines)."""
         if event.kind in ("message", "delivered"):
             self.last_activity = time.monotonic()
-        if event.kind in ("key_changed", "refused"):
+        if event.kind == "key_changed" and event.data.get("peer") == self.settings.accept_new_key:
+            # Asked for on the command line, for this one contact: accept, and say so.
+            asyncio.get_running_loop().call_soon(self._accept_new_key, event)
+        elif event.kind in ("key_changed", "refused"):
             self.verify_failed = event.text
         self._wake.set()
         if self.settings.json:
@@ -71,6 +74,14 @@ class BatchClient:
             self._status(f"state: {event.text}")
         else:
             self._status(event.text)
+
+    def _accept_new_key(self, event: Event) -> None:
+        if self.core.trust():
+            number = safety.format_safety_number(event.data["safety_number"])
+            self._status(
+                f"accepted the new key of {event.data['peer']} (--accept-new-key); "
+                f"safety number: {number}"
+            )
 
     # ----- run ---------------------------------------------------------------------------
     async def run(self) -> int:
