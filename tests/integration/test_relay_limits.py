@@ -21,14 +21,14 @@ RATE_PER_S, RATE_BURST = 5, 10
 def limited(redis_server, relay_factory):
     """Two replicas with a small payload limit, a tight rate limit and a token."""
     args = ["--max-message-bytes", str(MAX), "--rate-limit", f"{RATE_PER_S},{RATE_BURST}"]
-    env = {"PARLEY_RELAY_TOKEN": "tok-123"}
+    env = {"PARLEY_RELAY_TOKEN": TOKEN}
     return (
         relay_factory(redis_server.url, extra_args=args, env=env),
         relay_factory(redis_server.url, extra_args=args, env=env),
     )
 
 
-TOKEN = "tok-123"
+TOKEN = "tok-123-long-enough-for-128-bits"
 
 
 def auth(room, name, token=TOKEN):
@@ -123,7 +123,7 @@ def test_limits_answered_while_others_keep_working(limited, clients):
     assert 'parley_relay_rejections_total{code="payload_too_large"} 2.0' in text
 
 
-@pytest.mark.parametrize("token", [None, "", "tok-124", "tok-12", 123])
+@pytest.mark.parametrize("token", [None, "", TOKEN[:-1] + "x", TOKEN[:-1], 123])
 def test_wrong_or_missing_token_is_unauthorized(limited, clients, token):
     r1, _ = limited
     a = {"room": "t", "name": "x"} if token is None else auth("t", "x", token)
@@ -196,5 +196,6 @@ def test_undecodable_packet_closes_that_socket_with_one_log_line(two_relays, cli
     assert_closed_by_relay(ws)
     good_pair_still_works(a, b, "after-junk")
     log = r1.log()
-    assert log.count('"event": "bad_packet"') == 1
+    # A binary frame is refused by the websocket layer (close 1003), text junk by Socket.IO.
+    assert log.count('"event": "bad_packet"') + log.count('"event": "ws_refused"') == 1
     assert "Traceback" not in log

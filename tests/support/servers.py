@@ -127,6 +127,8 @@ class RelayProcess:
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    # Open-file limit for the relay process (RLIMIT_NOFILE), e.g. to show fd exhaustion.
+    nofile: int | None = None
     # Set: run under scripts/relay_tap.py, controlled by a tests.support.tap.Tap on this port.
     tap_port: int | None = None
 
@@ -156,7 +158,9 @@ class RelayProcess:
             os.close(fd)
             self.log_path = Path(name)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=self._limits
+        )
         log.close()
         try:
             wait_for(self._healthy, timeout=timeout, what=f"relay on port {self.port}")
@@ -164,6 +168,12 @@ class RelayProcess:
             self.stop()
             raise RuntimeError(f"relay did not become healthy; log:\n{self.log()}") from None
         return self
+
+    def _limits(self) -> None:
+        if self.nofile is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def _healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

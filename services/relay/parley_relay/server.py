@@ -12,12 +12,12 @@ import sys
 import gevent
 import gevent.event
 from gevent.pywsgi import WSGIServer
-from geventwebsocket.handler import WebSocketHandler
 
-from . import fastws
-from .app import Relay, make_app
+from . import eiobounds, fastws
+from .app import Relay, Utf8Json, make_app
 from .config import Settings, listening_line
 from .core import Rejection, sio_room
+from .guard import BoundedServer, SampledEvents
 from .logs import log_event, setup_logging
 from .store import MembershipStore
 
@@ -32,6 +32,7 @@ def _build(settings: Settings, logger: logging.Logger) -> Relay:
     # Client names show up in Redis CLIENT LIST: which replica holds which connections.
     name = f"parley-{settings.replica_id}"
     manager = ParleyRedisManager(settings.redis_url, logger, client_name=f"{name}-pub")
+    manager.json = Utf8Json  # publish what is forwarded: UTF-8, as the size limit measures
     store: MembershipStore = RedisStore(
         make_client(settings.redis_url, name=f"{name}-store"),
         settings.replica_id,
@@ -115,15 +116,13 @@ def _drain(relay: Relay, server: WSGIServer) -> None:
 def run(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; return the process exit code."""
     logger = setup_logging(settings.log_level)
-    fastws.install()
+    logger.addFilter(SampledEvents())  # client-triggered refusals: a few lines, not a flood
+    fastws.install(settings.max_frame_bytes)
+    eiobounds.install(settings)
     relay = _build(settings, logger)
     done = gevent.event.Event()
-    server = WSGIServer(
-        (settings.host, settings.port),
-        relay.wsgi,
-        handler_class=WebSocketHandler,
-        log=None,
-        error_log=None,
+    server = BoundedServer(
+        (settings.host, settings.port), relay.wsgi, settings, log=None, error_log=None
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, lambda: gevent.spawn(shutdown, relay, server, done))
@@ -162,6 +161,8 @@ def run(settings: Settings) -> int:
         port=server.server_port,
         replica=settings.replica_id,
         redis=settings.redis_url is not None,
+        max_connections=server.max_connections,
+        max_frame_bytes=settings.max_frame_bytes,
     )
     print(listening_line(settings.host, server.server_port), flush=True)
     # Not serve_forever(): closing the listener would end it before the drain has finished.

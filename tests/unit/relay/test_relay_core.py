@@ -100,6 +100,14 @@ def test_payload_size_counts_utf8_bytes_and_compact_json():
     assert payload_size({"k": "€"}) == len('{"k":"€"}'.encode())
 
 
+def test_payload_size_is_the_forwarded_form_not_the_text():
+    """L2: escapes count (NUL is 6 bytes in JSON), non-ASCII counts UTF-8 (not 12 per emoji)."""
+    assert payload_size("\x00" * 10) == 60
+    assert payload_size('a"b') == 4
+    assert payload_size("😀" * 16384) == 65536
+    assert payload_size({"t": "😀"}) == len('{"t":"😀"}'.encode())
+
+
 # -- token bucket -----------------------------------------------------------------------------
 
 
