@@ -66,7 +66,10 @@ class Terminal:
 
     def wait_exit(self, timeout: float = 30) -> int:
         """Wait for the process to end (answering the terminal meanwhile); its exit status."""
-        self.expect(pexpect.EOF, timeout=timeout)
+        try:
+            self.expect(pexpect.EOF, timeout=timeout)
+        except pexpect.TIMEOUT:
+            raise AssertionError(f"still running; screen:\n{self.screen_text()[-3000:]}") from None
         self.child.close()
         return self.child.exitstatus
 

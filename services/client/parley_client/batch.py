@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import stat
 import sys
 import time
@@ -23,6 +24,8 @@ from .config import Settings
 from .events import Event, printable
 
 EXIT_OK, EXIT_UNDELIVERED, EXIT_CONFIG, EXIT_VERIFY = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # SIGINT/SIGTERM/SIGHUP: stopped cleanly, what was pending is reported
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 QUIET_SECONDS = 1.0  # after our last receipt, keep answering the peer this long
 
 
@@ -36,6 +39,7 @@ class BatchClient:
         self.stderr = stderr or sys.stderr
         self.verify_failed: str | None = None
         self.refused_input = 0  # lines too long to send: they count as undelivered
+        self.interrupted = False
         self.last_activity = time.monotonic()
         self._wake = asyncio.Event()
         self.app = App(settings, self.on_event)
@@ -54,7 +58,8 @@ class BatchClient:
         """Print one event (stdout for messages, stderr for the rest, or JSON lines)."""
         if event.kind in ("message", "delivered"):
             self.last_activity = time.monotonic()
-        if event.kind == "key_changed" and event.data.get("peer") == self.settings.accept_new_key:
+        accept = self.settings.accept_new_key
+        if event.kind == "key_changed" and accept is not None and event.data.get("peer") == accept:
             # Asked for on the command line, for this one contact: accept, and say so.
             asyncio.get_running_loop().call_soon(self._accept_new_key, event)
         elif event.kind in ("key_changed", "refused"):
@@ -85,6 +90,9 @@ class BatchClient:
 
     # ----- run ---------------------------------------------------------------------------
     async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._interrupt)
         transport = self.app.start()
         reader = asyncio.create_task(self._read_input())
         try:
@@ -92,11 +100,21 @@ class BatchClient:
         finally:
             reader.cancel()
             await self.app.stop()
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
         return status
+
+    def _interrupt(self) -> None:
+        self.interrupted = True
+        self._wake.set()
 
     async def _supervise(self, transport: asyncio.Task, reader: asyncio.Task) -> int:
         deadline = None
         while True:
+            if self.interrupted:
+                pending = len(self.core.outbox)
+                self._status(f"interrupted; {pending} message(s) not delivered")
+                return EXIT_INTERRUPTED
             if self.verify_failed:
                 self._status(f"peer verification failed, nothing sent: {self.verify_failed}")
                 return EXIT_VERIFY
