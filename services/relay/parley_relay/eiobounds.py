@@ -36,6 +36,9 @@ _log = logging.getLogger(LOGGER_NAME)
 NON_TEXT_PACKET_BYTES = 64
 RATE_LIMITED_TEXT = "too many connection attempts from your address; retry shortly"
 NAMESPACE = "/"
+# A server-side close waits this long for what is queued (the close packet) to be written;
+# a client that does not read must not hold up a disconnect or the graceful shutdown.
+CLOSE_FLUSH_SECONDS = 2.0
 _BaseSocket = engineio.socket.Socket
 
 
@@ -78,6 +81,12 @@ class BoundedSocket(_BaseSocket):
         for pkt in packets:
             self.queued_bytes -= packet_bytes(pkt)
         return packets
+
+    def close(self, wait=True, abort=False, reason=None):
+        """Engine.IO's close, but a waiting close gives up after CLOSE_FLUSH_SECONDS."""
+        super().close(wait=False, abort=abort, reason=reason)
+        if wait and not self.queue.join(timeout=CLOSE_FLUSH_SECONDS):
+            self.evict()  # still not written: the client does not read, cut it
 
     def _websocket_handler(self, ws):
         self.ws = ws  # kept so evict() can shut the TCP socket down
@@ -125,6 +134,9 @@ class GuardedServer:
             self._close_session(eio_sid)
 
     def _handle_eio_message(self, eio_sid, data):
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is None or sock.closed:
+            return None  # we closed this session (a refusal): what follows is not read
         # O(1): the Socket.IO packet type is the first character.
         if type(data) is bytes or (type(data) is str and data[:1] in ("5", "6")):
             raise BinaryRefused("binary packets are not accepted")
