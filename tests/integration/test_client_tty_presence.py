@@ -1,11 +1,12 @@
 """Presence lines that are true: a relay stop is not "bob left the room", a frozen relay is
-"relay not answering", a return is "bob is back", a re-key is "keys refreshed", and the same
-identity twice stops at once instead of looping."""
+"relay not answering", a return is "bob is back", and the same identity twice stops at once
+instead of looping."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import time
 
@@ -63,13 +64,12 @@ def test_frozen_relay_is_not_answering(relay_factory, terminal, batch_clients, t
     assert alice.wait_exit() == 0
 
 
-def test_peer_back_and_keys_refreshed(relay_factory, terminal, batch_clients, tmp_path):
+def test_peer_leaves_and_is_back(relay_factory, terminal, batch_clients, tmp_path):
     relay = relay_factory()
-    alice, bob = _pair(relay, terminal, batch_clients, tmp_path, "back", "--rekey-after", "3")
-    for i in range(4):
+    alice, bob = _pair(relay, terminal, batch_clients, tmp_path, "back")
+    for i in range(3):
         alice.line(f"message {i}")
-    alice.expect("keys refreshed with bob")
-    assert bob.wait_received(4)[-1] == "message 3"
+    assert bob.wait_received(3)[-1] == "message 2"
     bob.close_stdin()
     assert bob.wait() == 0
     alice.expect("bob left the room")
@@ -78,8 +78,7 @@ def test_peer_back_and_keys_refreshed(relay_factory, terminal, batch_clients, tm
     alice.expect(r"bob is back; secure \(")
     alice.ctrl("d")
     assert alice.wait_exit() == 0
-    text = alice.screen_text()
-    assert text.count("secure with bob") == 1  # a return or a re-key is not a new "secure"
+    assert alice.screen_text().count("secure with bob") == 1  # a return is not a new "secure"
 
 
 def _joins(relay) -> int:
@@ -92,21 +91,37 @@ def _joins(relay) -> int:
     return count
 
 
-def test_same_identity_twice_stops_instead_of_looping(relay_factory, terminal, tmp_path):
+def test_same_home_twice_is_refused_at_once(relay_factory, terminal, tmp_path):
     relay = relay_factory()
     args = ("--name", "alice", "--room", "twice", "--relay", relay.url, "--home", str(tmp_path))
     first = terminal(*args)
-    first.expect("alice>")
     first.expect("waiting for peer")
     second = terminal(*args)
+    second.expect(r"already connected to room 'twice' from another terminal")
+    assert second.wait_exit() == 4
+    first.line("/quit")
+    assert first.wait_exit() == 0
+    assert _joins(relay) == 1
+
+
+def test_same_key_in_two_homes_stops_instead_of_looping(relay_factory, terminal, tmp_path):
+    relay = relay_factory()
+    home, copy = tmp_path / "alice", tmp_path / "copy"
+    args = ("--name", "alice", "--room", "twice", "--relay", relay.url, "--home")
+    first = terminal(*args, str(home))
+    first.expect("waiting for peer")
+    copy.mkdir(mode=0o700)
+    shutil.copy2(home / "identity.json", copy / "identity.json")  # the same key elsewhere
+    second = terminal(*args, str(copy))
     # Whichever terminal sees its own key first says so and stops (the other may stop too,
     # or keep waiting): nobody flaps in and out of the room.
     stopped = []
     deadline = time.monotonic() + 30
+    pattern = r"stopped: (both terminals use the key of 'alice'|you are already connected)"
     while not stopped and time.monotonic() < deadline:
         for term in (first, second):
             with contextlib.suppress(pexpect.TIMEOUT, pexpect.EOF):
-                term.expect(r"stopped: (both terminals are 'alice'|already connected)", 0.5)
+                term.expect(pattern, 0.5)
                 stopped.append(term)
     assert stopped, first.screen_text()[-2000:] + second.screen_text()[-2000:]
     assert stopped[0].wait_exit() == 4

@@ -95,6 +95,7 @@ class BatchClient:
                 f"accepted the new key of {event.data['peer']} (--accept-new-key); "
                 f"safety number: {number}"
             )
+            self.core.forward()  # what this run queued for the old key goes to the new one
 
     # ----- run ---------------------------------------------------------------------------
     async def run(self) -> int:
