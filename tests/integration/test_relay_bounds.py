@@ -57,6 +57,7 @@ def test_a_reader_that_never_reads_is_disconnected_and_costs_bounded_memory(
         assert '"event": "slow_consumer"' in relay.log()
         assert slow.closed_by_peer(timeout=15)
         growth = peak_kb(relay) - before
+        print(f"\nSLOW READER FIGURES: peak_before_kb={before} growth_kb={growth}")
         assert growth < ATTACK_RSS_BOUND_KB, f"peak RSS grew by {growth} kB"
         chat_works(good_a, good_b, "after-slow")
     finally:
@@ -178,6 +179,21 @@ def test_per_address_cap_answers_with_a_clear_refusal(redis_server, relay_factor
         wait_for(lambda: _upgrades(relay.port, "127.0.0.3"), timeout=10, what="a freed slot")
     finally:
         for ws in mine:
+            ws.close()
+
+
+def test_replica_cap_answers_503_and_frees_the_slot(redis_server, relay_factory):
+    relay = relay_factory(redis_server.url, extra_args=["--max-connections", "4"])
+    held = [RawWs(relay.port, source=f"127.0.0.{5 + i}") for i in range(4)]
+    try:
+        with pytest.raises(ConnectionError, match="503 Service Unavailable") as refusal:
+            RawWs(relay.port, source="127.0.0.9")
+        assert "relay at its connection limit" in str(refusal.value)
+        assert '"event": "connection_refused"' in relay.log()
+        held.pop().close()
+        wait_for(lambda: _upgrades(relay.port, "127.0.0.9"), timeout=10, what="a freed slot")
+    finally:
+        for ws in held:
             ws.close()
 
 
