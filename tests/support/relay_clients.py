@@ -7,6 +7,7 @@ every event it receives, so tests can wait for and assert on exact event sequenc
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 import time
 from typing import Any
@@ -148,3 +149,18 @@ def pair(clients, url_a: str, url_b: str, room: str = "r1") -> tuple[RelayClient
     assert a.wait_for("KEY_EXCHANGE") == [1]
     assert b.wait_for("KEY_EXCHANGE") == [1]
     return a, b
+
+
+def new_secret() -> str:
+    """A resume secret as a Parley client makes one (32 random bytes, hex)."""
+    return secrets.token_hex(32)
+
+
+def new_instance() -> str:
+    """A client-process instance id (16 random bytes, hex)."""
+    return secrets.token_hex(16)
+
+
+def seat_auth(room: str, name: str, secret: str, instance: str, **extra) -> dict:
+    """Connect auth of a relay-v2 client that owns its seat by `secret`."""
+    return {"room": room, "name": name, "secret": secret, "instance": instance, **extra}
