@@ -63,6 +63,7 @@ images: docker-setup
 bench: setup
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/relay.py
+	$(BIN)/python bench/flood.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

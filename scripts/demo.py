@@ -11,6 +11,7 @@ clients exited 0 and no line of the conversation appears in anything the relay f
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -218,7 +219,10 @@ def converse(clients: dict[str, Client]) -> bool:
     return ok
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    cli = argparse.ArgumentParser(description="Parley demo: a relay and two clients")
+    cli.add_argument("--keep-tap", type=Path, help="copy the full relay tap (JSON lines) here")
+    opts = cli.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="parley-demo-"))
     try:
         ok = run_demo(workdir)
@@ -226,6 +230,9 @@ def main() -> int:
         print(f"demo failed: {exc}", file=sys.stderr)
         ok = False
     finally:
+        tap = workdir / "relay-tap.jsonl"
+        if opts.keep_tap is not None and tap.exists():
+            shutil.copyfile(tap, opts.keep_tap)
         shutil.rmtree(workdir, ignore_errors=True)
     print("\nDEMO OK" if ok else "\nDEMO FAILED")
     return 0 if ok else 1

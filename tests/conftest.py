@@ -10,9 +10,9 @@ from tests.support.servers import RedisServer, RelayProcess
 @pytest.fixture
 def redis_server():
     """A fresh redis-server on a free port for one test."""
-    server = RedisServer().start()
+    server = RedisServer()
     try:
-        yield server
+        yield server.start()
     finally:
         server.cleanup()
 

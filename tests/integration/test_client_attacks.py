@@ -1,31 +1,42 @@
-"""A hostile relay: man in the middle, replayed and reordered envelopes."""
+"""A hostile relay: man in the middle, replayed, reordered and re-routed envelopes.
+
+Every attack runs on the REAL relay (`parley-relay`, with rooms, auth and acks) with a
+fault-injecting tap on its emits (scripts/relay_tap.py, tests/support/tap.py) and real
+`parley` client processes; the policies are in tests/support/attacks.py. Each test also
+asserts that the attack took place (the tap's own record), so none can pass vacuously.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.support.clients import FakeRelay
+from tests.support.attacks import Mitm, Reorder, Replay, Reroute
+from tests.support.leaks import assert_no_leaks
+from tests.support.tap import tapped_relay_fixture  # noqa: F401 - fixture
 
 
 @pytest.fixture
-def fake_relay():
-    relays: list[FakeRelay] = []
+def hostile_relay(tapped_relay):
+    """`hostile_relay(policy_factory)`: a real relay whose tap runs `policy_factory(tap)`."""
+    policies = []
 
-    def start(mode: str, room: str) -> FakeRelay:
-        relay = FakeRelay(mode, room)
-        relays.append(relay)
-        return relay.start()
+    def start(make_policy, redis_url=None):
+        relay = tapped_relay(redis_url)
+        relay.tap.policy = make_policy(relay.tap)
+        policies.append(relay.tap.policy)
+        return relay
 
     try:
         yield start
     finally:
-        for relay in relays:
-            relay.cleanup()
+        for policy in policies:
+            if hasattr(policy, "close"):
+                policy.close()
 
 
 def test_mitm_with_pinned_keys_is_refused_and_safety_numbers_differ(
     relay_factory,
-    fake_relay,
+    hostile_relay,
     batch_clients,
     tmp_path,
 ):
@@ -38,9 +49,10 @@ def test_mitm_with_pinned_keys_is_refused_and_safety_numbers_differ(
     assert alice.wait() == 0 and bob.wait() == 0
     honest_number = alice.of("secure")[0]["safety_number"]
 
-    mitm = fake_relay("mitm", "duo")
-    alice = batch_clients("alice", "duo", mitm.url, home=homes["alice"])
-    bob = batch_clients("bob", "duo", mitm.url, home=homes["bob"])
+    relay = hostile_relay(lambda tap: Mitm())
+    mitm = relay.tap.policy
+    alice = batch_clients("alice", "duo", relay.url, home=homes["alice"])
+    bob = batch_clients("bob", "duo", relay.url, home=homes["bob"])
     alice.send("wire the money to account 42")
     assert alice.wait(60) == 3, alice.stderr()
     assert bob.wait(60) == 3, bob.stderr()
@@ -53,26 +65,30 @@ def test_mitm_with_pinned_keys_is_refused_and_safety_numbers_differ(
     na = alice.of("key_changed")[0]["safety_number"]
     nb = bob.of("key_changed")[0]["safety_number"]
     assert na != nb and honest_number not in (na, nb)
-    # and nothing was sent for the man in the middle to read
-    assert "mitm read" not in mitm.log()
-    assert "wire the money" not in mitm.log()
+    # the attack ran (both sides got the relay's keys), and nothing was sent for it to read
+    assert len(mitm.sides) == 2 and not relay.tap.errors, relay.tap.errors
+    assert mitm.read == []
 
 
-def test_mitm_on_first_use_is_visible_in_the_safety_numbers(fake_relay, batch_clients):
-    mitm = fake_relay("mitm", "first")
-    alice = batch_clients("alice", "first", mitm.url)
-    bob = batch_clients("bob", "first", mitm.url)
+def test_mitm_on_first_use_is_visible_in_the_safety_numbers(hostile_relay, batch_clients):
+    relay = hostile_relay(lambda tap: Mitm())
+    mitm = relay.tap.policy
+    alice = batch_clients("alice", "first", relay.url)
+    bob = batch_clients("bob", "first", relay.url)
     sa, sb = alice.wait_secure(), bob.wait_secure()
     # with nothing pinned the attack "works", which is exactly what /verify is for
     assert sa["safety_number"] != sb["safety_number"]
     alice.send("hello")
     assert bob.wait_received(1) == ["hello"]
-    assert "mitm read" in mitm.log()
     assert alice.wait() == 0 and bob.wait() == 0
+    assert any(b"hello" in plain for plain in mitm.read), mitm.read  # it read everything
+    assert not relay.tap.errors and not mitm.failures, (relay.tap.errors, mitm.failures)
 
 
-def test_replayed_envelopes_are_rejected_reported_and_never_shown_twice(fake_relay, batch_clients):
-    relay = fake_relay("replay", "echo")
+def test_replayed_envelopes_are_rejected_reported_and_never_shown_twice(
+    hostile_relay, batch_clients
+):
+    relay = hostile_relay(lambda tap: Replay())
     alice = batch_clients("alice", "echo", relay.url)
     bob = batch_clients("bob", "echo", relay.url)
     said = ["one", "two", "three"]
@@ -83,11 +99,11 @@ def test_replayed_envelopes_are_rejected_reported_and_never_shown_twice(fake_rel
     assert bob.received() == said  # still exactly once each
     rejected = [e for e in bob.of("error") if "replayed or reordered" in e["message"]]
     assert len(rejected) >= 3
-    assert "replayed an envelope" in relay.log()
+    assert relay.tap.policy.replayed >= 3
 
 
-def test_reordered_envelopes_are_rejected_then_resent_and_shown_once(fake_relay, batch_clients):
-    relay = fake_relay("reorder", "swap")
+def test_reordered_envelopes_are_rejected_then_resent_and_shown_once(hostile_relay, batch_clients):
+    relay = hostile_relay(Reorder)
     alice = batch_clients("alice", "swap", relay.url, "--resend-after", "1")
     bob = batch_clients("bob", "swap", relay.url, "--resend-after", "1")
     said = [f"message {i}" for i in range(6)]
@@ -97,7 +113,7 @@ def test_reordered_envelopes_are_rejected_then_resent_and_shown_once(fake_relay,
     assert bob.wait() == 0, bob.stderr()
     assert bob.received() == said  # all, once each, and in the order they were sent
     assert any("replayed or reordered" in e["message"] for e in bob.of("error"))
-    assert "reordered two envelopes" in relay.log()
+    assert relay.tap.policy.swapped["alice"] >= 1, relay.tap.policy.swapped
 
 
 def test_original_unauthenticated_client_gets_a_clear_refusal(relay_factory, batch_clients):
@@ -121,3 +137,45 @@ def test_original_unauthenticated_client_gets_a_clear_refusal(relay_factory, bat
     err = parley.stderr()
     assert "original unauthenticated protocol" in err and "Traceback" not in err
     assert parley.of("refused")
+
+
+def test_envelope_rerouted_to_another_room_is_rejected_there_and_resent_to_its_peer(
+    hostile_relay, batch_clients
+):
+    """The relay hands alice's first envelope to carol (another conversation) instead of bob:
+    carol cannot open it and shows nothing; alice's resend reaches bob, shown once."""
+    relay = hostile_relay(lambda tap: Reroute("alice", "carol"))
+    carol = batch_clients("carol", "other", relay.url)
+    dave = batch_clients("dave", "other", relay.url)
+    carol.wait_secure()
+    dave.wait_secure()
+    alice = batch_clients("alice", "duo", relay.url, "--resend-after", "1")
+    bob = batch_clients("bob", "duo", relay.url, "--resend-after", "1")
+    alice.send("for bob only")
+    assert bob.wait_received(1) == ["for bob only"]
+    carol.wait_event(lambda e: e.get("event") == "error", what="carol's error line")
+    assert alice.wait() == 0, alice.stderr()
+    assert bob.wait() == 0 and carol.wait() == 0 and dave.wait() == 0
+    assert len(relay.tap.policy.rerouted) == 1  # the attack happened
+    assert bob.received() == ["for bob only"] and carol.received() == []
+    for client in (alice, bob, carol, dave):
+        assert "Traceback" not in client.stderr()
+
+
+def test_each_envelope_has_a_fresh_iv_and_the_same_text_never_the_same_ciphertext(
+    hostile_relay, batch_clients
+):
+    """Everything the real relay forwarded, as the tap saw it: 12 sends of one text give 12
+    (plus receipts) distinct IVs and ciphertexts, and none of them contains the text."""
+    relay = hostile_relay(lambda tap: None)
+    alice = batch_clients("alice", "same", relay.url)
+    bob = batch_clients("bob", "same", relay.url)
+    alice.send(*["the same words again"] * 12)
+    assert bob.wait_received(12) == ["the same words again"] * 12
+    assert alice.wait() == 0 and bob.wait() == 0
+    envelopes = [e.data for e in relay.tap.seen("received_message")]
+    assert len(envelopes) >= 24  # 12 texts and 12 receipts
+    ivs = [env["iv"] for env in envelopes]
+    cts = [env["ct"] for env in envelopes]
+    assert len(set(ivs)) == len(ivs) and len(set(cts)) == len(cts)
+    assert_no_leaks(repr(envelopes), {"text": "the same words again"})

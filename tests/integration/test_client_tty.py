@@ -1,77 +1,40 @@
-"""The interactive UI in a pseudo-terminal: prompt, status line, round trip, /verify, exit."""
+"""The interactive UI in a pseudo-terminal: prompt, status line, one line per message with its
+state, multi-line messages and pastes, /verify, the key-change flow on both screens."""
 
 from __future__ import annotations
 
 import re
-import sys
 
-import pexpect
-import pytest
-
-from tests.support.clients import clean_env
-
-CPR_REQUEST = re.escape("\x1b[6n")  # prompt_toolkit asks the terminal for the cursor position
-SAFETY = r"(\d{5} ){11}\d{5}"
+from tests.support.terminal import NL, SAFETY
 
 
-class Terminal:
-    """A pexpect child that answers cursor-position requests like a real terminal would."""
-
-    def __init__(self, args, env):
-        self.child = pexpect.spawn(
-            sys.executable, args, env=env, encoding="utf-8", timeout=30, dimensions=(40, 140)
-        )
-
-    def expect(self, pattern) -> str:
-        while True:
-            if self.child.expect([pattern, CPR_REQUEST]) == 0:
-                return self.child.after
-            self.child.send("\x1b[40;1R")
-
-    def line(self, text: str) -> None:
-        self.child.sendline(text)
-
-    def close(self) -> None:
-        if self.child.isalive():
-            self.child.terminate(force=True)
-
-
-@pytest.fixture
-def terminal():
-    started: list[Terminal] = []
-
-    def start(*args: str) -> Terminal:
-        term = Terminal(["-m", "parley_client", *args], clean_env(TERM="xterm"))
-        started.append(term)
-        return term
-
-    try:
-        yield start
-    finally:
-        for term in started:
-            term.close()
+def _alice(terminal, relay, room, home, *args):
+    alice = terminal(
+        "--name", "alice", "--room", room, "--relay", relay.url, "--home", str(home), *args
+    )
+    alice.expect("alice>")
+    return alice
 
 
 def test_interactive_round_trip_verify_and_exit(relay_factory, terminal, batch_clients, tmp_path):
     relay = relay_factory()
-    alice = terminal(
-        "--name", "alice", "--room", "tty", "--relay", relay.url, "--home", str(tmp_path / "a")
-    )
-    alice.expect("alice>")
+    alice = _alice(terminal, relay, "tty", tmp_path / "a")
     alice.expect(r"waiting for peer \| room tty")  # the status line
     alice.line("typed before bob arrived")
-    alice.expect(r"alice: typed before bob arrived\s+\(pending")
+    # One line, its state inline: pending, in the pane above the prompt.
+    alice.expect(r"\[\d\d:\d\d:\d\d\] alice: typed before bob arrived  · pending")
 
     bob = batch_clients("bob", "tty", relay.url)
     bob_secure = bob.wait_secure()
     assert bob.wait_received(1) == ["typed before bob arrived"]
-    alice.expect("delivered: typed before bob arrived")
-    alice.expect(r"secure \| room tty \| bob \[[0-9a-f ]+\]")  # redrawn every second
+    alice.expect(r"\[\d\d:\d\d:\d\d\] alice: typed before bob arrived  ✓✓")  # delivered
+    alice.expect(r"secure \| bob \[[0-9a-f ]+\] \| room tty")  # redrawn twice a second
 
     bob.send("hello from bob")
     alice.expect(r"\d\d:\d\d:\d\d\] bob: hello from bob")
     alice.line("hi bob, got it")
     assert bob.wait_received(2)[-1] == "hi bob, got it"
+    alice.expect(r"alice: hi bob, got it  ✓✓")
 
     alice.line("/verify")
     shown = alice.expect(SAFETY)
@@ -79,44 +42,69 @@ def test_interactive_round_trip_verify_and_exit(relay_factory, terminal, batch_c
     alice.expect("another channel")
 
     alice.line("/help")
-    alice.expect("/trust")
+    alice.expect(NL + r"  /trust DIGITS ")  # a list, one command a line, not "\x0a"
     alice.line("/who")
     alice.expect(r"peer: bob \[")
 
     alice.line("exit")
-    alice.expect(pexpect.EOF)
-    alice.child.close()
-    assert alice.child.exitstatus == 0
+    assert alice.wait_exit() == 0
     assert bob.wait() == 0
+    text = alice.screen_text()
+    assert "\\x0a" not in text and "delivered:" not in text  # no second line per message
+    assert alice.crash_signs() == []
 
 
-def test_changed_key_warning_blocks_until_trust(relay_factory, terminal, batch_clients, tmp_path):
+def test_multi_line_by_alt_enter_and_paste(relay_factory, terminal, batch_clients, tmp_path):
     relay = relay_factory()
-    alice = terminal(
-        "--name", "alice", "--room", "trust", "--relay", relay.url, "--home", str(tmp_path / "a")
-    )
-    alice.expect("alice>")
-    first = batch_clients("bob", "trust", relay.url, home=tmp_path / "bob-old")
-    first.wait_secure()
-    alice.expect("pinned the key of bob")
-    assert first.wait() == 0
-    alice.expect("bob left the room")
+    alice = _alice(terminal, relay, "multi", tmp_path / "a")
+    bob = batch_clients("bob", "multi", relay.url)
+    bob.wait_secure()
+    alice.expect("secure with bob")
 
-    # "bob" comes back with another key (a new device, or someone in the middle)
-    second = batch_clients("bob", "trust", relay.url, home=tmp_path / "bob-new")
-    alice.expect(r"the key of bob has CHANGED")
-    alice.expect(r"KEY CHANGED: /verify then /trust")  # the status line
-    alice.line("are you really bob?")
-    alice.expect("sending is blocked until you /trust")
-    alice.line("/verify")
-    shown = alice.expect(SAFETY).replace(" ", "")
-    assert shown == second.wait_secure()["safety_number"]
-    assert second.received() == []
-    alice.line("/trust")
-    alice.expect("now trusting the new key of bob")
-    assert second.wait_received(1) == ["are you really bob?"]
-    alice.expect("delivered: are you really bob?")
+    alice.child.send("first line")
+    alice.child.send("\x1b\r")  # Alt-Enter: a new line, not a send
+    alice.child.send("second line\r")
+    assert bob.wait_received(1) == ["first line\nsecond line"]
+
+    alice.paste("pasted one\npasted two\npasted three")
+    alice.child.send("\r")
+    assert bob.wait_received(2)[-1] == "pasted one\npasted two\npasted three"
+
+    # Received newlines: indented continuation lines; other control characters escaped.
+    bob.send("from bob\\nnot a newline")  # a literal backslash-n stays as typed
+    alice.expect(r"bob: from bob\\nnot a newline")
     alice.line("/quit")
-    alice.expect(pexpect.EOF)
-    alice.child.close()
-    assert alice.child.exitstatus == 0
+    assert alice.wait_exit() == 0
+
+
+def test_received_escape_sequences_stay_escaped(relay_factory, terminal, batch_clients, tmp_path):
+    relay = relay_factory()
+    alice = _alice(terminal, relay, "indent", tmp_path / "a")
+    carol = batch_clients("carol", "indent", relay.url)
+    carol.wait_secure()
+    alice.expect("secure with carol")
+    carol.send("red \x1b[31malert")  # an escape sequence must not colour alice's screen
+    alice.expect(re.escape("carol: red \\x1b[31malert"))
+    alice.line("/quit")
+    assert alice.wait_exit() == 0
+
+
+def test_paste_arrives_as_indented_lines_on_the_other_screen(relay_factory, terminal, tmp_path):
+    relay = relay_factory()
+    alice = _alice(terminal, relay, "two", tmp_path / "a")
+    bob = terminal(
+        "--name", "bob", "--room", "two", "--relay", relay.url, "--home", str(tmp_path / "b")
+    )
+    bob.expect("bob>")
+    alice.expect("secure with bob")
+    bob.expect("secure with alice")
+    alice.paste("line one\nline two")
+    alice.child.send("\r")
+    shown = bob.expect(r"alice: line one" + NL + r"( +)line two")
+    indent = re.search(r"( +)line two", shown).group(1)
+    assert len(indent) == len("[00:00:00] alice: ")
+    alice.expect(r"alice: line one" + NL + r" +line two  ✓✓")
+    for t in (alice, bob):
+        t.ctrl("d")
+        assert t.wait_exit() == 0
+        assert t.crash_signs() == []

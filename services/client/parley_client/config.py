@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,13 @@ from parley_crypto import groups
 DEFAULT_RELAY = "http://localhost:5000"
 GROUPS = groups.NAMES
 HASHES = ("sha256", "sha1")
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+# Rooms stay ASCII: the relay uses them in Redis keys and log lines.
+_ROOM_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Display names: what the relay accepts (core.MAX_NAME_CHARS), and short enough for one line.
+MAX_NAME_CHARS = 64
+# Inside a name besides letters and digits (a space too, but not at either end).
+NAME_PUNCTUATION = "._-@' "
+MAX_PORT = 65535
 
 
 class ConfigError(Exception):
@@ -44,6 +51,7 @@ class Settings:
     rekey_after: int = 1000
     resend_after: float = 5.0
     keylog: Path | None = None
+    accept_new_key: str | None = None  # batch: the one contact whose changed key is accepted
 
     @property
     def identity_dir(self) -> Path:
@@ -64,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Parley: end-to-end encrypted chat through a Parley relay.",
         epilog="Each option can also be set with its PARLEY_* environment variable.",
     )
-    p.add_argument("--name", help="your name (PARLEY_NAME; default: your login name)")
+    p.add_argument("--version", action="version", version=f"parley {_version()}")
+    p.add_argument("--name", help="your display name (PARLEY_NAME; default: your login name)")
     p.add_argument("--room", help="room to join (PARLEY_ROOM; default: lobby)")
     p.add_argument(
         "--relay", help=f"relay URL or comma-separated list (PARLEY_RELAY_URL; {DEFAULT_RELAY})"
@@ -88,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", default=None, help="JSON lines in batch mode")
     p.add_argument(
         "--timeout", help="batch mode: seconds to wait for receipts at end of input (30)"
+    )
+    p.add_argument(
+        "--accept-new-key",
+        metavar="NAME",
+        help="batch mode: accept a CHANGED key of this one contact (after you compared "
+        "safety numbers another way); PARLEY_ACCEPT_NEW_KEY",
     )
     p.add_argument("--rekey-after", help="fresh handshake after N sent messages (1000)")
     p.add_argument("--resend-after", help="resend unreceipted messages after N seconds (5)")
@@ -124,15 +139,58 @@ def _number(value, what: str, kind=float, minimum=0):
     return number
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("parley-client")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def display_name(value: str, what: str = "name") -> str:
+    """A display name, NFC-normalised: letters and digits of any script, plus ``._-@'`` and
+    inner spaces, at most MAX_NAME_CHARS. Raise ConfigError (one line) otherwise."""
+    name = unicodedata.normalize("NFC", value)
+    ok = (
+        0 < len(name) <= MAX_NAME_CHARS
+        and name.strip() == name
+        and all(ch.isalnum() or ch in NAME_PUNCTUATION or _is_mark(ch) for ch in name)
+        and any(ch.isalnum() for ch in name)  # never "." or "..": the name may name a folder
+    )
+    if not ok:
+        raise ConfigError(
+            f"{what} must be 1-{MAX_NAME_CHARS} letters or digits (any script), "
+            f"with . _ - @ ' or spaces inside, got {value!r}"
+        )
+    return name
+
+
+def _is_mark(ch: str) -> bool:
+    # Combining marks that have no precomposed form (e.g. many Indic vowel signs).
+    return unicodedata.category(ch).startswith("M")
+
+
+def _relay_url(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https", "ws", "wss") or not parsed.hostname:
+        raise ConfigError(f"relay URL must look like http://host:port, got {url!r}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port <= MAX_PORT:
+        raise ConfigError(f"relay URL {url!r}: the port must be 1-{MAX_PORT}")
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
+        raise ConfigError(f"relay URL {url!r}: give only scheme, host and port")
+    return url.rstrip("/")
+
+
 def _relays(value: str) -> tuple[str, ...]:
     urls = tuple(u.strip() for u in value.split(",") if u.strip())
     if not urls:
         raise ConfigError("--relay needs at least one URL")
-    for url in urls:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https", "ws", "wss") or not parsed.netloc:
-            raise ConfigError(f"relay URL must look like http://host:port, got {url!r}")
-    return urls
+    return tuple(_relay_url(url) for url in urls)
 
 
 def _default_home(env: Mapping[str, str]) -> Path:
@@ -151,13 +209,11 @@ def load_settings(
     """
     env = os.environ if env is None else env
     args = _parser().parse_args(argv)
-    name = _pick(args.name, env, "PARLEY_NAME", env.get("USER") or "anonymous")
+    name = display_name(_pick(args.name, env, "PARLEY_NAME", env.get("USER") or "anonymous"))
     room = _pick(args.room, env, "PARLEY_ROOM", "lobby")
-    for what, value in (("name", name), ("room", room)):
-        if not _NAME_RE.match(value):
-            raise ConfigError(
-                f"{what} must be 1-64 letters, digits or _.@- characters, got {value!r}"
-            )
+    if not _ROOM_RE.match(room):
+        raise ConfigError(f"room must be 1-64 of A-Z a-z 0-9 . _ -, got {room!r}")
+    accept = _pick(args.accept_new_key, env, "PARLEY_ACCEPT_NEW_KEY", None)
     group = _pick(args.group, env, "PARLEY_GROUP", "ffdhe2048")
     if group not in GROUPS:
         raise ConfigError(f"unknown group {group!r}; choose one of {', '.join(GROUPS)}")
@@ -187,4 +243,5 @@ def load_settings(
             _pick(args.resend_after, env, "PARLEY_RESEND_AFTER", 5.0), "--resend-after"
         ),
         keylog=Path(keylog) if keylog else None,
+        accept_new_key=display_name(accept, "--accept-new-key") if accept else None,
     )

@@ -23,6 +23,7 @@ from .events import (
     key_changed_event,
     looks_legacy_message,
     relay_error_fields,
+    same_identity_event,
     secure_event,
     short_reason,
 )
@@ -234,6 +235,8 @@ class ChatCore:
         self._send("DIFF_HELLMAN_PK" if respond else "DEFF_HELLMAN_PK", self._hs.dh_payload())
 
     def _on_identity(self, payload: Any) -> None:
+        if self._is_own_key(payload):
+            return
         if self._hs is not None and not self._hs_has_peer:
             self._accept_identity(payload)  # the peer's side of our open round
             return
@@ -241,6 +244,18 @@ class ChatCore:
         # answers one; validate now so junk is reported here and changes nothing.
         identity.PeerIdentity.from_payload(payload)
         self._next_identity = payload
+
+    def _is_own_key(self, payload: Any) -> bool:
+        """The peer shows our own key: a second terminal with this identity (a relay without
+        seats lets both in). Say so once and stop, instead of failing every round."""
+        peer = identity.PeerIdentity.from_payload(payload)
+        if peer.key_id != self.me.public.key_id:
+            return False
+        if self.state is not State.REFUSED:
+            self._hs = self._next_identity = None
+            self._set_state(State.REFUSED)
+            self._emit(same_identity_event(self.me.name))
+        return True
 
     def _accept_identity(self, payload: Any) -> None:
         self._hs.receive_identity(payload)

@@ -116,3 +116,24 @@ def secure_event(peer, safety_number: str, blocked: bool) -> Event:
     else:
         text = f"secure with {peer.name} ({peer.fingerprint})"
     return Event("secure", text, data)
+
+
+def same_identity_event(name: str) -> Event:
+    """The peer presented our own key: another terminal runs as this identity."""
+    text = f"both terminals are {name!r}: start the other with --name"
+    return Event("refused", text, {"code": "same_identity", "name": name})
+
+
+def refusal_text(code: str, message: str, name: str, room: str) -> str:
+    """Why the connection loop gave up, in plain words with the fix (one line)."""
+    known = {
+        "already_connected": f"you are already connected as {name!r} from another terminal",
+        "room_full": f"room {room!r} already has two people in it; pick another --room",
+        "unauthorized": "the relay wants a token: pass --token (or PARLEY_RELAY_TOKEN)",
+        "same_identity": message,
+    }
+    if code in known:
+        return f"stopped: {known[code]}"
+    if code == "internal":
+        return f"stopped after an internal error: {message}"
+    return f"stopped: the relay refused the connection: {code}: {message}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ import socketio
 
 from .core import ChatCore
 from .events import Event, relay_error_fields
+from .relay_status import AckWatch, PeerLeftHold, plain_error
 
 FORWARDED = (
     "KEY_EXCHANGE",
@@ -31,6 +33,9 @@ FORWARDED = (
 ALWAYS_FATAL = ("unauthorized",)
 FATAL_AT_START = ("room_full",)
 MAX_BACKOFF = 5.0
+# A whole connection attempt (TCP, Engine.IO and Socket.IO handshakes). aiohttp's own default
+# is five minutes, which is how long a frozen relay would otherwise hold us.
+CONNECT_TIMEOUT = 10.0
 
 
 class Transport:
@@ -58,12 +63,34 @@ class Transport:
         self._rejection: tuple[str, str] | None = None
         self._unreachable: set[str] = set()
         self._refusals: set[str] = set()
+        self.retry_at: float | None = None  # monotonic time of the next attempt, while waiting
+        self.acks = AckWatch()
+        self._peer_left = PeerLeftHold(lambda payload: self.core.handle("peer_left", payload))
+        self._last: list | None = None  # the newest queued entry, so the core can tag it
 
     # ----- called by the core ------------------------------------------------------------
     def send(self, event: str, payload: Any) -> None:
         """Queue one event for the relay (dropped if we are offline: the core re-sends)."""
         if self._sio is not None and self.url is not None:
-            self._queue.put_nowait((event, payload))
+            self._last = [event, payload, None]
+            self._queue.put_nowait(self._last)
+
+    def tag_last(self, message_id: str) -> None:
+        """Name the text the event just queued carries, so its relay ack can be reported
+        (``relayed``): the envelope itself shows the relay no id."""
+        if self._last is not None and self._last[0] == "message":
+            self._last[2] = message_id
+
+    def tick(self) -> None:
+        """Called about twice a second: notice a relay that stopped answering."""
+        if self.acks.check():
+            self._emit(
+                Event(
+                    "not_answering",
+                    "relay not answering (no reply for 5 s); messages wait until it does",
+                    {"url": self.url},
+                )
+            )
 
     # ----- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -84,8 +111,12 @@ class Transport:
                 failures += 1
             if self._check_fatal():
                 return
-            delay = min(MAX_BACKOFF, 0.2 * 2 ** min(failures, 6))
-            await asyncio.sleep(delay * random.uniform(0.7, 1.3))
+            delay = min(MAX_BACKOFF, 0.2 * 2 ** min(failures, 6)) * random.uniform(0.7, 1.3)
+            self.retry_at = time.monotonic() + delay
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self.retry_at = None
 
     async def stop(self) -> None:
         """Disconnect and make :meth:`run` return."""
@@ -96,6 +127,7 @@ class Transport:
         if sio is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sio.disconnect(), 3)
+            await _close(sio)
 
     async def drain(self, timeout: float = 2.0) -> None:
         """Wait until queued payloads have been handed to the socket (best effort)."""
@@ -115,7 +147,12 @@ class Transport:
 
     def _forwarder(self, name: str):
         def handler(*args):
-            self.core.handle(name, args[0] if args else None)
+            payload = args[0] if args else None
+            if name == "peer_left":
+                self._peer_left.hold(payload)
+                return
+            self._peer_left.release()  # it came first, so the core hears it first
+            self.core.handle(name, payload)
 
         return handler
 
@@ -126,22 +163,27 @@ class Transport:
         self._sio = sio = self._make_client()
         self.url = url
         try:
-            await sio.connect(url, auth=self.auth, wait_timeout=self.connect_timeout)
+            connect = sio.connect(url, auth=self.auth, wait_timeout=self.connect_timeout)
+            await asyncio.wait_for(connect, CONNECT_TIMEOUT)
             return True
         except Exception as e:  # noqa: BLE001 - every failure here just means "try again"
             self.url = None
             self._sio = None
             if self._rejection is None and url not in self._unreachable:
                 self._unreachable.add(url)  # once per outage, not once per retry
-                self._emit(Event("warning", f"cannot reach relay {url}: {_reason(e)}"))
+                self._emit(Event("warning", plain_error(url, e), {"url": url}))
             with contextlib.suppress(Exception):
                 await sio.disconnect()
             return False
+        finally:
+            if self._sio is None or self._stopping:
+                await _close(sio)  # no "Unclosed client session" when we give up or quit
 
     async def _serve(self) -> None:
         self.ever_connected = True
         self._unreachable.clear()
         self._refusals.clear()
+        self.acks.reset()
         sender = asyncio.create_task(self._sender(self._sio))
         try:
             await self._gone.wait()
@@ -149,26 +191,35 @@ class Transport:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
-            self.url = None
-            self._sio = None
+            lost, self.url, self._sio = self.url, None, None
+            self._peer_left.drop()  # the relay went away, not (necessarily) the peer
             if not self._stopping:
                 self.core.disconnected()
+                if self._rejection is None:
+                    text = f"relay connection lost ({lost}); reconnecting"
+                    self._emit(Event("lost", text, {"url": lost}))
 
     async def _sender(self, sio: socketio.AsyncClient) -> None:
         while True:
-            event, payload = await self._queue.get()
+            event, payload, tag = await self._queue.get()
             try:
-                callback = self._ack if event == "message" else None
-                await sio.emit(event, payload, callback=callback)
+                await sio.emit(event, payload, callback=self._ack(self.acks.sent(), tag))
             except Exception as e:  # noqa: BLE001 - lost link; the outbox re-sends later
                 self._emit(Event("warning", f"could not send to relay: {_reason(e)}"))
             finally:
                 self._queue.task_done()
 
-    def _ack(self, *args) -> None:
-        # A refused message is reported by the relay's `error` event that accompanies the
-        # negative ack; the outbox re-sends it, so there is nothing more to do here.
-        return None
+    def _ack(self, token: int, tag: str | None):
+        def on_ack(*args) -> None:
+            if self.acks.acked(token):
+                self._emit(Event("info", "relay answering again", {"url": self.url}))
+            ok = bool(args) and isinstance(args[0], dict) and args[0].get("ok") is True
+            # A refused message is reported by the relay's `error` event that comes with the
+            # negative ack; the outbox re-sends it, so only a success is worth telling.
+            if ok and tag is not None:
+                self._emit(Event("relayed", data={"id": tag}))
+
+        return on_ack
 
     def _check_fatal(self) -> bool:
         if self._rejection is None:
@@ -218,3 +269,12 @@ class Transport:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+async def _close(sio: socketio.AsyncClient) -> None:
+    """Release the aiohttp session of a client that never (or no longer) connects."""
+    eio = getattr(sio, "eio", None)
+    http = getattr(eio, "http", None)
+    if http is not None and not http.closed:
+        with contextlib.suppress(Exception):
+            await http.close()

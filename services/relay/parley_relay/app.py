@@ -18,6 +18,7 @@ import socketio
 from .bus import LocalBus, RedisBus
 from .config import Settings
 from .core import Router
+from .eiobounds import GuardedServer
 from .handlers import RelayNamespace
 from .lease import Lease
 from .logs import LOGGER_NAME, log_event
@@ -111,7 +112,21 @@ class Relay:
         return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
 
 
-class RelayServer(socketio.Server):
+class Utf8Json:
+    """The JSON module Socket.IO encodes with: UTF-8 text, no \\u escapes for non-ASCII.
+
+    The payload limit is measured on exactly this form (core.payload_size), so what the
+    relay forwards (and publishes to Redis) is never bigger than the limit says (L2).
+    """
+
+    @staticmethod
+    def dumps(obj, **kwargs):
+        return json.dumps(obj, ensure_ascii=False, **kwargs)
+
+    loads = staticmethod(json.loads)
+
+
+class RelayServer(GuardedServer, socketio.Server):
     """socketio.Server that survives packets it cannot decode.
 
     python-socketio raises out of its Engine.IO message handler on an undecodable packet
@@ -195,14 +210,19 @@ def make_app(
         # Handle a connection's events in order, in its own greenlet: the end-to-end
         # protocol rejects reordered envelopes, so the relay must never reorder them.
         async_handlers=False,
-        # Engine.IO drops a connection whose packet exceeds this, before any handler runs.
-        # Keep it well above the payload limit so ordinary oversize payloads get a clear
-        # payload_too_large error; only absurd ones cost the sender its connection.
-        max_http_buffer_size=max(1_000_000, settings.max_message_bytes * 4),
+        # Engine.IO refuses a long-polling body larger than this (from its Content-Length).
+        # Websocket frames are bounded by fastws from their header, at max_frame_bytes: room
+        # for a payload at the limit even fully \u-escaped, so ordinary oversize payloads
+        # get a clear payload_too_large error; only absurd ones cost the sender its connection.
+        max_http_buffer_size=max(1_000_000, settings.max_frame_bytes),
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        json=Utf8Json,
         logger=False,
         engineio_logger=False,
     )
     sio.relay_logger = logger
+    sio.configure_bounds(settings)
     router = Router(settings.max_message_bytes, settings.rate_limit)
     lease = Lease(settings.heartbeat_seconds if settings.redis_url else None)
     namespace = RelayNamespace(settings, router, store, bus, metrics, logger, lease)

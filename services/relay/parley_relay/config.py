@@ -16,6 +16,16 @@ from dataclasses import dataclass
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
+# A sender's JSON may \u-escape every non-ASCII character (python-socketio does): at most 3x
+# its UTF-8 size (a 2-byte character becomes 6 bytes). The websocket frame cap allows that,
+# so a payload at the limit gets `payload_too_large`, not a dropped connection.
+JSON_ESCAPE_FACTOR = 3
+# Engine.IO/Socket.IO framing around a payload: packet type, ack id, event name, brackets.
+FRAME_OVERHEAD_BYTES = 4096
+# A token must carry at least 128 bits: 22 characters of base64 or 32 of hex.
+MIN_TOKEN_CHARS = 22
+MIN_HEX_TOKEN_CHARS = 32
+
 
 class ConfigError(ValueError):
     """A configuration value is malformed; str() says which one and why."""
@@ -47,6 +57,21 @@ class Settings:
     # as the mailbox keeps messages for an absent member (7 days), so nobody else can take a
     # departed member's place meanwhile. The `leave` event releases it at once.
     seat_ttl_seconds: float = 7 * 24 * 3600.0
+    # Resource bounds (docs/operations.md "Limits" says why each default is what it is).
+    outbound_queue_bytes: int = 1_048_576
+    header_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    idle_timeout: float = 60.0
+    max_connections: int = 10_000
+    max_connections_per_address: int = 64
+    connect_rate: RateLimit | None = RateLimit(5.0, 30)
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """Largest websocket message read (one frame or all fragments): derived, not set."""
+        return JSON_ESCAPE_FACTOR * self.max_message_bytes + FRAME_OVERHEAD_BYTES
 
 
 _RATE_RE = re.compile(
@@ -123,7 +148,45 @@ OPTIONS: dict[str, tuple[str, str | None, str]] = {
         "604800",
         "seconds a departed member's seat stays reserved for its resume secret (7 days)",
     ),
+    "outbound_queue_bytes": (
+        "PARLEY_OUTBOUND_QUEUE_BYTES",
+        "1048576",
+        "bytes queued for one connection but not yet sent; past it the reader is disconnected",
+    ),
+    "header_timeout": ("PARLEY_HEADER_TIMEOUT", "10", "seconds to send a full request header"),
+    "connect_timeout": (
+        "PARLEY_CONNECT_TIMEOUT",
+        "10",
+        "seconds from the Engine.IO open to the Socket.IO CONNECT",
+    ),
+    "ping_interval": ("PARLEY_PING_INTERVAL", "25", "seconds between Engine.IO pings"),
+    "ping_timeout": ("PARLEY_PING_TIMEOUT", "20", "seconds to answer a ping"),
+    "idle_timeout": (
+        "PARLEY_IDLE_TIMEOUT",
+        "60",
+        "seconds a socket may stay silent (above ping interval + timeout)",
+    ),
+    "max_connections": ("PARLEY_MAX_CONNECTIONS", "10000", "open connections per replica"),
+    "max_connections_per_address": (
+        "PARLEY_MAX_CONNECTIONS_PER_ADDRESS",
+        "64",
+        "open connections per client IP address, or 'off'",
+    ),
+    "connect_rate": (
+        "PARLEY_CONNECT_RATE",
+        "5,30",
+        "Socket.IO CONNECT attempts per client IP address: 'RATE,BURST' or 'off'",
+    ),
 }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("parley-relay")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parley-relay", description="Parley relay: Socket.IO room router for two-member rooms"
     )
+    parser.add_argument("--version", action="version", version=f"parley-relay {_version()}")
     for name, (env, default, help_text) in OPTIONS.items():
         parser.add_argument(
             "--" + name.replace("_", "-"),
@@ -166,11 +230,14 @@ def load_settings(
     port = _positive("port", raw["port"] or "")
     if port > 65535:
         raise ConfigError(f"port must be at most 65535, got {port}")
+    token = raw["token"] or None
+    if token is not None:
+        check_token(token)
     return Settings(
         host=raw["host"] or "127.0.0.1",
         port=port,
         redis_url=redis_url,
-        token=raw["token"] or None,
+        token=token,
         max_message_bytes=_positive("max message bytes", raw["max_message_bytes"] or ""),
         rate_limit=parse_rate_limit(raw["rate_limit"] or ""),
         cors_origins=parse_cors(raw["cors_origins"] or ""),
@@ -178,4 +245,67 @@ def load_settings(
         heartbeat_seconds=_positive("heartbeat seconds", raw["heartbeat_seconds"] or "", float),
         replica_id=replica,
         seat_ttl_seconds=_positive("seat ttl", raw["seat_ttl"] or "", float),
+        **_bounds(raw),
     )
+
+
+def check_token(token: str) -> None:
+    """Refuse a relay token of fewer than 128 bits (an online guess must stay hopeless)."""
+    hex_only = re.fullmatch(r"[0-9a-fA-F]+", token) is not None
+    need = MIN_HEX_TOKEN_CHARS if hex_only else MIN_TOKEN_CHARS
+    if len(token) < need:
+        raise ConfigError(
+            f"relay token is too short ({len(token)} characters): use at least 128 bits, "
+            f"e.g. {MIN_TOKEN_CHARS}+ characters of base64 or {MIN_HEX_TOKEN_CHARS}+ of hex; "
+            "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+
+
+def _count_or_off(name: str, text: str) -> int:
+    """A positive integer, or 0 for "off"/"0" (no limit)."""
+    if text.strip().lower() in ("off", "0", "none"):
+        return 0
+    return _positive(name, text)
+
+
+def _bounds(raw: dict[str, str | None]) -> dict[str, object]:
+    """The resource-bound fields of Settings, validated against each other."""
+    seconds = {
+        name: _positive(name.replace("_", " "), raw[name] or "", float)
+        for name in ("header_timeout", "connect_timeout", "ping_interval", "ping_timeout")
+    }
+    idle = _positive("idle timeout", raw["idle_timeout"] or "", float)
+    if idle <= seconds["ping_interval"] + seconds["ping_timeout"]:
+        raise ConfigError(
+            f"idle timeout ({idle:g} s) must exceed ping interval + ping timeout "
+            f"({seconds['ping_interval'] + seconds['ping_timeout']:g} s), "
+            "or healthy quiet clients would be cut"
+        )
+    max_message = _positive("max message bytes", raw["max_message_bytes"] or "")
+    queue = _positive("outbound queue bytes", raw["outbound_queue_bytes"] or "")
+    frame = JSON_ESCAPE_FACTOR * max_message + FRAME_OVERHEAD_BYTES
+    if queue < frame:
+        raise ConfigError(
+            f"outbound queue bytes ({queue}) must hold at least one largest frame ({frame})"
+        )
+    return {
+        **seconds,
+        "idle_timeout": idle,
+        "outbound_queue_bytes": queue,
+        "max_connections": _positive("max connections", raw["max_connections"] or ""),
+        "max_connections_per_address": _count_or_off(
+            "max connections per address", raw["max_connections_per_address"] or ""
+        ),
+        "connect_rate": parse_rate_limit(raw["connect_rate"] or ""),
+    }
+
+
+def listening_line(host: str, port: int) -> str:
+    """The one line for a person starting the relay by hand (stdout; the JSON logs go to
+    stderr): where it listens and the client command that reaches it."""
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a comparison
+    if ":" in shown:
+        shown = f"[{shown}]"
+    url = f"http://{shown}:{port}"
+    where = f"{url} (all interfaces)" if shown == "localhost" and host != "localhost" else url
+    return f"parley-relay listening on {where} - connect with: parley --relay {url}"

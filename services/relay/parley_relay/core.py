@@ -11,6 +11,7 @@ import hmac
 import json
 import re
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -106,6 +107,9 @@ def parse_auth(auth: object, token: str | None) -> Identity:
     if not isinstance(room, str) or not ROOM_RE.fullmatch(room):
         raise Rejection("bad_request", "room must be 1-64 characters of A-Z a-z 0-9 . _ -")
     name = auth.get("name", DEFAULT_NAME)
+    if isinstance(name, str):
+        # One spelling per name: "Zoë" typed precomposed or decomposed is the same person.
+        name = unicodedata.normalize("NFC", name)
     if not _valid_name(name):
         raise Rejection(
             "bad_request", f"name must be 1-{MAX_NAME_CHARS} printable characters, no padding"
@@ -122,17 +126,18 @@ def parse_auth(auth: object, token: str | None) -> Identity:
 
 
 def payload_size(payload: object) -> int:
-    """Bytes a payload occupies on the wire (UTF-8; dicts as compact JSON).
+    """Bytes a payload occupies in the frame the relay forwards (issue 12, L2).
 
-    Raises Rejection(bad_request) for what JSON text cannot carry: binary attachments inside
-    an object, lone surrogates.
+    That is its compact JSON text in UTF-8, as app.Utf8Json encodes it: a string counts its
+    escaped contents without the quotes (64 KiB of NUL bytes are 384 KiB of `\\u0000`),
+    non-ASCII counts its UTF-8 bytes (never the 3x of `\\u` escapes). Raises
+    Rejection(bad_request) for what JSON text cannot carry: binary attachments inside an
+    object, lone surrogates.
     """
     try:
-        if isinstance(payload, str):
-            # A str of n characters is at most 4n UTF-8 bytes: skip encoding short strings.
-            return len(payload) if payload.isascii() else len(payload.encode("utf-8"))
         text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-        return len(text.encode("utf-8"))
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        return size - 2 if type(payload) is str else size
     except (TypeError, ValueError, RecursionError):
         raise Rejection("bad_request", "payload must be plain JSON text (no binary)") from None
 

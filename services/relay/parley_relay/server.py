@@ -12,11 +12,11 @@ import sys
 import gevent
 import gevent.event
 from gevent.pywsgi import WSGIServer
-from geventwebsocket.handler import WebSocketHandler
 
-from . import fastws
+from . import eiobounds, fastws
 from .app import Relay, make_app
-from .config import Settings
+from .config import Settings, listening_line
+from .guard import BoundedServer, SampledEvents
 from .janitor import heartbeat_loop, heartbeat_once
 from .logs import log_event, setup_logging
 
@@ -70,15 +70,13 @@ def _drain(relay: Relay, server: WSGIServer) -> None:
 def run(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; return the process exit code."""
     logger = setup_logging(settings.log_level)
-    fastws.install()
+    logger.addFilter(SampledEvents())  # client-triggered refusals: a few lines, not a flood
+    fastws.install(settings.max_frame_bytes)
+    eiobounds.install(settings)
     relay = _build(settings, logger)
     done = gevent.event.Event()
-    server = WSGIServer(
-        (settings.host, settings.port),
-        relay.wsgi,
-        handler_class=WebSocketHandler,
-        log=None,
-        error_log=None,
+    server = BoundedServer(
+        (settings.host, settings.port), relay.wsgi, settings, log=None, error_log=None
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, lambda: gevent.spawn(shutdown, relay, server, done))
@@ -110,7 +108,10 @@ def run(settings: Settings) -> int:
         port=server.server_port,
         replica=settings.replica_id,
         redis=settings.redis_url is not None,
+        max_connections=server.max_connections,
+        max_frame_bytes=settings.max_frame_bytes,
     )
+    print(listening_line(settings.host, server.server_port), flush=True)
     # Not serve_forever(): closing the listener would end it before the drain has finished.
     done.wait()
     return 0

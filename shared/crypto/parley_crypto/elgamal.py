@@ -1,10 +1,13 @@
-"""ElGamal signatures (HAC 11.64) over the named groups, hash-then-sign.
+"""ElGamal signatures over the named groups, in the order-q subgroup, hash-then-sign.
 
-Messages are hashed first: SHA-256 by default, SHA-1 only as a legacy option. Verification
-checks 0 < r < p, 0 < s < p-1 and that r lies in the order-q subgroup before any
-exponentiation. The subgroup check on r matters: with g = 2 dividing p-1, the pair
-r = (p-1)/2, s = (-h mod q, made even) satisfies y^r r^s = g^h for any key
-(Bleichenbacher 1996); that r is a quadratic non-residue, so the check rejects it.
+The HAC 11.64 equation y^r r^s = g^h (mod p), with s computed mod q instead of mod p-1
+(see ``_primitives/elgamal.py`` for why: no malleability, no parity leak). Messages are
+hashed first: SHA-256 by default, SHA-1 only as a legacy option the local user chooses
+(:func:`peer_hash_allowed`). Verification checks 1 < r < p, 0 < s < q and that r lies in
+the order-q subgroup before any exponentiation. The subgroup check on r matters: with
+g = 2 dividing p-1, the pair r = (p-1)/2, s = (-h mod q, made even) satisfies
+y^r r^s = g^h for any key (Bleichenbacher 1996); that r is a quadratic non-residue, so
+the check rejects it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,21 @@ from parley_crypto.groups import Group
 
 HASHES = ("sha256", "sha1")
 DEFAULT_HASH = "sha256"
+LEGACY_HASH = "sha1"
+_DISPLAY = {"sha256": "SHA-256", "sha1": "legacy SHA-1"}
+
+
+def display_name(hash: str) -> str:
+    """How the UI names a signature hash: ``"SHA-256"`` or ``"legacy SHA-1"``."""
+    if hash not in _DISPLAY:
+        raise ValueError(f"unsupported hash {hash!r}; choose one of {HASHES}")
+    return _DISPLAY[hash]
+
+
+def peer_hash_allowed(local: str, peer: str) -> bool:
+    """The local hash policy: a peer may sign with SHA-256 always, with SHA-1 only when the
+    local user chose the legacy ``sha1`` option themselves (never silently)."""
+    return peer == DEFAULT_HASH or (peer == LEGACY_HASH and local == LEGACY_HASH)
 
 
 def _is_int(value: object) -> bool:
@@ -107,7 +125,7 @@ def generate(group: Group | None = None) -> SigningKey:
 
 
 def sign(signing_key: SigningKey, message: bytes, hash: str = DEFAULT_HASH) -> Signature:
-    """Sign ``message`` with a fresh k (uniform in [1, p-2], coprime to p-1)."""
+    """Sign ``message`` with a fresh k (uniform in [1, q-1])."""
     h = int.from_bytes(digest(message, hash), "big")
     group = signing_key.group
     r, s = _elgamal.sign(group.p, group.g, signing_key.x, h)
@@ -123,7 +141,7 @@ def verify(
     if not (_is_int(r) and _is_int(s)):
         return False
     group = verify_key.group
-    if not (0 < r < group.p and 0 < s < group.p - 1):
+    if not (1 < r < group.p and 0 < s < group.q):
         return False
     if not group.in_subgroup(r):
         return False

@@ -97,6 +97,21 @@ def test_batch_when_stdin_is_not_a_terminal():
     assert not load_settings([], env={}).batch
 
 
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("Zoë", "Zoë"), ("Zoe\u0308", "Zoë"), ("Łukasz Nowak", "Łukasz Nowak"), ("李小龙", "李小龙")],
+)
+def test_display_names_are_unicode_letters_nfc(given, stored):
+    assert load_settings(["--name", given], env={}).name == stored
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as info:
+        load_settings(["--version"], env={})
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("parley ")
+
+
 def test_settings_are_frozen():
     s = load_settings([], env={})
     with pytest.raises(AttributeError):
@@ -113,7 +128,17 @@ def test_settings_are_frozen():
         (["--timeout", "soon"], {}, "--timeout"),
         (["--timeout", "-1"], {}, "--timeout"),
         (["--rekey-after", "0"], {}, "--rekey-after"),
-        (["--name", "has space"], {}, "name"),
+        (["--name", " padded"], {}, "name"),
+        (["--name", "bob\u202e"], {}, "name"),  # a bidi override
+        (["--name", "a\x1b[31m"], {}, "name"),
+        (["--name", "x" * 65], {}, "name"),
+        (["--name", ".."], {}, "name"),  # would be the key folder's parent
+        (["--relay", "http://localhost:99999"], {}, "port must be 1-65535"),
+        (["--relay", "http://localhost:0"], {}, "port must be 1-65535"),
+        (["--relay", "http://localhost:port"], {}, "port must be 1-65535"),
+        (["--relay", "http://localhost:5000/chat"], {}, "only scheme, host and port"),
+        (["--relay", "ftp://localhost:5000"], {}, "relay URL"),
+        (["--accept-new-key", " "], {}, "--accept-new-key"),
         (["--room", "x" * 65], {}, "room"),
         ([], {"PARLEY_DENIABLE": "maybe"}, "yes/no"),
         (["--no-such-flag"], {}, "unrecognized"),

@@ -1,6 +1,9 @@
-"""ElGamal signatures (HAC 11.64): round trips, range checks, forgeries, key objects."""
+"""ElGamal signatures (HAC 11.64 in the order-q subgroup): round trips, range checks,
+malleability and parity leak gone, forgeries, key objects."""
 
 from __future__ import annotations
+
+import hashlib
 
 import pytest
 from hypothesis import given, settings
@@ -43,15 +46,80 @@ def test_wrong_key_fails(key, good):
     assert not elgamal.verify(elgamal.generate(GROUP).verify_key, b"message", good)
 
 
-def test_hac_equations_and_k_coprime(monkeypatch, key):
-    # Feed k = 2 (shares a factor with p-1, must be skipped) and then k = 3.
-    draws = iter([1, 2])
-    monkeypatch.setattr(raw.secrets, "randbelow", lambda bound: next(draws))
+# Fixed-k known answer: x, k and the message are fixed, r and s are recomputed below with
+# plain pow() and checked against the stored digest of this exact pair (a regression vector).
+KAT_X = 0x1F2E3D4C5B6A79880123456789ABCDEF
+KAT_K = 0x0F1E2D3C4B5A69788796A5B4C3D2E1F00123456789
+KAT_DIGEST = "3fe289a4649c4e85bdb17c31d51097e42e2d0770f6f603e0dd31d2dbd06eeecb"
+
+
+def test_fixed_k_known_answer_in_the_subgroup():
+    h = int.from_bytes(elgamal.digest(b"parley kat"), "big")
+    r, s = raw.sign(P, 2, KAT_X, h, k=KAT_K)
+    assert r == pow(2, KAT_K, P)
+    assert s == pow(KAT_K, -1, Q) * (h - KAT_X * r) % Q and 0 < s < Q
+    pair = f"{r:x}:{s:x}".encode()
+    assert hashlib.sha256(pair).hexdigest() == KAT_DIGEST
+    key = elgamal.SigningKey(GROUP, KAT_X)
+    assert elgamal.verify(key.verify_key, b"parley kat", elgamal.Signature(r, s))
+
+
+def test_k_is_drawn_in_1_to_q_minus_1(monkeypatch, key):
+    seen = []
+
+    def draw(bound):
+        seen.append(bound)
+        return 2  # k = 3
+
+    monkeypatch.setattr(raw.secrets, "randbelow", draw)
     signature = elgamal.sign(key, b"m")
-    h = int.from_bytes(elgamal.digest(b"m"), "big")
-    assert signature.r == pow(2, 3, P)
-    assert signature.s == pow(3, -1, P - 1) * (h - key.x * signature.r) % (P - 1)
+    assert seen == [Q - 1] and signature.r == pow(2, 3, P)
     assert elgamal.verify(key.verify_key, b"m", signature)
+
+
+def test_malleated_s_plus_q_is_rejected(key, good):
+    # Round 1 signed mod p-1 = 2q: (r, s + q) verified for every signature.
+    assert raw.verify(P, 2, key.verify_key.y, _h(b"message"), good.r, good.s + Q)
+    assert not elgamal.verify(key.verify_key, b"message", elgamal.Signature(good.r, good.s + Q))
+    assert good.s < Q
+
+
+@settings(max_examples=20, deadline=None)
+@given(delta=st.integers(min_value=1, max_value=(1 << 2048)))
+def test_no_other_s_verifies(key, good, delta):
+    other = (good.s + delta) % (P - 1) or 1
+    if other == good.s:
+        return
+    assert not elgamal.verify(key.verify_key, b"message", elgamal.Signature(good.r, other))
+
+
+def test_parity_of_s_does_not_reveal_x():
+    # Round 1: k odd, s mod 2 = (h - x r) mod 2, so for odd r, x mod 2 = (h - s) mod 2 for
+    # every signature. Now that guess must be wrong about half the time.
+    key = elgamal.generate(GROUP)
+    guesses = []
+    for i in range(60):
+        message = b"parity %d" % i
+        signature = elgamal.sign(key, message)
+        if signature.r % 2:
+            guesses.append((_h(message) - signature.s) % 2)
+    assert len(guesses) >= 10  # about half of 60 (failing this has odds below 2^-20)
+    assert 0 < sum(guesses) < len(guesses)  # constant only with odds 2^-(n-1)
+
+
+def _h(message: bytes) -> int:
+    return int.from_bytes(elgamal.digest(message), "big")
+
+
+def test_hash_policy_and_display():
+    assert elgamal.peer_hash_allowed("sha256", "sha256")
+    assert not elgamal.peer_hash_allowed("sha256", "sha1")
+    assert elgamal.peer_hash_allowed("sha1", "sha1")
+    assert elgamal.peer_hash_allowed("sha1", "sha256")
+    assert elgamal.display_name("sha1") == "legacy SHA-1"
+    assert elgamal.display_name("sha256") == "SHA-256"
+    with pytest.raises(ValueError):
+        elgamal.display_name("md5")
 
 
 @pytest.mark.parametrize(
@@ -66,6 +134,9 @@ def test_hac_equations_and_k_coprime(monkeypatch, key):
         (True, 1),
         ("good", 0),
         ("good", -1),
+        (1, "good"),
+        ("good", Q),
+        ("good", Q + 1),
         ("good", P - 1),
         ("good", P),
         ("good", "huge"),

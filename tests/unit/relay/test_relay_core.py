@@ -42,6 +42,16 @@ def test_auth_room_and_name():
     )
 
 
+def test_names_are_any_printable_unicode_in_nfc():
+    decomposed = "Zoe\u0308"  # e + combining diaeresis
+    assert parse_auth({"name": decomposed}, None).name == "Zo\u00eb"
+    assert parse_auth({"name": "Łukasz Żółć"}, None).name == "Łukasz Żółć"
+    assert parse_auth({"name": "李小龙"}, None).name == "李小龙"
+    for hostile in ("bob\u202e", "a\u200bb", "\x1b[31m"):  # bidi override, zero width, escape
+        with pytest.raises(Rejection):
+            parse_auth({"name": hostile}, None)
+
+
 @pytest.mark.parametrize(
     "room", ["", "a b", "x" * 65, "r|1", "r:1", "ümlaut", 5, None, ["r"], "room\n"]
 )
@@ -89,6 +99,14 @@ def test_payload_size_counts_utf8_bytes_and_compact_json():
     assert payload_size("é") == 2
     assert payload_size({"a": 1}) == len('{"a":1}')
     assert payload_size({"k": "€"}) == len('{"k":"€"}'.encode())
+
+
+def test_payload_size_is_the_forwarded_form_not_the_text():
+    """L2: escapes count (NUL is 6 bytes in JSON), non-ASCII counts UTF-8 (not 12 per emoji)."""
+    assert payload_size("\x00" * 10) == 60
+    assert payload_size('a"b') == 4
+    assert payload_size("😀" * 16384) == 65536
+    assert payload_size({"t": "😀"}) == len('{"t":"😀"}'.encode())
 
 
 # -- token bucket -----------------------------------------------------------------------------

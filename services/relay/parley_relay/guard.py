@@ -1,0 +1,244 @@
+"""Connection-level bounds: what a client may hold before it has said anything useful.
+
+* `BoundedServer` (gevent WSGIServer) counts open connections per replica and per client
+  address and refuses past either cap with one clear HTTP line (503 / 429); sets TCP
+  keepalive (half-open peers are noticed) and an idle timeout on every accepted socket.
+* `BoundedHandler` gives the request line plus headers `header_timeout` seconds in total
+  (a slowloris trickling one byte at a time cannot hold a connection).
+* `AddressBuckets` is a token bucket per client address (CONNECT attempts), kept small.
+* `SampledEvents` is a logging filter: a flood of refusals costs a few log lines, not one
+  line per attempt; the first line after a quiet spell says how many were left out.
+
+Client addresses are the TCP peer (REMOTE_ADDR); no forwarded-for header is trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import socket
+import time
+from collections.abc import Callable
+
+import gevent
+from gevent.pywsgi import WSGIServer
+from geventwebsocket.handler import WebSocketHandler
+
+from .config import RateLimit, Settings
+from .core import TokenBucket
+from .logs import LOGGER_NAME, log_event
+
+# TCP keepalive: first probe after 60 s of silence, then every 10 s, dropped after 6 misses,
+# so a peer that vanished (power cut, NAT timeout) frees its socket within about 2 minutes.
+KEEPALIVE_IDLE_SECONDS = 60
+KEEPALIVE_INTERVAL_SECONDS = 10
+KEEPALIVE_PROBES = 6
+# File descriptors kept free below the process limit for Redis, logs and the listener.
+FD_RESERVE = 64
+# How long a refused connection may take to receive its one-line answer.
+REFUSAL_SEND_SECONDS = 1.0
+# Refusal log lines: at most this many per second per event, bursts of REFUSAL_LOG_BURST.
+REFUSAL_LOG_RATE = 2.0
+REFUSAL_LOG_BURST = 10
+# Log events that a client can trigger at will, and that are therefore sampled.
+SAMPLED_EVENTS = (
+    "connect_refused",
+    "connection_refused",
+    "header_timeout",
+    "connect_timeout",
+    "ws_refused",
+    "bad_packet",
+    "slow_consumer",
+)
+
+_log = logging.getLogger(LOGGER_NAME)
+
+
+class AddressBuckets:
+    """One token bucket per client address; buckets that refilled are forgotten.
+
+    Memory stays bounded: a full bucket carries no information, so every `prune_every`
+    new addresses the full ones are dropped (an attacker's addresses each cost one entry
+    only for as long as its bucket is not yet full again).
+    """
+
+    def __init__(self, limit: RateLimit, clock: Callable[[], float] = time.monotonic):
+        self.limit = limit
+        self.clock = clock
+        self.buckets: dict[str, TokenBucket] = {}
+        self.prune_every = 1024
+        self._since_prune = 0
+
+    def allow(self, address: str | None) -> bool:
+        """Spend one attempt for `address`; False when it has none left."""
+        key = address or ""
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            self._since_prune += 1
+            if self._since_prune >= self.prune_every:
+                self.prune()
+            bucket = self.buckets[key] = TokenBucket(self.limit, self.clock)
+        return bucket.allow()
+
+    def prune(self) -> None:
+        """Forget every bucket that has refilled completely by now."""
+        self._since_prune = 0
+        now = self.clock()
+        full_after = self.limit.burst / self.limit.rate
+        for key, bucket in list(self.buckets.items()):
+            if now - bucket.stamp >= full_after:
+                del self.buckets[key]
+
+
+class SampledEvents(logging.Filter):
+    """Let through at most REFUSAL_LOG_RATE lines/s (burst REFUSAL_LOG_BURST) per sampled event.
+
+    A line that follows dropped ones carries `suppressed`: how many were left out.
+    """
+
+    def __init__(self, events=SAMPLED_EVENTS, rate=REFUSAL_LOG_RATE, burst=REFUSAL_LOG_BURST):
+        super().__init__()
+        self.limit = RateLimit(rate, burst)
+        self.events = frozenset(events)
+        self.buckets: dict[str, TokenBucket] = {}
+        self.suppressed: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        event = record.msg
+        if event not in self.events:
+            return True
+        bucket = self.buckets.get(event)
+        if bucket is None:
+            bucket = self.buckets[event] = TokenBucket(self.limit)
+        if not bucket.allow():
+            self.suppressed[event] = self.suppressed.get(event, 0) + 1
+            return False
+        dropped = self.suppressed.pop(event, 0)
+        if dropped:
+            fields = dict(getattr(record, "fields", {}))
+            fields["suppressed"] = dropped
+            record.fields = fields
+        return True
+
+
+def set_keepalive(sock) -> None:
+    """TCP keepalive with the probe timings above (Linux option names; others skip them)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE_SECONDS),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_SECONDS),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+    ):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def connection_cap(wanted: int) -> int:
+    """`wanted`, lowered so that the process can never run out of file descriptors."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - FD_RESERVE))
+
+
+class BoundedHandler(WebSocketHandler):
+    """WebSocketHandler whose request line + headers must arrive within header_timeout.
+
+    Later requests on a keep-alive connection (long-polling) may wait up to idle_timeout for
+    their request line: an idle keep-alive connection is normal, a slow first request is not.
+    """
+
+    _header_timer: gevent.Timeout | None = None
+    _requests = 0
+
+    def handle_one_request(self):
+        first = self._requests == 0
+        self._requests += 1
+        timer = gevent.Timeout(self.server.header_timeout if first else self.server.idle_timeout)
+        self._header_timer = timer
+        timer.start()
+        try:
+            return super().handle_one_request()
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            if first:
+                log_event(_log, "header_timeout", peer=_address(self.client_address))
+            return None  # handle() closes the connection
+        finally:
+            timer.close()
+
+    def read_request(self, raw_requestline):
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            # Headers are in: the request (maybe a websocket for hours) is no longer timed.
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+
+
+def _address(client_address) -> str:
+    return client_address[0] if isinstance(client_address, tuple) else str(client_address or "")
+
+
+def _refusal(status: str, text: str) -> bytes:
+    body = (text + "\n").encode()
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 5\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class BoundedServer(WSGIServer):
+    """WSGIServer with a connection cap per replica and per client address."""
+
+    def __init__(self, listener, application, settings: Settings, **kwargs):
+        super().__init__(listener, application, handler_class=BoundedHandler, **kwargs)
+        self.header_timeout = settings.header_timeout
+        self.idle_timeout = settings.idle_timeout
+        self.max_connections = connection_cap(settings.max_connections)
+        self.per_address = settings.max_connections_per_address
+        self.active = 0
+        self.by_address: dict[str, int] = {}
+
+    def handle(self, sock, address):
+        addr = _address(address)
+        held = self.by_address.get(addr, 0)
+        if self.active >= self.max_connections:
+            return self._refuse(
+                sock, addr, "503 Service Unavailable", "relay at its connection limit"
+            )
+        if self.per_address and held >= self.per_address:
+            return self._refuse(
+                sock,
+                addr,
+                "429 Too Many Requests",
+                f"too many connections from {addr} (limit {self.per_address})",
+            )
+        self.active += 1
+        self.by_address[addr] = held + 1
+        try:
+            set_keepalive(sock)
+            # A socket silent for longer than this is dead: reads and writes give up.
+            sock.settimeout(self.idle_timeout)
+            super().handle(sock, address)
+        finally:
+            self.active -= 1
+            left = self.by_address.get(addr, 1) - 1
+            if left > 0:
+                self.by_address[addr] = left
+            else:
+                self.by_address.pop(addr, None)
+
+    def _refuse(self, sock, addr: str, status: str, text: str) -> None:
+        log_event(_log, "connection_refused", logging.WARNING, peer=addr, reason=text)
+        try:
+            sock.settimeout(REFUSAL_SEND_SECONDS)
+            sock.sendall(_refusal(status, text))
+            sock.shutdown(socket.SHUT_WR)
+            sock.recv(65536)  # read what the client sent, so closing does not reset the answer
+        except OSError:
+            pass
+        finally:
+            sock.close()
