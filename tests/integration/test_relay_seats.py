@@ -14,7 +14,6 @@ import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-import redis
 import socketio
 
 from tests.support.proxy import TcpProxy
@@ -24,20 +23,9 @@ from tests.support.relay_clients import (
     new_instance,
     new_secret,
     seat_auth,
+    seat_sids,
 )
 from tests.support.servers import wait_for
-
-
-def seat_sids(redis_url: str, room: str) -> list[str]:
-    """The sids Redis lists as holding a seat of `room` ("" for a reserved seat)."""
-    raw = redis.Redis.from_url(redis_url, decode_responses=True)
-    out = []
-    for field, value in raw.hgetall(f"parley:room:{room}").items():
-        try:
-            out.append(json.loads(value)["c"])
-        except ValueError:  # the relay before seats: field = sid, value = "replica|name"
-            out.append(field)
-    return out
 
 
 def joined_lines(*relays) -> int:

@@ -291,10 +291,12 @@ class RelayNamespace(socketio.Namespace):
         elif kind == "k":
             self.drop(message[1])
 
-    def deliver(self, sid: str, event: str, data: object) -> None:
-        """Emit to a local connection, only if it holds a seat (in `conns`)."""
+    def deliver(self, sid: str, event: str, data: object, sender: str | None = None) -> None:
+        """Emit to a local connection, only if it holds a seat (in `conns`). `sender` (a
+        local sid, excluded anyway) tells an emit wrapper such as scripts/relay_tap.py
+        whose event this is."""
         if sid in self.conns:
-            self.server.emit(event, data, to=sid, namespace=NAMESPACE)
+            self.server.emit(event, data, to=sid, skip_sid=sender, namespace=NAMESPACE)
 
     def deliver_raw(self, sid: str, event: str, data: object) -> None:
         self._safe(self.server.emit, event, data, to=sid, namespace=NAMESPACE)
@@ -318,7 +320,7 @@ class RelayNamespace(socketio.Namespace):
         try:
             for replica, peer in conn.peers:
                 if replica == self.me:
-                    self.deliver(peer, fwd.event, payload)
+                    self.deliver(peer, fwd.event, payload, sid)
                 else:
                     self.bus.send(replica, ["m", peer, fwd.event, payload])
         except Exception:

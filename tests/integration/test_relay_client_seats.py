@@ -1,0 +1,49 @@
+"""Real `parley` processes own their seats by secret: a second terminal and a stranger using
+the member's name are refused with one line and stop; a failover resumes the seat."""
+
+from __future__ import annotations
+
+import subprocess
+
+
+def _exit(client, timeout: float = 40.0) -> int:
+    try:
+        return client.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{client.name} kept running; output: {client.raw}") from None
+
+
+def test_second_terminal_and_stranger_are_refused_once_and_stop(
+    two_relays, batch_clients, tmp_path
+):
+    r1, r2 = two_relays
+    alice = batch_clients("alice", "cs", [r1.url], home=tmp_path / "alice")
+    bob = batch_clients("bob", "cs", [r2.url], home=tmp_path / "bob")
+    alice.wait_secure()
+    bob.wait_secure()
+    # The same home in another terminal: the seat is live, so it is refused, no retry loop.
+    twin = batch_clients("alice", "cs", [r2.url, r1.url], home=tmp_path / "alice")
+    assert _exit(twin) != 0
+    lines = [line for line in twin.raw if "already_connected" in line]
+    assert len(lines) == 1 and "already connected as alice" in lines[0], twin.raw
+    # A stranger under her name (own home, so another secret): room_full, and it stops.
+    mallory = batch_clients("alice", "cs", [r1.url], home=tmp_path / "mallory")
+    assert _exit(mallory) != 0
+    assert sum("room_full" in line for line in mallory.raw) == 1, mallory.raw
+    alice.send("still here")
+    assert bob.wait_received(1) == ["still here"]
+    assert r1.log().count('"event": "joined"') + r2.log().count('"event": "joined"') == 2
+
+
+def test_failover_to_another_replica_resumes_the_seat(
+    redis_server, relay_factory, batch_clients, tmp_path
+):
+    r1 = relay_factory(redis_server.url)
+    r2 = relay_factory(redis_server.url)
+    alice = batch_clients("alice", "fo", [r1.url, r2.url], home=tmp_path / "alice")
+    bob = batch_clients("bob", "fo", [r2.url], home=tmp_path / "bob")
+    alice.wait_secure()
+    r1.kill()  # no goodbye: alice's seat still names her connection on r1
+    alice.send("after failover")
+    assert bob.wait_received(1, timeout=60) == ["after failover"]
+    assert '"seat": "secret"' in r2.log() and '"replaced"' in r2.log()
