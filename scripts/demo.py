@@ -185,7 +185,7 @@ def run_demo(workdir: Path) -> bool:
 
 
 def handshake(alice: Client, bob: Client) -> bool:
-    print("\n== Handshake (identity keys, then signed ephemeral Diffie-Hellman, via the relay)")
+    print("\n== Handshake v2 (identities, ephemeral DH, signed key confirmation; via the relay)")
     numbers = {}
     for c in (alice, bob):
         secure = c.wait_for("secure")

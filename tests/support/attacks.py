@@ -115,7 +115,10 @@ class Mitm:
             side["hs"].receive_identity(e.data)
             return []
         if e.event in ("DEFF_HELLMAN_PK_BC", "DIFF_HELLMAN_PK_BC"):
-            side["session"] = side["hs"].receive_dh(e.data)
+            confirm = side["hs"].receive_dh(e.data)
+            return [to(e.sender["sid"], "KEY_CONFIRM_BC", confirm)]
+        if e.event == "KEY_CONFIRM_BC":
+            side["session"] = side["hs"].receive_confirm(e.data)
             return []
         if e.event == ENVELOPE:
             return self._reseal(side, e.data)

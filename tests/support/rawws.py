@@ -70,7 +70,12 @@ class RawWs:
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
         self.status = head.split(b"\r\n", 1)[0].decode()
         if " 101 " not in self.status + " ":
-            raise ConnectionError(f"upgrade refused: {head[:300]!r}")
+            with contextlib.suppress(OSError):
+                while chunk := self.sock.recv(4096):  # the refusal's body, up to the close
+                    self.buf += chunk
+            self.sock.close()
+            answer = head + b"\r\n\r\n" + self.buf
+            raise ConnectionError(f"upgrade refused: {answer[:400].decode('latin-1')}")
 
     def _need(self, n: int) -> bytes:
         while len(self.buf) < n:
@@ -110,7 +115,7 @@ class RawWs:
         return self.recv_text()
 
     def close_code(self, timeout: float = 10.0) -> int | None:
-        """Read until the relay's close frame; its status code (None: closed without one)."""
+        """Read until the relay's close frame, answer it; its status code (None: no frame)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -118,20 +123,27 @@ class RawWs:
             except (ConnectionError, OSError):
                 return None
             if opcode == OP_CLOSE:
+                with contextlib.suppress(OSError):  # the closing handshake (RFC 6455 5.5.1)
+                    self.sock.sendall(frame(OP_CLOSE, payload[:2]))
                 return close_code(payload)
         raise TimeoutError("no close frame")
 
     def closed_by_peer(self, timeout: float = 10.0) -> bool:
-        """True once the relay has closed the TCP connection (EOF or reset)."""
+        """True once the relay has closed the TCP connection (EOF or reset).
+
+        A close frame on the way is answered, as a well-behaved client would.
+        """
         self.sock.settimeout(timeout)
         try:
-            while self.sock.recv(65536):
-                pass
+            while True:
+                opcode, payload = self.recv_frame()
+                if opcode == OP_CLOSE:
+                    with contextlib.suppress(OSError):
+                        self.sock.sendall(frame(OP_CLOSE, payload[:2]))
         except TimeoutError:
             return False
-        except OSError:
+        except (ConnectionError, OSError):
             return True
-        return True
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -117,6 +117,9 @@ class RedisServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+PER_ADDRESS_LIMITS_OFF = {"PARLEY_MAX_CONNECTIONS_PER_ADDRESS": "off", "PARLEY_CONNECT_RATE": "off"}
+
+
 @dataclass
 class RelayProcess:
     """A real `parley-relay` process (python -m parley_relay) on a free port."""
@@ -150,6 +153,9 @@ class RelayProcess:
         if self.redis_url:
             args += ["--redis-url", self.redis_url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+        # Tests and benches run hundreds of clients from the one loopback address, which is
+        # what the per-address limits refuse; test_relay_bounds.py sets them by flag.
+        env.update(PER_ADDRESS_LIMITS_OFF)
         env.update(self.env)
         if self.tap_port is not None:
             env["RELAY_TAP_CONTROL"] = str(self.tap_port)

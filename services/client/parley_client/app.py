@@ -109,12 +109,5 @@ def ended_label(code: str) -> str:
 
 
 def _secrets(session) -> dict[str, str]:
-    """The four direction keys (hex), read from the session's private fields."""
-    found = {}
-    for direction in ("_send", "_receive"):
-        keys = getattr(session, direction, None)
-        for part in ("enc_key", "mac_key"):
-            value = getattr(keys, part, None)
-            if isinstance(value, bytes):
-                found[f"{direction[1:]}_{part}"] = value.hex()
-    return found
+    """The session's current root and chain keys (hex)."""
+    return session.debug_secrets()

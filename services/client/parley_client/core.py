@@ -68,7 +68,8 @@ class ChatCore:
         self.room = room
         self._send = send
         self._emit = on_event
-        self._hs_options = {"hash": hash, "deniable": deniable, "rekey_after": rekey_after}
+        # rekey_after is accepted for older callers; the v2 ratchet renews keys every turn.
+        self._hs_options = {"hash": hash, "deniable": deniable}
         self.resend_after = resend_after
         self._clock = clock
         self._on_session = on_session
@@ -81,6 +82,7 @@ class ChatCore:
         self._hs = None  # handshake in progress, if any
         self._hs_has_peer = False
         self._next_identity = None  # peer identity waiting for the DH payload after it
+        self._hs_dh = None  # (our ephemeral, the peer's DH payload), for the debug key log
         self._sessions: deque = deque(maxlen=2)  # newest first; old one opens in-flight mail
         self._early: deque = deque(maxlen=MAX_EARLY_ENVELOPES)
         self._withheld_reported = False
@@ -140,6 +142,11 @@ class ChatCore:
                 self._refuse_legacy()
             else:  # an authenticated peer does not turn legacy: injected junk, keep going
                 self._error(f"rejected {describe(event)} in the legacy format: {short_reason(e)}")
+        except errors.OlderPeer as e:
+            if self.session is None:
+                self._refuse(short_reason(e))  # "<name> runs an older Parley (protocol v1)..."
+            else:  # our v2 peer does not turn v1: injected junk, keep going
+                self._error(f"rejected {describe(event)}: {short_reason(e)}")
         except errors.ParleyError as e:
             self._error(f"rejected {describe(event)} from peer: {short_reason(e)}")
         except Exception as e:  # noqa: BLE001 - hostile input must never crash the client
@@ -154,6 +161,8 @@ class ChatCore:
             self._on_identity(payload)
         elif event in DH_EVENTS:
             self._on_dh(event, payload)
+        elif event == "KEY_CONFIRM_BC":
+            self._on_confirm(payload)
         elif event == "received_message":
             self._on_envelope(payload)
         elif event == "peer_left":
@@ -262,8 +271,9 @@ class ChatCore:
         self._hs_has_peer = True
 
     def _check_pin(self, peer) -> None:
-        """Pin checks run only once a signed DH value proved the peer holds this key, so an
-        injected identity can neither be pinned, nor lift a block, nor raise a false alarm."""
+        """Pin checks run only once the peer's KEY_CONFIRM proved it holds this key (its
+        signature over the whole transcript), so an injected identity can neither be pinned,
+        nor lift a block, nor raise a false alarm."""
         result = self.keystore.check(peer.name, peer.key_id)
         if result.status == NEW:
             self.keystore.pin(peer.name, peer.key_id, peer.fingerprint)
@@ -276,7 +286,8 @@ class ChatCore:
             self._emit(key_changed_event(peer, result.pinned_key_id, number))
 
     def _on_dh(self, event: str, payload: Any) -> None:
-        if self._hs is None or not self._hs_has_peer:
+        hs = self._hs
+        if hs is None or not self._hs_has_peer or hs.awaiting_confirm:
             pending, self._next_identity = self._next_identity, None
             if pending is None:
                 self._on_stray_dh(payload)
@@ -284,19 +295,33 @@ class ChatCore:
                 identity.PeerIdentity.from_payload(pending)
                 self._start_handshake(respond=True)
                 self._accept_identity(pending)
-                self._complete(payload)
+                self._answer_dh(payload)
             else:  # an answer to a round we already closed: open a fresh one instead
                 self._on_stray_dh(payload, identity.PeerIdentity.from_payload(pending))
             return
-        self._complete(payload)
+        self._answer_dh(payload)
 
-    def _complete(self, payload: Any) -> None:
+    def _answer_dh(self, payload: Any) -> None:
+        """The peer's offer: derive the keys and send our KEY_CONFIRM. Not secure yet: that
+        waits for the peer's KEY_CONFIRM (:meth:`_on_confirm`)."""
         ephemeral = getattr(self._hs, "_ephemeral", None)  # only for the debug key log
-        session = self._hs.receive_dh(payload)
+        confirm = self._hs.receive_dh(payload)
+        self._hs_dh = (ephemeral, payload)
+        self._send("KEY_CONFIRM", confirm)
+
+    def _on_confirm(self, payload: Any) -> None:
+        if self._hs is None or not self._hs.awaiting_confirm:
+            # Junk, or a confirmation for a round since replaced: it can complete nothing
+            # (the round in progress has its own), so it is reported and dropped.
+            self._error("ignored a key confirmation outside a handshake in progress")
+            return
+        session = self._hs.receive_confirm(payload)  # raises (reported) unless it verifies
         self._hs = None
         self._sessions.appendleft(session)
         if self._on_session is not None:
-            self._on_session(session, ephemeral, payload)
+            ephemeral, peer_payload = self._hs_dh or (None, None)
+            self._on_session(session, ephemeral, peer_payload)
+        self._hs_dh = None
         self.outbox.mark_unsent()
         self.peer = session.peer
         self._check_pin(self.peer)
@@ -304,6 +329,9 @@ class ChatCore:
             self._set_state(State.SECURE)
         blocked = self.blocked_by is not None
         self._emit(secure_event(self.peer, self.safety_number(), blocked))
+        if session.peer_hash != "sha256":
+            label = session.peer_hash_label  # "legacy SHA-1", allowed by our --hash choice
+            self._info(f"{self.peer.name} signs with {label} (your --hash choice)")
         early = list(self._early)
         self._early.clear()
         for envelope in early:
@@ -311,21 +339,25 @@ class ChatCore:
         self.flush()
 
     def _on_stray_dh(self, payload: Any, peer=None) -> None:
-        """A DH payload outside a round we can complete. If the peer really signed it, open
-        a fresh round; pairing it with keys the peer may no longer hold would desynchronise."""
+        """A DH payload outside a round we can complete. If it is a well-formed offer, open a
+        fresh round; pairing it with keys the peer may no longer hold would desynchronise.
+        (Offers are unsigned in v2: the fresh round's KEY_CONFIRM is what authenticates.)"""
         peer = peer or self.peer
-        if peer is None or self._hs is not None:
+        if peer is None or (self._hs is not None and not self._hs.awaiting_confirm):
             self._error("rejected handshake payload that arrived before the peer's identity")
             return
         probe = handshake.Handshake(self.me, self.room, peer=peer, **self._hs_options)
-        probe.receive_dh(payload)  # raises (and is reported) unless the peer signed it
+        probe.receive_dh(payload)  # raises (and is reported) unless it is a valid offer
         self._info("peer sent a new handshake payload; starting a fresh handshake")
         self._start_handshake()
 
     def _refuse_legacy(self) -> None:
+        self._refuse(LEGACY_REFUSAL)
+
+    def _refuse(self, text: str) -> None:
         self._hs = None
         self._set_state(State.REFUSED)
-        self._emit(Event("refused", LEGACY_REFUSAL))
+        self._emit(Event("refused", text))
 
     # ----- messages ----------------------------------------------------------------------
     def _on_envelope(self, payload: Any) -> None:

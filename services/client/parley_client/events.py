@@ -53,6 +53,7 @@ def describe(event: str) -> str:
         "ELGAMAL_PK_BC": "identity key",
         "DEFF_HELLMAN_PK_BC": "handshake payload",
         "DIFF_HELLMAN_PK_BC": "handshake payload",
+        "KEY_CONFIRM_BC": "key confirmation",
         "received_message": "message",
     }
     return names.get(event, f"event {event[:40]!r}")

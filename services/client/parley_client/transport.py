@@ -26,6 +26,7 @@ FORWARDED = (
     "ELGAMAL_PK_BC",
     "DEFF_HELLMAN_PK_BC",
     "DIFF_HELLMAN_PK_BC",
+    "KEY_CONFIRM_BC",  # protocol v2 key confirmation
     "received_message",
     "peer_left",
 )

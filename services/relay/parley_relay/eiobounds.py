@@ -125,6 +125,9 @@ class GuardedServer:
             self._close_session(eio_sid)
 
     def _handle_eio_message(self, eio_sid, data):
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is None or sock.closed:
+            return None  # we closed this session (a refusal): what follows is not read
         # O(1): the Socket.IO packet type is the first character.
         if type(data) is bytes or (type(data) is str and data[:1] in ("5", "6")):
             raise BinaryRefused("binary packets are not accepted")

@@ -1,7 +1,7 @@
 """Parley crypto and protocol core (sans-IO).
 
-Public modules: errors, groups, dh, elgamal, aes_cfb, kdf, identity, handshake, session,
-safety. Private arithmetic lives in ``parley_crypto._primitives``.
+Public modules: errors, groups, dh, elgamal, aes_cfb, kdf, identity, handshake, ratchet,
+padding, session, session_state, safety. Private arithmetic lives in ``parley_crypto._primitives``.
 """
 
 from parley_crypto import (  # noqa: F401  (re-exported modules)
@@ -13,6 +13,9 @@ from parley_crypto import (  # noqa: F401  (re-exported modules)
     handshake,
     identity,
     kdf,
+    padding,
+    ratchet,
     safety,
     session,
+    session_state,
 )

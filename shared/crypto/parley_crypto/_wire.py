@@ -32,10 +32,16 @@ def fields(obj: object, required: tuple[str, ...], error: type[Exception], what:
     return obj
 
 
-def version(obj: dict, error: type[Exception], what: str) -> None:
-    """``obj["v"]`` must be the integer 1."""
-    if not is_int(obj["v"]) or obj["v"] != 1:
-        raise error(f"{what}: unsupported version {str(obj['v'])[:20]!r} (expected 1)")
+def version(obj: dict, error: type[Exception], what: str, expected: int = 1) -> None:
+    """``obj["v"]`` must be the integer ``expected``."""
+    if not is_int(obj["v"]) or obj["v"] != expected:
+        shown = str(obj["v"])[:20]
+        raise error(f"{what}: unsupported version {shown!r} (expected {expected})")
+
+
+def is_v1(obj: object) -> bool:
+    """True for a dict that says ``"v": 1``: a Parley protocol v1 payload."""
+    return isinstance(obj, dict) and is_int(obj.get("v")) and obj.get("v") == 1
 
 
 def hex_int(value: object, max_digits: int, error: type[Exception], what: str) -> int:

@@ -31,3 +31,13 @@ class HandshakeError(ParleyError):
 
 class LegacyPeer(HandshakeError):
     """The peer speaks the original, unauthenticated protocol (bare string/number payloads)."""
+
+
+class OlderPeer(ParleyError):
+    """The peer speaks Parley protocol v1 (payloads with ``"v": 1``). Never downgraded to:
+    the text is one line for the user, ``"<name> runs an older Parley (protocol v1); both
+    sides need v2"``."""
+
+    def __init__(self, name: str = "the peer") -> None:
+        self.name = name
+        super().__init__(f"{name} runs an older Parley (protocol v1); both sides need v2")

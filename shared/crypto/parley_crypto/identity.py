@@ -10,9 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from parley_crypto import _wire, elgamal, groups
-from parley_crypto.errors import HandshakeError, InvalidPublicKey, LegacyPeer, ParleyError
+from parley_crypto.errors import (
+    HandshakeError,
+    InvalidPublicKey,
+    LegacyPeer,
+    OlderPeer,
+    ParleyError,
+)
 
 NAME_MAX = 64
+PROTOCOL_VERSION = 2
 _PAYLOAD_FIELDS = ("v", "name", "group", "y")
 _FILE_FIELDS = ("v", "type", "name", "group", "x", "y")
 _FILE_TYPE = "parley-identity"
@@ -29,6 +36,14 @@ def check_name(name: object, error: type[Exception] = ValueError) -> str:
     if not 0 < len(name) <= NAME_MAX or not name.isprintable() or name != name.strip():
         raise error(f"name must be 1..{NAME_MAX} printable characters: {name[:NAME_MAX]!r}")
     return name
+
+
+def _shown_name(name: object) -> str:
+    """A peer-sent name fit for one line of text, or "the peer"."""
+    try:
+        return check_name(name)
+    except ValueError:
+        return "the peer"
 
 
 @dataclass(frozen=True)
@@ -73,23 +88,31 @@ class PeerIdentity:
         return " ".join(head[i : i + 4] for i in range(0, 20, 4))
 
     def to_payload(self) -> dict:
-        """The identity payload ``{"v":1, "name", "group", "y"}`` (y as hex)."""
-        return {"v": 1, "name": self.name, "group": self.group, "y": _wire.to_hex(self.y)}
+        """The identity payload ``{"v":2, "name", "group", "y"}`` (y as hex)."""
+        return {
+            "v": PROTOCOL_VERSION,
+            "name": self.name,
+            "group": self.group,
+            "y": _wire.to_hex(self.y),
+        }
 
     @classmethod
     def from_payload(cls, obj: object) -> PeerIdentity:
         """Parse and validate a peer's identity payload.
 
         Raises LegacyPeer for the original protocol's bare key (a decimal string such as
-        ``"55"`` or a number) and HandshakeError for anything else that is not valid.
+        ``"55"`` or a number), OlderPeer for a Parley v1 identity, and HandshakeError for
+        anything else that is not valid.
         """
         if isinstance(obj, str | int | float) and not isinstance(obj, bool):
             raise LegacyPeer(
                 f"peer sent a bare identity key ({str(obj)[:24]!r}): it runs the original, "
                 "unauthenticated protocol, which Parley does not speak"
             )
+        if _wire.is_v1(obj):
+            raise OlderPeer(_shown_name(obj.get("name")))
         data = _wire.fields(obj, _PAYLOAD_FIELDS, HandshakeError, "identity payload")
-        _wire.version(data, HandshakeError, "identity payload")
+        _wire.version(data, HandshakeError, "identity payload", PROTOCOL_VERSION)
         check_name(data["name"], HandshakeError)
         if not isinstance(data["group"], str):
             raise HandshakeError("identity group must be a string")

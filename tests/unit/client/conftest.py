@@ -15,6 +15,7 @@ FORWARD = {
     "ELGAMAL_PK": "ELGAMAL_PK_BC",
     "DEFF_HELLMAN_PK": "DEFF_HELLMAN_PK_BC",
     "DIFF_HELLMAN_PK": "DIFF_HELLMAN_PK_BC",
+    "KEY_CONFIRM": "KEY_CONFIRM_BC",
     "message": "received_message",
 }
 

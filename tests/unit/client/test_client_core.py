@@ -122,7 +122,7 @@ def test_replayed_envelope_is_rejected_reported_and_not_shown_twice(pair):
     assert pair.b.core.state is State.SECURE
 
 
-def test_reordered_envelopes_are_rejected_and_then_redelivered_once(pair, clock):
+def test_reordered_envelopes_open_and_show_in_order_once(pair, clock):
     secure(pair)
     held, swapped = [], []
 
@@ -139,8 +139,10 @@ def test_reordered_envelopes_are_rejected_and_then_redelivered_once(pair, clock)
     pair.a.core.submit("first")
     pair.a.core.submit("second")
     pair.pump()
-    assert pair.b.texts() == []  # "second" is held back until "first" has been shown
-    assert any("rejected message" in e.text for e in pair.b.kinds("error"))
+    # The ratchet opens out-of-order envelopes (skipped message keys); the core still shows
+    # texts in the sender's order, each once.
+    assert swapped and not held
+    assert pair.b.kinds("error") == []
     clock.now += pair.a.core.resend_after
     pair.a.core.tick()
     pair.pump()
@@ -185,14 +187,16 @@ def test_trust_without_a_changed_key_does_nothing(pair):
     assert pair.a.keystore.pins() == before
 
 
-def test_rekey_after_n_messages_keeps_delivering(make_pair):
-    pair = secure(make_pair(rekey_after=3))
+def test_long_conversation_ratchets_without_new_handshakes(pair):
+    secure(pair)
     first = pair.a.core.session
     for i in range(8):
         pair.a.core.submit(f"m{i}")
         pair.pump()
     assert pair.b.texts() == [f"m{i}" for i in range(8)]
-    assert pair.a.core.session is not first
+    assert pair.a.core.session is first  # one handshake; the ratchet renews the keys
+    keys = {p["dh"] for who, event, p in pair.wire_log if event == "message" and who == "alice"}
+    assert len(keys) >= 8  # a DH step per turn (each text is answered by a receipt)
     assert len(pair.a.core.outbox) == 0
 
 
@@ -201,20 +205,28 @@ def test_envelope_arriving_before_our_session_is_kept_and_opened(pair):
     pair.b.core.connected()
     pair.a.core.handle("KEY_EXCHANGE", 1)
     pair.b.core.handle("KEY_EXCHANGE", 1)
-    # deliver everything to alice first so she is secure and sends, while bob still waits
-    to_bob = [q for q in pair.queue if q[0] == "bob"]
-    pair.queue = type(pair.queue)(q for q in pair.queue if q[0] == "alice")
+    # Hold alice's KEY_CONFIRM to bob: she becomes secure (bob's confirmation reached her)
+    # and sends, and her message overtakes her confirmation (a reordering network).
+    held = []
+
+    def hold(to, event, payload):
+        if to == "bob" and event == "KEY_CONFIRM_BC" and not held:
+            held.append(payload)
+            return []
+        return [payload]
+
+    pair.tamper = hold
     pair.pump()
+    assert held and pair.a.core.state is State.SECURE and pair.b.core.session is None
+    pair.tamper = lambda to, event, payload: [] if event == "received_message" else [payload]
     pair.a.core.submit("racing ahead")
-    pair.pump()
-    racing = [q for q in pair.queue if q[0] == "bob"]
     msgs = [q for q in pair.wire_log if q[1] == "message"]
     assert msgs
-    # bob gets alice's message before her DH payload
-    pair.b.core.handle("received_message", msgs[-1][2])
-    assert pair.b.texts() == []
-    for _to, event, payload in to_bob + racing:
-        pair.b.core.handle(event, payload)
+    pair.b.core.handle("received_message", msgs[-1][2])  # before alice's confirmation
+    assert pair.b.texts() == [] and pair.b.core.state is not State.SECURE
+    pair.tamper = None
+    pair.queue.clear()
+    pair.b.core.handle("KEY_CONFIRM_BC", held[0])
     pair.pump()
     assert pair.b.texts() == ["racing ahead"]
 
@@ -415,3 +427,55 @@ def test_an_injected_identity_alone_raises_no_alarm_and_pins_nothing(pair):
     pair.a.core.submit("unaffected")
     pair.pump()
     assert pair.b.texts()[-1] == "unaffected"
+
+
+def test_secure_only_after_the_peers_key_confirmation(pair):
+    dropped = []
+
+    def drop_confirms(to, event, payload):
+        if event == "KEY_CONFIRM_BC":
+            dropped.append((to, payload))
+            return []
+        return [payload]
+
+    pair.tamper = drop_confirms
+    pair.connect()
+    assert dropped and pair.a.core.state is not State.SECURE
+    assert pair.b.core.state is not State.SECURE and pair.a.kinds("secure") == []
+    pair.a.core.submit("waits")
+    assert [q for q in pair.wire_log if q[1] == "message"] == []  # outbox does not flush
+    pair.tamper = None
+    for to, payload in dropped:
+        bad = dict(payload, mac="00" * 32)
+        pair.sides[to].core.handle("KEY_CONFIRM_BC", bad)  # forged: reported, not secure
+        assert pair.sides[to].core.state is not State.SECURE
+        assert "key confirmation" in pair.sides[to].kinds("error")[-1].text
+        pair.sides[to].core.handle("KEY_CONFIRM_BC", payload)
+    pair.pump()
+    assert pair.a.core.state is State.SECURE and pair.b.core.state is State.SECURE
+    assert pair.b.texts() == ["waits"]
+
+
+def test_v1_peer_is_refused_with_one_clear_line(pair):
+    pair.a.core.connected()
+    pair.a.core.handle("KEY_EXCHANGE", 1)
+    v1 = {"v": 1, "name": "bob", "group": "ffdhe2048", "y": "4"}
+    pair.a.core.handle("ELGAMAL_PK_BC", v1)
+    assert pair.a.core.state is State.REFUSED
+    refused = pair.a.kinds("refused")
+    line = "bob runs an older Parley (protocol v1); both sides need v2"
+    assert [e.text for e in refused] == [line]
+
+
+def test_legacy_sha1_is_shown_and_refused_by_default(tmp_path, clock):
+    from tests.unit.client.conftest import Pair
+
+    both = Pair(tmp_path / "both", clock, hash="sha1")
+    both.connect()
+    assert both.a.core.state is State.SECURE
+    assert any("legacy SHA-1" in e.text for e in both.a.kinds("info"))
+    mixed = Pair(tmp_path / "mixed", clock)
+    mixed.b.core._hs_options["hash"] = "sha1"  # bob chose legacy, alice did not
+    mixed.connect()
+    assert mixed.a.core.state is not State.SECURE
+    assert any("legacy SHA-1" in e.text for e in mixed.a.kinds("error"))

@@ -22,20 +22,27 @@ def mallory() -> identity.Identity:
     return identity.Identity.generate("mallory")
 
 
-def connect(
+def exchange(
     first: identity.Identity, second: identity.Identity, room: str = "room-1", *, a=None, b=None
 ):
-    """Run a full handshake between two fresh Handshake objects; returns (session_a, session_b).
-
-    ``a`` / ``b`` are keyword options for the first / second party's Handshake.
-    """
+    """Two fresh Handshakes that have swapped identities and DH payloads; returns
+    (ha, hb, confirm_a, confirm_b) with the KEY_CONFIRM payloads not yet delivered."""
     ha = handshake.Handshake(first, room, **(a or {}))
     hb = handshake.Handshake(second, room, **(b or {}))
     ha.receive_identity(hb.identity_payload())
     hb.receive_identity(ha.identity_payload())
-    sb = hb.receive_dh(ha.dh_payload())
-    sa = ha.receive_dh(hb.dh_payload())
-    return sa, sb
+    cb = hb.receive_dh(ha.dh_payload())
+    ca = ha.receive_dh(hb.dh_payload())
+    return ha, hb, ca, cb
+
+
+def connect(
+    first: identity.Identity, second: identity.Identity, room: str = "room-1", *, a=None, b=None
+):
+    """Run a full v2 handshake (offers, then both KEY_CONFIRMs); returns (session_first,
+    session_second). ``a`` / ``b`` are keyword options for the first / second Handshake."""
+    ha, hb, ca, cb = exchange(first, second, room, a=a, b=b)
+    return ha.receive_confirm(cb), hb.receive_confirm(ca)
 
 
 @pytest.fixture(scope="module")

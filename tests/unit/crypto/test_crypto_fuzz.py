@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from parley_crypto import errors, handshake
 from parley_crypto.identity import PeerIdentity
+from tests.unit.crypto.conftest import exchange
 
 scalars = st.one_of(
     st.none(),
@@ -37,33 +38,40 @@ def _with_keys(keys):
 @FUZZ
 @given(payload=st.one_of(json_values, _with_keys(["v", "name", "group", "y"])))
 def test_identity_payload_fuzz(payload):
-    with pytest.raises(errors.HandshakeError):
+    with pytest.raises((errors.HandshakeError, errors.OlderPeer)):
         PeerIdentity.from_payload(payload)
 
 
 @FUZZ
-@given(payload=st.one_of(json_values, _with_keys(["v", "dh", "nonce", "hash", "deniable", "sig"])))
+@given(payload=st.one_of(json_values, _with_keys(["v", "dh", "nonce", "hash", "deniable"])))
 def test_handshake_payload_fuzz(alice, bob, payload):
     hb = handshake.Handshake(bob, "r", peer=alice.public)
-    with pytest.raises(errors.HandshakeError):
+    with pytest.raises((errors.HandshakeError, errors.OlderPeer)):
         hb.receive_dh(payload)
 
 
 @FUZZ
+@given(payload=st.one_of(json_values, _with_keys(["v", "sig", "mac"])))
+def test_key_confirm_fuzz(alice, bob, payload):
+    ha, hb, _, _ = exchange(alice, bob)
+    with pytest.raises((errors.HandshakeError, errors.OlderPeer)):
+        ha.receive_confirm(payload)
+
+
+@FUZZ
 @given(
-    envelope=st.one_of(json_values, _with_keys(["v", "seq", "iv", "ct", "mac", "sig"])),
+    envelope=st.one_of(json_values, _with_keys(["v", "dh", "pn", "n", "ct", "mac", "sig"])),
     signed=st.booleans(),
 )
 def test_envelope_fuzz(signed_pair, deniable_pair, envelope, signed):
     receiver = (signed_pair if signed else deniable_pair)[1]
-    with pytest.raises(errors.InvalidMessage):
+    with pytest.raises((errors.InvalidMessage, errors.OlderPeer)):
         receiver.open(envelope)
 
 
 @FUZZ
 @given(sig=json_values)
-def test_handshake_sig_field_fuzz(alice, bob, sig):
-    ha = handshake.Handshake(alice, "r")
-    hb = handshake.Handshake(bob, "r", peer=alice.public)
+def test_key_confirm_sig_field_fuzz(alice, bob, sig):
+    ha, hb, ca, _ = exchange(alice, bob)
     with pytest.raises(errors.HandshakeError):
-        hb.receive_dh(dict(ha.dh_payload(), sig=sig))
+        hb.receive_confirm(dict(ca, sig=sig))

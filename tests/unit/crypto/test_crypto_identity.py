@@ -13,7 +13,7 @@ from parley_crypto.identity import Identity, InvalidKeyFile, PeerIdentity
 
 def test_public_payload_round_trip(alice):
     payload = alice.public_payload()
-    assert set(payload) == {"v", "name", "group", "y"} and payload["v"] == 1
+    assert set(payload) == {"v", "name", "group", "y"} and payload["v"] == 2
     assert payload["group"] == "ffdhe2048" and payload["name"] == "alice"
     peer = PeerIdentity.from_payload(json.loads(json.dumps(payload)))
     assert peer == alice.public
@@ -92,8 +92,9 @@ P = groups.get("ffdhe2048").p
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"v": 2}, "version"),
+        ({"v": 3}, "version"),
         ({"v": True}, "version"),
+        ({"v": "2"}, "version"),
         ({"name": 5}, "name"),
         ({"name": ""}, "name"),
         ({"name": "x" * 65}, "name"),
@@ -120,11 +121,21 @@ def test_bad_identity_payloads(alice, change, match):
         PeerIdentity.from_payload(payload)
 
 
-@pytest.mark.parametrize("payload", [None, [], True, {}, {"v": 1}])
+@pytest.mark.parametrize("payload", [None, [], True, {}, {"v": 2}])
 def test_identity_payload_wrong_shapes(payload):
     with pytest.raises(errors.HandshakeError) as info:
         PeerIdentity.from_payload(payload)
     assert not isinstance(info.value, errors.LegacyPeer)
+
+
+@pytest.mark.parametrize(
+    ("payload", "name"), [({"v": 1}, "the peer"), ({"v": 1, "name": "bob", "y": "5"}, "bob"),
+                          ({"v": 1, "name": "\x07"}, "the peer")]
+)  # fmt: skip
+def test_identity_v1_is_older_peer(payload, name):
+    with pytest.raises(errors.OlderPeer) as info:
+        PeerIdentity.from_payload(payload)
+    assert str(info.value) == f"{name} runs an older Parley (protocol v1); both sides need v2"
 
 
 @pytest.mark.parametrize("payload", ["55", "", 55, 5.5])

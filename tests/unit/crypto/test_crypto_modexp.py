@@ -99,9 +99,12 @@ def test_handshake_across_backends(alice, bob):
     hb = handshake.Handshake(bob, "r")
     hb.receive_identity(alice.public_payload())
     ha.receive_identity(bob.public_payload())
-    sb = hb.receive_dh(a_payload)
+    cb = hb.receive_dh(a_payload)
     with modexp.use_backend("python"):
-        sa = ha.receive_dh(hb.dh_payload())
+        ca = ha.receive_dh(hb.dh_payload())
+        sa = ha.receive_confirm(cb)
+    sb = hb.receive_confirm(ca)
+    with modexp.use_backend("python"):
         envelope = sa.seal(b"from python")
         assert sa.open(sb.seal(b"from gmp")) == b"from gmp"
     assert sb.open(envelope) == b"from python"

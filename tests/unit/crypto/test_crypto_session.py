@@ -1,7 +1,9 @@
-"""Envelopes: round trips, tamper/replay/reorder rejection, strict parsing."""
+"""Envelopes (v2, over the ratchet): round trips, tamper/replay rejection, signatures under
+the MAC, padding buckets, strict parsing."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 
@@ -9,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parley_crypto import errors
+from parley_crypto import errors, padding
 from tests.unit.crypto.conftest import connect
 
 SLOW = settings(
@@ -34,15 +36,35 @@ def test_deniable_round_trip(deniable_pair, plaintext):
 def test_signed_round_trip(signed_pair, plaintext):
     sa, sb = signed_pair
     envelope = sb.seal(plaintext)
-    assert set(envelope) == {"v", "seq", "iv", "ct", "mac", "sig"}
+    assert set(envelope) == {"v", "dh", "pn", "n", "ct", "mac", "sig"}
     assert sa.open(json.loads(json.dumps(envelope))) == plaintext
 
 
-def test_ciphertext_hides_plaintext_and_iv_is_fresh(deniable_pair):
-    sa, _ = deniable_pair
+def test_ciphertext_hides_plaintext_and_keys_are_fresh(deniable_pair):
+    sa, sb = deniable_pair
     one, two = sa.seal(b"same text"), sa.seal(b"same text")
-    assert one["iv"] != two["iv"] and one["ct"] != two["ct"]
-    assert two["seq"] == one["seq"] + 1
+    assert one["ct"] != two["ct"] and two["n"] == one["n"] + 1
+    assert sb.open(one) == sb.open(two) == b"same text"
+
+
+@FAST
+@given(length=st.integers(0, padding.MAX_PLAINTEXT))
+def test_ciphertext_lengths_take_only_bucket_values(deniable_pair, length):
+    sa, sb = deniable_pair
+    envelope = sa.seal(bytes(length))
+    size = len(base64.b64decode(envelope["ct"]))
+    assert size in padding.BUCKETS and size == padding.bucket(length)
+    assert sb.open(envelope) == bytes(length)
+
+
+def test_small_messages_share_one_length(deniable_pair):
+    sa, sb = deniable_pair
+    sizes = {len(sa.seal(b"x" * n)["ct"]) for n in (0, 1, 17, 200, 255)}
+    assert len(sizes) == 1
+    assert padding.BUCKETS[:3] == (256, 512, 768) and padding.BUCKETS[15:20] == (4096, 8192,
+        16384, 32768, padding.MAX_PADDED)  # fmt: skip
+    with pytest.raises(ValueError):
+        sa.seal(bytes(padding.MAX_PLAINTEXT + 1))
 
 
 def _flip_str(text: str, index: int, bit: int) -> str:
@@ -124,14 +146,16 @@ def test_replay_is_rejected(signed_pair):
 
 
 @FAST
-@given(count=st.integers(2, 5), data=st.data())
-def test_reorder_is_rejected_and_gaps_allowed(deniable_pair, count, data):
+@given(count=st.integers(2, 6), data=st.data())
+def test_out_of_order_opens_each_exactly_once(deniable_pair, count, data):
     sa, sb = deniable_pair
     envelopes = [sa.seal(bytes([i])) for i in range(count)]
-    late = data.draw(st.integers(0, count - 2))
-    assert sb.open(envelopes[late + 1]) == bytes([late + 1])  # skips earlier ones (gap)
-    with pytest.raises(errors.InvalidMessage, match="reordered"):
-        sb.open(envelopes[late])
+    order = data.draw(st.permutations(range(count)))
+    for i in order:
+        assert sb.open(envelopes[i]) == bytes([i])
+    for i in order:
+        with pytest.raises(errors.InvalidMessage):
+            sb.open(envelopes[i])
 
 
 def test_envelope_from_wrong_direction_or_session_is_rejected(alice, bob, signed_pair):
@@ -154,17 +178,34 @@ def test_signature_stripping_and_adding_is_rejected(alice, bob, signed_pair, den
         db.open(dict(da.seal(b"x"), sig={"r": "1", "s": "1"}))
 
 
-def test_signature_from_other_key_is_rejected(alice, mallory, signed_pair):
+def test_rewritten_signature_is_rejected(alice, mallory, signed_pair):
+    # Round 1: the MAC did not cover sig, and (r, s + q mod p-1) verified: a relay rewrote
+    # signatures in flight and the envelopes still opened. Now the MAC covers sig.
     sa, sb = signed_pair
     envelope = sa.seal(b"x")
-    # Mallory knows nothing about the MAC key; but even a signature moved from another
-    # envelope of the same session is bound to that envelope's bytes.
     other = sa.seal(b"y")
-    with pytest.raises(errors.InvalidMessage, match="signature"):
-        sb.open(dict(envelope, sig=other["sig"]))
+    q = alice.signing_key.group.q
+    s_value = int(envelope["sig"]["s"], 16)
+    rewrites = [
+        other["sig"],  # a genuine signature moved from another envelope
+        {"r": envelope["sig"]["r"], "s": format(s_value + q, "x")},  # round 1's malleation
+        mallory.sign(b"anything").to_payload(),
+    ]
+    for sig in rewrites:
+        with pytest.raises(errors.InvalidMessage):
+            sb.open(dict(envelope, sig=sig))
+    assert sb.open(envelope) == b"x"
+    assert sb.open(other) == b"y"
 
 
-GOOD = {"v": 1, "seq": 1, "iv": "A" * 22 + "==", "ct": "", "mac": "A" * 43 + "=", "sig": None}
+def test_v1_envelope_is_refused_with_the_clear_line(signed_pair):
+    _, sb = signed_pair
+    old = {"v": 1, "seq": 1, "iv": "A" * 22 + "==", "ct": "", "mac": "A" * 43 + "=", "sig": None}
+    with pytest.raises(errors.OlderPeer, match="^alice runs an older Parley"):
+        sb.open(old)
+
+
+GOOD = {"v": 2, "dh": "4", "pn": 0, "n": 0, "ct": "A" * 344, "mac": "A" * 43 + "=", "sig": None}
 
 
 @pytest.mark.parametrize(
@@ -175,24 +216,27 @@ GOOD = {"v": 1, "seq": 1, "iv": "A" * 22 + "==", "ct": "", "mac": "A" * 43 + "="
         [],
         {},
         {"v": True},
-        {"v": 2},
-        {"v": "1"},
-        {"seq": True},
-        {"seq": 0},
-        {"seq": -1},
-        {"seq": 1.0},
-        {"seq": "1"},
-        {"seq": 2**64},
-        {"iv": "A" * 20 + "=="},
-        {"iv": 5},
-        {"iv": "!" * 24},
-        {"iv": "A" * 22 + "=" + "="},
-        {"iv": "A" * 21 + "B=="},  # non-canonical padding bits
+        {"v": 3},
+        {"v": "2"},
+        {"n": True},
+        {"n": -1},
+        {"n": 1.0},
+        {"n": "1"},
+        {"n": 2**32},
+        {"pn": 2**64},
+        {"pn": None},
+        {"dh": "0"},
+        {"dh": "1"},
+        {"dh": "04"},
+        {"dh": "f" * 600},
+        {"dh": 4},
+        {"ct": "A" * 340},  # 255 bytes: not a bucket
         {"ct": "A" * 100_000 + "==="},
         {"ct": "A" * 2_000_000},
         {"ct": None},
         {"mac": "A" * 44},
         {"mac": ""},
+        {"ct": "A" * 343 + "B"},  # non-canonical padding bits
         {"sig": "signature"},
         {"sig": {"r": "1"}},
         {"extra": 1},
