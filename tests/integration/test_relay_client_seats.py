@@ -6,6 +6,11 @@ from __future__ import annotations
 import subprocess
 
 
+def _output(client) -> list[str]:
+    """Everything the client printed: JSON events on stdout, status lines on stderr."""
+    return client.raw + client.stderr().splitlines()
+
+
 def _exit(client, timeout: float = 40.0) -> int:
     try:
         return client.proc.wait(timeout=timeout)
@@ -24,12 +29,12 @@ def test_second_terminal_and_stranger_are_refused_once_and_stop(
     # The same home in another terminal: the seat is live, so it is refused, no retry loop.
     twin = batch_clients("alice", "cs", [r2.url, r1.url], home=tmp_path / "alice")
     assert _exit(twin) != 0
-    lines = [line for line in twin.raw if "already_connected" in line]
-    assert len(lines) == 1 and "already connected as alice" in lines[0], twin.raw
+    lines = [line for line in _output(twin) if "already_connected" in line]
+    assert len(lines) == 1 and "already connected as alice" in lines[0], _output(twin)
     # A stranger under her name (own home, so another secret): room_full, and it stops.
     mallory = batch_clients("alice", "cs", [r1.url], home=tmp_path / "mallory")
     assert _exit(mallory) != 0
-    assert sum("room_full" in line for line in mallory.raw) == 1, mallory.raw
+    assert sum("room_full" in line for line in _output(mallory)) == 1, _output(mallory)
     alice.send("still here")
     assert bob.wait_received(1) == ["still here"]
     assert r1.log().count('"event": "joined"') + r2.log().count('"event": "joined"') == 2
