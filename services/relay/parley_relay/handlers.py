@@ -196,8 +196,14 @@ class RelayNamespace(socketio.Namespace):
             self.deliver(sid, early[1], early[2])
         if not announce or not conn.peers:
             return
-        self.deliver(sid, "KEY_EXCHANGE", 1)
-        self.tell_peers(conn.peers, ((self.me, sid),), "KEY_EXCHANGE", 1)
+        joiner = ((self.me, sid),)
+        local = tuple(p for p in conn.peers if p[0] == self.me)
+        self.tell_peers(local, joiner, None, None)  # they learn the joiner's place...
+        # ...and one emit reaches every local member (an emit wrapper such as
+        # scripts/relay_tap.py then sees the room's KEY_EXCHANGE as one event, as before).
+        targets = [sid] + [p for _, p in local if p in self.conns]
+        self.server.emit("KEY_EXCHANGE", 1, to=targets, namespace=NAMESPACE)
+        self.tell_peers(tuple(p for p in conn.peers if p not in local), joiner, "KEY_EXCHANGE", 1)
         log_event(self.log, "key_exchange", room=conn.identity.room, sid=sid)
 
     def on_disconnect(self, sid: str) -> None:
