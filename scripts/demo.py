@@ -158,8 +158,8 @@ def run_demo(workdir: Path) -> bool:
                 raise RuntimeError("relay did not start:\n" + relay_log.read_text()[-2000:])
             time.sleep(0.1)
         print(f"   relay /healthz: {json.dumps(health)}")
-        alice = Client("alice", room, url, workdir / "home")
-        bob = Client("bob", room, url, workdir / "home")
+        alice = Client("alice", room, url, workdir / "home-alice")
+        bob = Client("bob", room, url, workdir / "home-bob")
         clients = [alice, bob]
         ok = handshake(alice, bob)
         ok = converse({"alice": alice, "bob": bob}) and ok

@@ -74,6 +74,8 @@ class ComposeProject:
     ports: dict[str, int]
     name: str = field(default_factory=lambda: f"parleytest{os.getpid()}{secrets.token_hex(3)}")
     env_file: str = ""
+    # Compose refuses to start without one; a fresh random one per test project.
+    redis_password: str = field(default_factory=lambda: secrets.token_hex(32))
 
     def __post_init__(self) -> None:
         # An empty env file: a developer's own .env must not change what the test runs.
@@ -85,13 +87,16 @@ class ComposeProject:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("PARLEY_", "COMPOSE_", "RELAY2_", "BASE_IMAGE", "REDIS_IMAGE"))
+            if not k.startswith(
+                ("PARLEY_", "COMPOSE_", "RELAY2_", "RELAY_", "BASE_IMAGE", "REDIS_")
+            )
         }
         env.update(
             BASE_IMAGE=BASE_IMAGE,
             REDIS_IMAGE=REDIS_IMAGE,
             PARLEY_PORT=str(self.ports["relay"]),
             RELAY2_PORT=str(self.ports["relay2"]),
+            REDIS_PASSWORD=self.redis_password,
         )
         return env
 
@@ -111,6 +116,16 @@ class ComposeProject:
 
     def stop(self, service: str) -> None:
         self.run("stop", "--timeout", "10", service, timeout=60)
+
+    @contextlib.contextmanager
+    def stopped(self, service: str):
+        """Stop `service` for the block; start it again and wait until healthy afterwards,
+        also when the block fails, so no test depends on what an earlier one stopped."""
+        self.stop(service)
+        try:
+            yield
+        finally:
+            self.up(service)
 
     def container_state(self, service: str) -> str:
         out = self.run("ps", "--all", "--format", "json", service).stdout

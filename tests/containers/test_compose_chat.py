@@ -156,21 +156,22 @@ def test_two_clients_on_two_replicas_chat_and_survive_a_replica_stop(compose_sta
         _exchange(alice, bob, a1, b1, [], [])
 
         # Stop Alice's replica: she must reconnect to B and the chat goes on, nothing lost.
-        project.stop("relay")
-        assert project.container_state("relay") == "exited"
-        a2 = ["after the failover, still here?"]
-        b2 = ["yes, through replica B only", "second line after failover"]
-        _exchange(alice, bob, a2, b2, a1, b1)
-        wait_for(lambda: healthz(port_b).get("connections") == 2, 30, 0.2, "both on replica B")
+        with project.stopped("relay"):
+            assert project.container_state("relay") == "exited"
+            a2 = ["after the failover, still here?"]
+            b2 = ["yes, through replica B only", "second line after failover"]
+            _exchange(alice, bob, a2, b2, a1, b1)
+            wait_for(lambda: healthz(port_b).get("connections") == 2, 30, 0.2, "both on replica B")
 
-        for peer in peers:
-            peer.proc.close_input()
-        for peer in peers:
-            status = peer.proc.wait(timeout=90)
-            assert status == 0, f"{peer.name} exited {status}\n{peer.proc.transcript()}"
-        # Exactly once: nothing duplicated after the re-handshake and outbox resend.
-        assert bob.received() == a1 + a2
-        assert alice.received() == b1 + b2
+            for peer in peers:
+                peer.proc.close_input()
+            for peer in peers:
+                status = peer.proc.wait(timeout=90)
+                assert status == 0, f"{peer.name} exited {status}\n{peer.proc.transcript()}"
+            # Exactly once: nothing duplicated after the re-handshake and outbox resend.
+            assert bob.received() == a1 + a2
+            assert alice.received() == b1 + b2
+        assert healthz(port_a).get("status") == "ok", "relay was not restored after the test"
     except BaseException:
         for peer in peers:
             print(f"===== {peer.name}\n{peer.proc.transcript()}")
@@ -201,17 +202,47 @@ def test_relay_image_holds_no_client_and_no_crypto(compose_stack):
 
 
 def test_compose_keeps_redis_private_and_waits_for_health(compose_stack):
-    """Redis publishes no port and sits only on the internal back network."""
+    """Redis publishes no port, sits only on the internal back network, needs a password."""
     project: ComposeProject = compose_stack
     config = json.loads(project.run("config", "--format", "json").stdout)
     services = config["services"]
     assert not services["redis"].get("ports")
     assert set(services["redis"]["networks"]) == {"back"}
     assert config["networks"]["back"].get("internal") is True
+    password = project.redis_password
     for name in ("relay", "relay2"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
-        assert services[name]["environment"]["PARLEY_REDIS_URL"] == "redis://redis:6379/0"
+        url = services[name]["environment"]["PARLEY_REDIS_URL"]
+        assert url == f"redis://:{password}@redis:6379/0"
     client = services["client"]
     assert client["profiles"] == ["client"] and client["stdin_open"] and client["tty"]
     assert any(v["type"] == "volume" for v in client["volumes"])
     assert project.container_state("redis") == "running"
+
+
+def test_redis_refuses_without_the_password_and_persists_to_aof(compose_stack):
+    project: ComposeProject = compose_stack
+    bare = ["exec", "-T", "-e", "REDISCLI_AUTH=", "redis", "redis-cli", "ping"]
+    refused = project.run(*bare, check=False)
+    assert "NOAUTH" in refused.stdout + refused.stderr
+    wanted = {"appendonly": "yes", "appendfsync": "everysec", "protected-mode": "yes"}
+    for key, want in wanted.items():
+        out = project.run("exec", "-T", "redis", "redis-cli", "config", "get", key).stdout
+        assert out.split() == [key, want], out
+
+
+def test_every_service_is_hardened_and_the_relay_is_on_loopback(compose_stack):
+    project: ComposeProject = compose_stack
+    services = json.loads(project.run("config", "--format", "json").stdout)["services"]
+    for name, svc in services.items():
+        assert svc.get("read_only") is True, name
+        assert svc.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in svc.get("security_opt", []), name
+        assert svc.get("mem_limit"), name
+    for name in ("relay", "relay2"):
+        (port,) = services[name]["ports"]
+        assert port["host_ip"] == "127.0.0.1", port
+    # The running relay container really is read-only and unprivileged.
+    probe = "open('/opt/venv/x', 'w')"
+    out = project.run("exec", "-T", "relay", "python3", "-c", probe, check=False)
+    assert "Read-only file system" in out.stderr, out.stderr

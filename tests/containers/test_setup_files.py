@@ -33,6 +33,39 @@ def test_env_example_lists_every_parley_variable_the_code_reads():
         assert above.startswith("# ") and len(above) > 10, name
 
 
+def test_env_example_lists_every_variable_compose_reads():
+    example = (REPO / ".env.example").read_text()
+    listed = set(re.findall(r"^#?([A-Z][A-Z0-9_]+)=", example, re.M))
+    compose = (REPO / "docker-compose.yml").read_text()
+    interpolated = set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", compose))
+    passed_through = set(re.findall(r"^ {4}(PARLEY_[A-Z0-9_]+):\s*$", compose, re.M))
+    assert {"REDIS_PASSWORD", "RELAY_PUBLISH_ADDRESS"} <= interpolated
+    assert (interpolated | passed_through) - listed == set(), "add these to .env.example"
+
+
+def test_compose_file_is_hardened_without_running_docker():
+    """The deployment promises of issue 12 (L5), read from the file itself."""
+    compose = (REPO / "docker-compose.yml").read_text()
+    for needle in (
+        "--requirepass",
+        '--protected-mode\n      - "yes"',
+        '--appendonly\n      - "yes"',
+        "--appendfsync\n      - everysec",
+        "redis-data:/data",
+        '"${RELAY_PUBLISH_ADDRESS:-127.0.0.1}:${PARLEY_PORT:-5000}:5000"',
+        "PARLEY_REDIS_URL: redis://:${REDIS_PASSWORD",
+    ):
+        assert needle in compose, needle
+    # Every service (and the relay anchor) is read-only, capability-free and memory-capped.
+    blocks = re.split(r"\n  (?=[a-z0-9]+:\n)", compose.split("\nservices:\n", 1)[1])
+    services = [b for b in blocks if b.split(":", 1)[0] in ("redis", "client")]
+    anchor = compose.split("x-relay: &relay", 1)[1].split("\nservices:", 1)[0]
+    for block in [anchor, *services]:
+        for key in ("read_only: true", "cap_drop: [ALL]", "no-new-privileges:true", "mem_limit:"):
+            assert key in block, (key, block[:60])
+    assert '--protected-mode", "no"' not in compose
+
+
 def _run_chat_tests_without_docker(**env: str) -> subprocess.CompletedProcess:
     empty_path = Path(tempfile.mkdtemp(prefix="parley-no-docker-"))
     clean = {k: v for k, v in os.environ.items() if k not in ("CI", "PARLEY_REQUIRE_DOCKER")}

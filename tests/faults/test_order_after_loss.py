@@ -8,8 +8,6 @@ at once. Without ordering on the receiving side bob shows 2, then 1 when it is r
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from parley_client.messages import BadPlaintext, InOrder, Outbox, Plaintext, SeenIds, new_text
@@ -56,14 +54,27 @@ def test_plaintext_without_after_still_decodes_and_bad_after_is_rejected():
         Plaintext.decode(bad)
 
 
+def sends(proc: ParleyProcess) -> list[tuple[str, int]]:
+    """(text, attempt) of every `sent` line, in the order the client sent them."""
+    return [(e["text"], e["attempt"]) for e in proc.of("sent")]
+
+
+# "one" must not be re-sent before "two" went out, or the bug is not reproduced: this leaves
+# Redis's restart and the relays' recovery far more time than they take on a loaded machine.
+RESEND_AFTER_S = 12
+
+
 @pytest.mark.faults
 def test_message_lost_in_redis_outage_is_shown_in_order(redis_server, relay_factory, tmp_path):
     hb = ["--heartbeat-seconds", "2"]
     r1 = relay_factory(redis_server.url, extra_args=hb)
     r2 = relay_factory(redis_server.url, extra_args=hb)
-    alice = ParleyProcess("alice", "order", [r1.url], tmp_path / "alice").start()
-    bob = ParleyProcess("bob", "order", [r2.url], tmp_path / "bob").start()
+    resend = ("--resend-after", str(RESEND_AFTER_S))
+    alice = ParleyProcess("alice", "order", [r1.url], tmp_path / "alice", *resend)
+    bob = ParleyProcess("bob", "order", [r2.url], tmp_path / "bob", *resend)
     try:
+        alice.start()
+        bob.start()
         wait_for(lambda: alice.of("secure") and bob.of("secure"), timeout=30, what="secure")
         alice.write("zero")
         wait_for(lambda: shown(bob) == ["zero"], timeout=10, what="zero")
@@ -78,11 +89,16 @@ def test_message_lost_in_redis_outage_is_shown_in_order(redis_server, relay_fact
         redis_server.start()
         wait_for(lambda: r1.get("/healthz")[0] == 200, timeout=15, what="r1 healthy")
         wait_for(lambda: r2.get("/healthz")[0] == 200, timeout=15, what="r2 healthy")
-        time.sleep(0.5)
         alice.write("two")  # goes through at once, before "one" is re-sent
-        wait_for(lambda: len(shown(bob)) >= 3, timeout=30, what="all three shown")
-        time.sleep(1.0)
-        assert shown(bob) == ["zero", "one", "two"]
+        wait_for(lambda: ("two", 1) in sends(alice), timeout=10, what="two sent")
+        wait_for(lambda: len(shown(bob)) >= 3, timeout=60, what="all three shown")
+        # The bug's scene really happened: "two" went out before "one" was sent again.
+        order = sends(alice)
+        assert order.index(("one", 1)) < order.index(("two", 1)) < order.index(("one", 2)), order
+        # A barrier: once "three" is shown, anything delivered before it has been shown too.
+        alice.write("three")
+        wait_for(lambda: len(shown(bob)) >= 4, timeout=30, what="three shown")
+        assert shown(bob) == ["zero", "one", "two", "three"]
     finally:
         for p in (alice, bob):
             p.cleanup()

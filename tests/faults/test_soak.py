@@ -3,15 +3,19 @@
 While every client sends numbered messages at a steady rate, the harness
   (a) restarts Redis (everything in it is lost: membership, liveness keys, subscriptions),
   (b) SIGKILLs one relay replica and starts it again on the same port,
-  (c) cuts one client's connection for 30 s (a proxy between that client and both relays
-      stops forwarding in both directions: only that client is affected; longer runs
-      alternate with a cut that drops the connections and refuses new ones).
+  (c) stalls one client's connection for 30 s (a proxy between that client and both relays
+      stops forwarding in both directions: only that client is affected), and later
+  (d) resets it (every connection dropped, new ones refused) for 30 s.
 Then a checker reads every receiver's output and asserts that each message was shown exactly
-once and in its sender's order. Figures are printed and written to JSON for docs/reliability.md.
+once and in its sender's order, and tests/faults/effects.py asserts that every fault took
+effect: a resync after each Redis restart, a failover to the survivor after each kill, the
+stalled client's messages held for most of the stall, a reconnect after each reset. Figures
+are printed and written to JSON for docs/reliability.md.
 
-Duration: PARLEY_SOAK_SECONDS of sending (default 100, so the test takes about 3 minutes);
-longer runs repeat the fault cycle every 120 s. PARLEY_SOAK_CUT_SECONDS (default 30) and
-PARLEY_SOAK_RATE (messages per second per client, default 1) tune the load.
+Duration: PARLEY_SOAK_SECONDS of sending (default 100, at least 40, so the test takes about
+3 minutes); runs of 240 s and more repeat the fault cycle every 120 s.
+PARLEY_SOAK_CUT_SECONDS (default 30, at most 30% of a cycle) and PARLEY_SOAK_RATE (messages
+per second per client, default 1) tune the load.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.checker import check_stream, make_text, parse_shown, summarize
+from tests.faults.effects import FaultRecord, fault_effects
 from tests.faults.harness import ParleyProcess, Timeline
 from tests.support.proxy import TcpProxy
 from tests.support.servers import RedisServer, RelayProcess, wait_for
@@ -37,6 +42,7 @@ pytestmark = pytest.mark.faults
 PAIRS = 10
 CROSS_REPLICA_PAIRS = 6  # the rest have both members on one replica
 CYCLE_SECONDS = 120.0
+MIN_SECONDS = 40.0  # one fault cycle needs this much sending time
 HEARTBEAT = ["--heartbeat-seconds", "5"]
 
 
@@ -50,27 +56,41 @@ class SoakConfig:
     @classmethod
     def from_env(cls) -> SoakConfig:
         env = os.environ
-        return cls(
+        cfg = cls(
             seconds=float(env.get("PARLEY_SOAK_SECONDS") or 100),
             cut_seconds=float(env.get("PARLEY_SOAK_CUT_SECONDS") or 30),
             rate=float(env.get("PARLEY_SOAK_RATE") or 1.0),
         )
+        if cfg.seconds < MIN_SECONDS:  # 0 once planned zero-length cycles forever
+            raise ValueError(f"PARLEY_SOAK_SECONDS must be at least {MIN_SECONDS:g} (one cycle)")
+        if cfg.cut_seconds <= 0 or cfg.rate <= 0:
+            raise ValueError("PARLEY_SOAK_CUT_SECONDS and PARLEY_SOAK_RATE must be positive")
+        return cfg
+
+    def cycle(self) -> float:
+        return self.seconds if self.seconds < 2 * CYCLE_SECONDS else CYCLE_SECONDS
+
+    def cut_for(self) -> float:
+        """How long each cut lasts: as configured, but both fit in one cycle."""
+        return min(self.cut_seconds, 0.3 * self.cycle())
 
     def faults(self) -> list[tuple[float, str]]:
-        """(offset from the first message, action) for every fault, in time order."""
-        cycle = self.seconds if self.seconds < 2 * CYCLE_SECONDS else CYCLE_SECONDS
+        """(offset from the first message, action) for every fault, in time order. Every
+        cycle has each fault once, the default run included."""
+        cycle = self.cycle()
         plan = []
         start = 0.0
         n = 0
         while start + cycle <= self.seconds + 1e-6:
             # Redis first, while the pairs are still spread over both replicas (after a
-            # replica is killed its clients stay on the survivor).
+            # replica is killed its clients stay on the survivor). Then the cut client's
+            # network: a stall (bytes wait, sockets stay open), then a reset (every
+            # connection dropped, new ones refused).
             plan += [
-                (start + 0.12 * cycle, "restart_redis"),
-                (start + 0.30 * cycle, f"kill_relay:{n % 2}"),
-                # A stall first (bytes wait, sockets stay open), then a reset (every
-                # connection dropped, new ones refused), alternating in longer runs.
-                (start + 0.50 * cycle, "cut_client:" + ("stall" if n % 2 == 0 else "reset")),
+                (start + 0.10 * cycle, "restart_redis"),
+                (start + 0.22 * cycle, f"kill_relay:{n % 2}"),
+                (start + 0.34 * cycle, "cut_client:stall"),
+                (start + 0.68 * cycle, "cut_client:reset"),
             ]
             start += cycle
             n += 1
@@ -98,6 +118,7 @@ class Soak:
         self.peer_of: dict[str, str] = {}
         self.sent: dict[str, int] = {}
         self.cut_name = "b00"
+        self.done: list[FaultRecord] = []
         self._stop_feeding = threading.Event()
 
     # ----- set-up ------------------------------------------------------------------------
@@ -164,6 +185,11 @@ class Soak:
 
     # ----- faults ------------------------------------------------------------------------
     def do(self, action: str) -> None:
+        began = time.time()
+        self._do(action)
+        self.done.append(FaultRecord(action, began, time.time()))
+
+    def _do(self, action: str) -> None:
         if action.startswith("kill_relay:"):
             relay = self.relays[int(action.split(":")[1])]
             relay.stop(signal.SIGKILL)
@@ -182,9 +208,9 @@ class Soak:
             for p in self.proxies:
                 p.stall() if mode == "stall" else p.cut()
             self.timeline.note(
-                f"cut {self.cut_name}'s connection ({mode}) for {self.cfg.cut_seconds:g}s"
+                f"cut {self.cut_name}'s connection ({mode}) for {self.cfg.cut_for():g}s"
             )
-            time.sleep(self.cfg.cut_seconds)
+            time.sleep(self.cfg.cut_for())
             for p in self.proxies:
                 p.restore()
             self.timeline.note(f"{self.cut_name}'s connection restored")
@@ -305,6 +331,7 @@ def test_soak_zero_loss_zero_duplicates_under_faults(tmp_path):
         report = soak.report()
         problems = client_problems(soak)
         relay_tracebacks = sum(r.log().count("Traceback") for r in soak.relays)
+        effects = fault_effects(soak, report)
         soak.dump(report_dir() / "clients")
         errors = {
             name: [e.get("message") for e in c.of("error")][:5]
@@ -336,6 +363,7 @@ def test_soak_zero_loss_zero_duplicates_under_faults(tmp_path):
         "client_errors": errors,
         "client_problems": problems,
         "relay_tracebacks": relay_tracebacks,
+        "fault_effects": effects,
     }
     path = report_dir() / "soak-report.json"
     path.write_text(json.dumps(figures, indent=2))
@@ -351,3 +379,7 @@ def test_soak_zero_loss_zero_duplicates_under_faults(tmp_path):
     assert report.perfect, figures
     assert not problems, problems
     assert relay_tracebacks == 0
+    # Every fault really happened and was felt (else the zero-loss verdict proves nothing).
+    assert len(soak.done) == len(cfg.faults()), soak.done
+    missing = [e for e in effects if not e["seen"]]
+    assert not missing, missing

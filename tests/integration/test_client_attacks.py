@@ -164,6 +164,34 @@ def test_envelope_rerouted_to_another_room_is_rejected_there_and_resent_to_its_p
         assert "Traceback" not in client.stderr()
 
 
+def test_parley_v1_peer_gets_one_clear_line_and_no_downgrade(relay_factory, batch_clients):
+    """A round-1 Parley (payloads with "v": 1) through the real relay: refused, one line."""
+    import socketio
+
+    from parley_crypto import identity
+
+    relay = relay_factory()
+    parley = batch_clients("alice", "v1room", relay.url)
+    old = dict(identity.Identity.generate("bob").public_payload(), v=1)
+    offer = {"v": 1, "dh": "4", "nonce": "00" * 32, "hash": "sha256", "deniable": False,
+             "sig": {"r": "1", "s": "1"}}  # fmt: skip
+    v1 = socketio.Client(reconnection=False)
+    v1.on(
+        "KEY_EXCHANGE", lambda *_: (v1.emit("ELGAMAL_PK", old), v1.emit("DEFF_HELLMAN_PK", offer))
+    )
+    v1.connect(relay.url, auth={"room": "v1room", "name": "bob"}, transports=["websocket"])
+    try:
+        parley.send("anyone on v2?")
+        assert parley.wait(30) == 3
+    finally:
+        v1.disconnect()
+    refused = parley.of("refused")
+    assert [e["message"] for e in refused] == [
+        "bob runs an older Parley (protocol v1); both sides need v2"
+    ]
+    assert not parley.of("secure") and "Traceback" not in parley.stderr()
+
+
 def test_each_envelope_has_a_fresh_message_key_and_the_same_text_never_the_same_ciphertext(
     hostile_relay, batch_clients
 ):

@@ -130,11 +130,13 @@ def test_relay_and_redis_never_see_plaintext_or_keys(
 ):
     r1, r2 = two_relays
     monitor = Monitor(redis_server.url)
-    keylog = tmp_path / "keys.jsonl"
-    env = {"PARLEY_KEYLOG_FILE": str(keylog)}
+    # one key log per client: a key log is only ever written to a new file
+    keylogs = {name: tmp_path / f"keys-{name}.jsonl" for name in ("alice", "bob")}
     secrets_said = ["the vault code is 8271-CANARY-ALPHA", "meet at the old mill CANARY-BRAVO"]
-    alice = batch_clients("alice", "quiet", r1.url, env=env)
-    bob = batch_clients("bob", "quiet", r2.url, env=env)
+    alice = batch_clients(
+        "alice", "quiet", r1.url, env={"PARLEY_KEYLOG_FILE": str(keylogs["alice"])}
+    )
+    bob = batch_clients("bob", "quiet", r2.url, env={"PARLEY_KEYLOG_FILE": str(keylogs["bob"])})
     alice.send(secrets_said[0])
     bob.send(secrets_said[1])
     assert bob.wait_received(1) == [secrets_said[0]]
@@ -152,7 +154,7 @@ def test_relay_and_redis_never_see_plaintext_or_keys(
         x = json.loads(identity_file(tmp_path / name).read_text())["x"]  # identity private key
         secrets[f"{name} identity x"] = _hex_bytes(x)
         secrets[f"{name} identity x (decimal)"] = str(int(x, 16))
-    records = [json.loads(line) for line in keylog.read_text().splitlines()]
+    records = [json.loads(line) for p in keylogs.values() for line in p.read_text().splitlines()]
     assert len(records) >= 2
     for n, rec in enumerate(records):  # every key the clients logged, whatever its name
         for field, value in rec.items():

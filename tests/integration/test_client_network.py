@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from parley_client.batch import EXIT_REFUSED
 from tests.support.proxy import TcpProxy
 
 
@@ -94,7 +95,7 @@ def test_third_member_gets_room_full(relay_factory, batch_clients):
     alice.wait_secure()
     bob.wait_secure()
     carol = batch_clients("carol", "pair", relay.url)
-    assert carol.wait(30) == 1
+    assert carol.wait(30) == EXIT_REFUSED
     err = carol.stderr()
     assert "room_full" in err and "Traceback" not in err
 

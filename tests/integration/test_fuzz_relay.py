@@ -2,8 +2,12 @@
 
 A real relay process (with a real Redis) gets, for a bounded number of hypothesis cases, fuzz
 connections with junk auth and junk events (random names, wrong types, nested junk, huge
-strings, binary, several arguments) and raw Engine.IO/Socket.IO frames over a plain
-WebSocket. Throughout, a well-behaved pair keeps exchanging messages. Afterwards:
+strings, binary, several arguments), raw Engine.IO/Socket.IO frames over a plain
+WebSocket, and websocket frames that break RFC 6455 or the size limits (declared lengths up to
+2**62, hundreds of fragments, binary, unmasked, reserved bits, junk headers; sent by hand with
+tests/support/rawws.py). The frame fuzz may add at most FRAME_FUZZ_PEAK_KB to the relay's peak
+RSS (VmHWM, against the same run's peak just before it). Throughout, a well-behaved pair
+keeps exchanging messages. Afterwards:
 
 * the relay process is alive, /healthz answers 200 and no handler failed;
 * no room slot leaked: every room the fuzz clients used is empty in Redis and two fresh
@@ -35,6 +39,17 @@ import websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.rawws import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_TEXT,
+    RawWs,
+    frame,
+    frame_header,
+    process_status,
+)
 from tests.support.relay_clients import RelayClient
 from tests.support.servers import wait_for
 from tests.support.tap import tapped_relay_fixture  # noqa: F401 - fixture
@@ -49,7 +64,10 @@ RESERVED = ["connect", "disconnect", "connect_error", "KEY_EXCHANGE", "error", "
 OBJECTS_PER_CASE = 3
 # RSS depends on the allocator and on the 300 kB strings in flight; only a blow-up fails.
 RSS_BLOWUP = 2.0
-STATS = {"cases": 0, "raw_cases": 0, "refused": 0, "dropped": 0, "acks": 0}
+# The frame fuzz declares frames of up to 2**62 bytes; the relay must refuse them from the
+# header, so its peak RSS may not grow by more than this over the whole frame fuzz.
+FRAME_FUZZ_PEAK_KB = 50 * 1024
+STATS = {"cases": 0, "raw_cases": 0, "frame_cases": 0, "refused": 0, "dropped": 0, "acks": 0}
 
 
 def examples() -> int:
@@ -132,6 +150,37 @@ raw_frame = st.one_of(
     st.text(max_size=200).map(lambda t: "42" + t),
     st.text(max_size=200).map(lambda t: "4" + t),
     st.binary(max_size=300),
+)
+
+ws_frame = st.one_of(
+    # A length past the limit in the header, followed by a little of the payload.
+    st.sampled_from([200_705, 10**6, 200 << 20, 1 << 62]).map(
+        lambda n: frame_header(OP_TEXT, n) + b"\0" * 4096
+    ),
+    # Many fragments of one message, small or large (the total is capped).
+    st.tuples(st.integers(1, 300), st.sampled_from([1, 1024, 4096])).map(
+        lambda t: (
+            frame(OP_TEXT, b'42["message","', fin=False)
+            + frame(OP_CONT, b"x" * t[1], fin=False) * t[0]
+            + frame(OP_CONT, b'"]')
+        )
+    ),
+    st.binary(max_size=64).map(lambda b: frame(OP_BINARY, b)),
+    st.binary(max_size=64).map(lambda b: frame(OP_TEXT, b, mask=None)),
+    st.tuples(st.sampled_from([0x10, 0x20, 0x40]), st.binary(max_size=32)).map(
+        lambda t: frame(OP_TEXT, t[1], rsv=t[0])
+    ),
+    st.binary(max_size=200).map(lambda b: frame(OP_PING, b)),  # > 125 is a protocol error
+    st.binary(min_size=1, max_size=20),  # junk where a header should be
+    st.sampled_from(
+        [
+            frame(OP_CONT, b"x"),
+            frame(0x3, b""),
+            frame(OP_CLOSE, b"\x03\xe8bye"),
+            frame(OP_CLOSE, b"\x00"),
+            frame(OP_TEXT, b"\xff\xfe"),
+        ]
+    ),  # fmt: skip
 )
 
 
@@ -245,6 +294,21 @@ def raw_connection(port: int, frames: list) -> None:
             ws.close()
 
 
+def ws_connection(port: int, frames: list[bytes]) -> None:
+    """Connect by hand, then send rule-breaking websocket frames; the relay may close."""
+    ws = None
+    try:
+        ws = RawWs(port, timeout=5)
+        ws.connect_sio('{"room":"fz1","name":"ws"}')
+        ws.sock.sendall(b"".join(frames))
+        ws.closed_by_peer(timeout=1)
+    except (OSError, ConnectionError, AssertionError):
+        STATS["dropped"] += 1
+    finally:
+        if ws is not None:
+            ws.close()
+
+
 def warm_up(url: str, port: int) -> None:
     """Deterministic junk so lazy imports, caches and pools exist before RSS is measured."""
     rnd = random.Random(7)
@@ -283,13 +347,29 @@ def test_undecodable_packet_closes_only_that_connection_with_one_log_line(relay,
         wait_for(lambda: relay.health()["connections"] == 2, timeout=5, what="raw client gone")
         assert good.a.call("message", "still fine") == {"ok": True, "id": ANY_ID}
         log = relay.log()
-        assert '"bad_packet"' in log
+        # A binary frame is refused by the websocket layer (close 1003), text junk by Socket.IO.
+        assert '"bad_packet"' in log or '"ws_refused"' in log
         assert "Traceback" not in log, log[-3000:]
     finally:
         good.close()
 
 
-@pytest.mark.parametrize("payload", [{"blob": b"\x00\xff"}, "\ud800", {"k": ["\udfff"]}])
+def test_binary_attachment_closes_only_the_sender(relay):
+    """Parley is JSON only: a Socket.IO binary packet costs its sender the connection."""
+    good = GoodPair(relay.url)
+    sender = RelayClient(relay.url, {"room": "bin", "name": "bin"}).connect()
+    try:
+        sender.emit("message", {"blob": b"\x00\xff"})
+        assert sender.disconnected.wait(10)
+        assert good.a.call("message", "after") == {"ok": True, "id": ANY_ID}
+        good.b.wait_for_payload("received_message", "after")
+        assert '"handler_error"' not in relay.log()
+    finally:
+        sender.close()
+        good.close()
+
+
+@pytest.mark.parametrize("payload", ["\ud800", {"k": ["\udfff"]}])
 def test_payload_json_cannot_carry_is_bad_request_not_an_internal_error(relay, payload):
     good = GoodPair(relay.url)
     try:
@@ -345,9 +425,24 @@ def test_relay_survives_fuzzing_without_leaks(relay, redis_server):
             raw_connection(port, frames)
             assert_alive(relay)
 
+        @settings(
+            max_examples=max(20, examples() // 3),
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(frames=st.lists(ws_frame, min_size=1, max_size=4))
+        def fuzz_frames(frames):
+            STATS["frame_cases"] += 1
+            ws_connection(port, frames)
+            assert_alive(relay)
+
         started = time.monotonic()
         fuzz_events()
         fuzz_raw()
+        peak_before_frames = process_status(relay.proc.pid, "VmHWM")
+        fuzz_frames()
+        frame_peak_growth = process_status(relay.proc.pid, "VmHWM") - peak_before_frames
         elapsed = time.monotonic() - started
         assert relay.get("/healthz")[0] == 200
         good.stop()
@@ -386,7 +481,7 @@ def test_relay_survives_fuzzing_without_leaks(relay, redis_server):
             now = relay.tap.inspect()
             return now if now["objects"] - baseline["objects"] < OBJECTS_PER_CASE * cases else None
 
-        cases = STATS["cases"] + STATS["raw_cases"]
+        cases = STATS["cases"] + STATS["raw_cases"] + STATS["frame_cases"]
         try:
             state = wait_for(settled, timeout=60, interval=2, what="relay objects to settle")
         except TimeoutError:
@@ -402,6 +497,7 @@ def test_relay_survives_fuzzing_without_leaks(relay, redis_server):
             "rss_after_kb": rss_after,
             "rss_growth_pct": round(100 * (rss_after - rss_before) / rss_before, 1),
             "fuzz_seconds": round(elapsed, 1),
+            "frame_fuzz_peak_growth_kb": frame_peak_growth,
             "handler_errors": log.count('"handler_error"'),
         }
         print("\nRELAY FUZZ FIGURES:", json.dumps(figures))
@@ -415,6 +511,7 @@ def test_relay_survives_fuzzing_without_leaks(relay, redis_server):
         assert per_connection == {k: v for k, v in baseline.items() if k != "objects"}, figures
         assert state["objects"] - baseline["objects"] < OBJECTS_PER_CASE * cases, figures
         assert rss_after <= rss_before * RSS_BLOWUP, figures
+        assert frame_peak_growth < FRAME_FUZZ_PEAK_KB, figures
     finally:
         good.stop()
         good.close()

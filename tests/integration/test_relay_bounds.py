@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -54,10 +57,59 @@ def test_a_reader_that_never_reads_is_disconnected_and_costs_bounded_memory(
         assert '"event": "slow_consumer"' in relay.log()
         assert slow.closed_by_peer(timeout=15)
         growth = peak_kb(relay) - before
+        print(f"\nSLOW READER FIGURES: peak_before_kb={before} growth_kb={growth}")
         assert growth < ATTACK_RSS_BOUND_KB, f"peak RSS grew by {growth} kB"
         chat_works(good_a, good_b, "after-slow")
     finally:
         slow.close()
+
+
+def test_graceful_shutdown_is_not_held_up_by_a_client_that_does_not_read(
+    redis_server, relay_factory, clients
+):
+    """SIGTERM disconnects everyone; a reader stuck below the cap does not stall the drain
+    (Engine.IO's waiting close gives up after CLOSE_FLUSH_SECONDS and cuts such a reader)."""
+    relay = relay_factory(
+        redis_server.url, extra_args=["--rate-limit", "off", "--outbound-queue-bytes", "8388608"]
+    )
+    flooder = clients(relay.url, {"room": "stuck", "name": "flooder"}).connect()
+    slow = RawWs(relay.port, rcvbuf=4096)
+    try:
+        assert slow.connect_sio('{"room":"stuck","name":"sleeper"}').startswith("40")
+        flooder.wait_for("KEY_EXCHANGE")
+        for i in range(60):  # ~3.6 MB: the kernel buffers fill, the rest waits in the queue
+            assert flooder.call("message", f"{i}" + "s" * 60_000, timeout=15)["ok"]
+        started = time.monotonic()
+        relay.proc.send_signal(signal.SIGTERM)
+        relay.proc.wait(timeout=30)
+        assert time.monotonic() - started < 15
+        assert relay.proc.returncode == 0
+    finally:
+        slow.close()
+
+
+def _poll(url: str, sid: str | None = None, body: str | None = None) -> tuple[int, str]:
+    query = "EIO=4&transport=polling" + (f"&sid={sid}" if sid else "")
+    data = body.encode() if body is not None else None
+    req = urllib.request.Request(f"{url}/socket.io/?{query}", data=data)  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback test
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_binary_over_long_polling_closes_the_session(redis_server, relay_factory):
+    """M1 on the other transport: a base64 binary packet (`b...`) is refused, not kept."""
+    relay = relay_factory(redis_server.url)
+    _, opened = _poll(relay.url)
+    sid = json.loads(opened[1:])["sid"]
+    assert _poll(relay.url, sid, '40{"room":"poll","name":"p"}') == (200, "OK")
+    assert _poll(relay.url, sid)[1].startswith("40")
+    _poll(relay.url, sid, "bAAECAw==")  # an Engine.IO binary message: 00 01 02 03
+    answers = [_poll(relay.url, sid) for _ in range(3)]
+    assert any(code == 400 or text.startswith("1") for code, text in answers), answers
+    assert '"error": "BinaryRefused"' in relay.log()
 
 
 # ----- M3: header timeout, connection caps, silent sockets ----------------------------------
@@ -127,6 +179,21 @@ def test_per_address_cap_answers_with_a_clear_refusal(redis_server, relay_factor
         wait_for(lambda: _upgrades(relay.port, "127.0.0.3"), timeout=10, what="a freed slot")
     finally:
         for ws in mine:
+            ws.close()
+
+
+def test_replica_cap_answers_503_and_frees_the_slot(redis_server, relay_factory):
+    relay = relay_factory(redis_server.url, extra_args=["--max-connections", "4"])
+    held = [RawWs(relay.port, source=f"127.0.0.{5 + i}") for i in range(4)]
+    try:
+        with pytest.raises(ConnectionError, match="503 Service Unavailable") as refusal:
+            RawWs(relay.port, source="127.0.0.9")
+        assert "relay at its connection limit" in str(refusal.value)
+        assert '"event": "connection_refused"' in relay.log()
+        held.pop().close()
+        wait_for(lambda: _upgrades(relay.port, "127.0.0.9"), timeout=10, what="a freed slot")
+    finally:
+        for ws in held:
             ws.close()
 
 

@@ -52,7 +52,10 @@ class HealthProbe:
             if self._stop.wait(0.1):
                 return
 
-    def stop(self) -> list[int]:
+    def stop(self, at_least: int = 5) -> list[int]:
+        deadline = time.monotonic() + 15
+        while len(self.statuses) < at_least and time.monotonic() < deadline:
+            time.sleep(0.05)  # keep asking for a while after the attack, too
         self._stop.set()
         self._thread.join(10)
         return self.statuses
@@ -94,7 +97,10 @@ def attack(relay, pieces, *, connect: bool = False) -> tuple[int | None, int]:
         ws.close()
         statuses = probe.stop()
     assert statuses and set(statuses) == {200}, statuses
-    return code, peak_kb(relay) - before
+    growth = peak_kb(relay) - before
+    print(f"\nATTACK FIGURES: close={code} peak_before_kb={before} growth_kb={growth} "
+          f"healthz_checks={len(statuses)}")  # fmt: skip
+    return code, growth
 
 
 def test_a_200_mb_frame_right_after_the_upgrade_is_refused_from_its_header(relay, clients):

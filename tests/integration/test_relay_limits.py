@@ -199,3 +199,55 @@ def test_undecodable_packet_closes_that_socket_with_one_log_line(two_relays, cli
     # A binary frame is refused by the websocket layer (close 1003), text junk by Socket.IO.
     assert log.count('"event": "bad_packet"') + log.count('"event": "ws_refused"') == 1
     assert "Traceback" not in log
+
+
+def engineio_handshake(relay_url: str, origin: str | None) -> int:
+    """HTTP status of an Engine.IO polling handshake sent with `origin` (None: no header)."""
+    import requests
+
+    headers = {"Origin": origin} if origin is not None else {}
+    resp = requests.get(
+        f"{relay_url}/socket.io/?EIO=4&transport=polling", headers=headers, timeout=5
+    )
+    return resp.status_code
+
+
+def websocket_accepted(relay_url: str, origin: str) -> bool:
+    """Whether a WebSocket upgrade sent with this Origin gets an Engine.IO OPEN packet."""
+    url = relay_url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    try:
+        ws = websocket.create_connection(url, timeout=5, origin=origin)
+    except (websocket.WebSocketException, OSError):
+        return False
+    try:
+        return ws.recv().startswith("0{")
+    except (websocket.WebSocketException, OSError):
+        return False
+    finally:
+        ws.close()
+
+
+def test_cors_default_is_same_origin_only(relay_factory):
+    relay = relay_factory()
+    evil = "https://evil.example"
+    assert engineio_handshake(relay.url, None) == 200  # the parley client sends no Origin
+    assert engineio_handshake(relay.url, relay.url) == 200  # same origin
+    assert engineio_handshake(relay.url, evil) == 400
+    assert not websocket_accepted(relay.url, evil)
+    assert websocket_accepted(relay.url, relay.url)
+
+
+def test_cors_list_admits_exactly_the_listed_origins(relay_factory):
+    relay = relay_factory(extra_args=["--cors-origins", "https://a.example,https://b.example"])
+    assert engineio_handshake(relay.url, "https://a.example") == 200
+    assert engineio_handshake(relay.url, "https://b.example") == 200
+    for origin in ("https://c.example", "https://a.example.evil", "http://a.example", "null"):
+        assert engineio_handshake(relay.url, origin) == 400, origin
+    assert not websocket_accepted(relay.url, "https://c.example")
+    assert websocket_accepted(relay.url, "https://b.example")
+
+
+def test_cors_star_admits_any_origin(relay_factory):
+    relay = relay_factory(extra_args=["--cors-origins", "*"])
+    assert engineio_handshake(relay.url, "https://anything.example") == 200
+    assert websocket_accepted(relay.url, "https://anything.example")

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
+import signal
+import threading
 import time
 
+import pytest
 import redis
+import socketio
 
 from tests.support.relay_clients import (
     clients_fixture,  # noqa: F401 - fixture
     pair,
 )
 from tests.support.servers import wait_for
+from tests.support.tap import tapped_relay_fixture  # noqa: F401 - fixture
 
 HB = ["--heartbeat-seconds", "1.5"]
 
@@ -105,3 +113,113 @@ def test_idle_subscription_survives_socket_timeouts(two_relays, clients):
         log = relay.log()
         assert log.count('"event": "redis_subscribed"') == 1, log
         assert "redis_subscription_lost" not in log
+
+
+def test_resync_drops_members_whose_seats_were_taken_while_redis_forgot_them(
+    redis_server, relay_factory, clients
+):
+    """Redis loses everything; before r1's heartbeat re-registers alice and bob, carol and
+    dave take the room through r2. r1's resync must then refuse its two (room_full) and
+    disconnect them, not leave four members in a two-seat room."""
+    # A liveness TTL that r2's heartbeat (every 2 s) renews with room to spare.
+    slow = ["--heartbeat-seconds", "6"]
+    r1 = relay_factory(redis_server.url, extra_args=slow)
+    r2 = relay_factory(redis_server.url, extra_args=slow)
+    a, b = pair(clients, r1.url, r1.url, "taken")
+    # Frozen, r1 cannot resync before the seats are taken: no race with its heartbeat.
+    os.kill(r1.proc.pid, signal.SIGSTOP)
+    try:
+        redis_server.restart()  # same port, empty
+        wait_for(lambda: r2.health()["_status"] == 200, timeout=30, what="r2 recovered")
+        # Until r2 heartbeats again its members look like ghosts (its liveness key is gone
+        # with the rest) and r1's resync would rightly evict them: wait for it.
+        raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        alive = f"parley:alive:{r2.health()['replica']}"
+        wait_for(lambda: raw.exists(alive), timeout=30, what="r2's heartbeat")
+        c, d = pair_named(clients, r2.url, "taken", "carol", "dave")
+    finally:
+        os.kill(r1.proc.pid, signal.SIGCONT)
+    wait_for(lambda: a.named("error") and b.named("error"), timeout=30, what="room_full")
+    for old in (a, b):
+        assert old.named("error")[0]["code"] == "room_full"
+        assert old.disconnected.wait(10)
+    assert set(raw.hkeys("parley:room:taken")) == {c.sio.get_sid(), d.sio.get_sid()}
+    c.emit("message", "the room is ours")
+    d.wait_for_payload("received_message", "the room is ours")
+    assert not c.named("peer_left") and not d.named("peer_left")
+    assert '"event": "membership_resynced"' in r1.log()
+
+
+def test_leave_while_redis_is_unreachable_frees_the_seat_once_it_is_back(
+    redis_server, relay_factory, clients
+):
+    """alice leaves while Redis is frozen (its data kept): the leave fails on r1 and is
+    logged; once Redis answers again her seat must not stay taken by a ghost."""
+    r1 = relay_factory(redis_server.url, extra_args=HB)
+    r2 = relay_factory(redis_server.url, extra_args=HB)
+    a, b = pair(clients, r1.url, r2.url, "gone")
+    os.kill(redis_server.proc.pid, signal.SIGSTOP)
+    try:
+        a.close()
+        wait_for(lambda: "leave_failed" in r1.log(), timeout=30, what="leave_failed")
+    finally:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
+    for r in (r1, r2):
+        wait_for(lambda r=r: r.health()["_status"] == 200, timeout=30, what="recovery")
+    raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    wait_for(
+        lambda: raw.hkeys("parley:room:gone") == [b.sio.get_sid()],
+        timeout=30,
+        what="alice's seat released",
+    )
+    c = clients(r1.url, {"room": "gone", "name": "carol"}).connect()
+    assert c.wait_for("KEY_EXCHANGE") == [1]
+    c.emit("message", "a new peer")
+    b.wait_for_payload("received_message", "a new peer")
+    assert "Traceback" not in r1.log() + r2.log()
+
+
+def test_graceful_drain_answers_503_shutting_down_and_refuses_new_connections(
+    tapped_relay, clients
+):
+    """While the drain runs (held at its first peer_left by the tap), /healthz on an open
+    keep-alive connection says 503 shutting_down, and new connections are refused."""
+    relay = tapped_relay()
+    release = threading.Event()
+    held = threading.Event()
+
+    def hold_drain(e):
+        if e.event == "peer_left" and not held.is_set():
+            held.set()
+            release.wait(10)  # the relay's drain waits on this emit meanwhile
+        return None
+
+    a, b = pair(clients, relay.url, relay.url, "drain")
+    health = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=5)
+    try:
+        health.request("GET", "/healthz")
+        first = health.getresponse()
+        assert first.status == 200 and json.loads(first.read())["status"] == "ok"
+        relay.tap.policy = hold_drain
+        relay.proc.send_signal(signal.SIGTERM)
+        assert held.wait(30), "the drain never reached peer_left"
+        health.request("GET", "/healthz")
+        during = health.getresponse()
+        assert during.status == 503
+        assert json.loads(during.read())["status"] == "shutting_down"
+        err = clients(relay.url, {"room": "late", "name": "late"})
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            err.connect(timeout=5)
+        assert relay.get("/healthz")[0] == 0  # the listener is closed: nothing answers
+    finally:
+        release.set()
+        health.close()
+    assert relay.proc.wait(timeout=60) == 0, relay.log()
+    assert '"event": "shutdown_complete"' in relay.log()
+
+
+def pair_named(clients, url: str, room: str, first: str, second: str):
+    x = clients(url, {"room": room, "name": first}).connect()
+    y = clients(url, {"room": room, "name": second}).connect()
+    assert x.wait_for("KEY_EXCHANGE") == [1] and y.wait_for("KEY_EXCHANGE") == [1]
+    return x, y

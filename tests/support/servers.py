@@ -90,7 +90,7 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         try:
-            wait_for(self.ping, what=f"redis-server on port {self.port}")
+            wait_for(self.ping, timeout=60, what=f"redis-server on port {self.port}")
         except TimeoutError:
             self.stop()  # never leave a half-started server behind
             raise
@@ -139,7 +139,7 @@ class RelayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> RelayProcess:
+    def start(self, timeout: float = 60.0) -> RelayProcess:
         entry = ["-m", "parley_relay"] if self.tap_port is None else [str(TAP_SCRIPT)]
         args = [
             sys.executable,

@@ -142,7 +142,7 @@ class TappedRelay(RelayProcess):
 
     tap: Tap | None = None
 
-    def start(self, timeout: float = 20.0) -> TappedRelay:
+    def start(self, timeout: float = 60.0) -> TappedRelay:
         if self.tap_port is None:
             self.tap_port = free_port()
         super().start(timeout)

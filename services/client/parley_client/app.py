@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import time
 from collections.abc import Callable
 
 from .config import Settings
 from .core import ChatCore
 from .events import Event
-from .keystore import Keystore
+from .keylog import KeyLog
+from .keystore import Home
 from .transport import Transport
 
 TICK_SECONDS = 0.5
@@ -26,15 +24,19 @@ class App:
         self.settings = settings
         self._show = on_event
         on_event = self._on_event
-        self.keystore = Keystore(settings.home, settings.name)
-        self.identity = self.keystore.load_or_create_identity(settings.group)
+        self.home = Home(settings.home)
+        self.identity = self.home.load_or_create_identity(settings.name, settings.group)
+        for note in self.home.notes:
+            on_event(Event("warning", note))
+        self.keylog = KeyLog.open(settings.keylog) if settings.keylog else None
+        self.room_state = self.home.room(settings.room)
         auth = {"room": settings.room, "name": settings.name}
         if settings.token:
             auth["token"] = settings.token
         self.transport = Transport(settings.relays, auth, on_event, home=settings.home)
         self.core = ChatCore(
             self.identity,
-            self.keystore,
+            self.home.contacts(),
             settings.room,
             self.transport.send,
             on_event,
@@ -42,7 +44,8 @@ class App:
             deniable=settings.deniable,
             rekey_after=settings.rekey_after,
             resend_after=settings.resend_after,
-            on_session=self._keylog if settings.keylog else None,
+            on_session=self.keylog.record if self.keylog else None,
+            state=self.room_state,
         )
         self.transport.core = self.core
         self._tasks: list[asyncio.Task] = []
@@ -71,6 +74,9 @@ class App:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.room_state.close()
+        if self.keylog is not None:
+            self.keylog.close()
 
     async def _ticker(self) -> None:
         while True:
@@ -88,26 +94,7 @@ class App:
             asyncio.get_running_loop().create_task(self.transport.stop())
         self._show(event)
 
-    def _keylog(self, session, ephemeral, peer_payload) -> None:
-        """Debug aid in the spirit of SSLKEYLOGFILE: append this session's secrets so tests
-        can prove they never reach the relay. Only active when PARLEY_KEYLOG_FILE is set."""
-        record = {"time": time.time(), "name": self.settings.name, **_secrets(session)}
-        if ephemeral is not None:
-            group = ephemeral.group
-            peer_dh = int(peer_payload["dh"], 16)
-            shared = pow(peer_dh, ephemeral.x, group.p).to_bytes(group.byte_length, "big")
-            record["dh_private"] = format(ephemeral.x, "x")
-            record["dh_secret"] = shared.hex()
-        fd = os.open(self.settings.keylog, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
 
 def ended_label(code: str) -> str:
     """How to introduce the reason the connection loop gave up."""
     return "stopped after an internal error" if code == "internal" else "relay refused"
-
-
-def _secrets(session) -> dict[str, str]:
-    """The session's current root and chain keys (hex)."""
-    return session.debug_secrets()

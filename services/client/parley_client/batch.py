@@ -2,8 +2,9 @@
 
 Plain output is ``NAME: text`` per received message on stdout and ``parley: ...`` status lines
 on stderr (including the safety number once secure). With ``--json`` every event is one JSON
-object per line on stdout. Exit status: 0 all delivered, 1 undelivered messages remain,
-2 bad configuration (including a refused relay token), 3 peer verification failed.
+object per line on stdout. Exit statuses are the ``EXIT_*`` constants below (documented in
+services/client/README.md); a script can tell "the peer's key changed" (3) from "the contact is
+not there to receive what waits for it" (5) from "the relay would not let us in" (4).
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ from parley_crypto import safety
 
 from .app import App, ended_label
 from .config import Settings
-from .events import Event, printable
+from .events import Event, State, printable
+from .roomstate import RoomBusy
 
-EXIT_OK, EXIT_UNDELIVERED, EXIT_CONFIG, EXIT_VERIFY = 0, 1, 2, 3
+EXIT_OK = 0  # every message delivered (receipted by the contact's key)
+EXIT_UNDELIVERED = 1  # the contact was there, but some messages got no receipt in time
+EXIT_CONFIG = 2  # bad configuration or home (permissions), a token the relay refused
+EXIT_VERIFY = 3  # another key than the contact's is in the room (key changed), or a v1 peer
+EXIT_REFUSED = 4  # the relay refused the seat: room_full, already_connected (or a busy home)
+EXIT_ABSENT = 5  # messages remain for a contact that is not in the room (they stay queued)
+REFUSAL_CODES = ("room_full", "already_connected")
 QUIET_SECONDS = 1.0  # after our last receipt, keep answering the peer this long
 
 
@@ -88,10 +96,14 @@ class BatchClient:
         while True:
             if self.verify_failed:
                 self._status(f"peer verification failed, nothing sent: {self.verify_failed}")
+                self._report_waiting()
                 return EXIT_VERIFY
             if transport.done():
                 code, message = self.app.end_reason(transport)
                 self._status(f"{ended_label(code)}: {code}: {message}")
+                self._report_waiting()
+                if code in REFUSAL_CODES:
+                    return EXIT_REFUSED
                 return EXIT_CONFIG if code == "unauthorized" else EXIT_UNDELIVERED
             if reader.done() and deadline is None:
                 deadline = time.monotonic() + self.settings.timeout
@@ -110,13 +122,28 @@ class BatchClient:
         count = len(self.core.outbox)
         if count == 0:
             return EXIT_OK
-        for item in self.core.outbox:
-            if self.settings.json:
-                self._json(
-                    {"event": "undelivered", "id": item.message.id, "text": item.message.body}
-                )
+        self._report_waiting()
+        present = self.core.state is State.SECURE and self.core.blocked_by is None
+        if not present:
+            return EXIT_ABSENT
         self._status(f"{count} message(s) not delivered within {self.settings.timeout:g}s")
         return EXIT_UNDELIVERED
+
+    def _report_waiting(self) -> None:
+        """Say what stays queued, and for whom (it is resent when that contact is back)."""
+        contact = self.core.contact
+        for item in self.core.outbox:
+            if self.settings.json:
+                record = {"event": "undelivered", "id": item.message.id, "to": item.to}
+                self._json({**record, "text": item.message.body})
+        count = len(self.core.outbox)
+        if not count:
+            return
+        if contact is None:
+            who = "the first peer to join this room"
+        else:
+            who = f"{contact.label} ({contact.fingerprint})"
+        self._status(f"{count} message(s) wait for {who}; they stay queued for the next run")
 
     async def _read_input(self) -> None:
         async for line in _lines(self.stdin):
@@ -161,4 +188,9 @@ def _json_event(event: Event) -> dict:
 
 async def run_batch(settings: Settings) -> int:
     """Entry point used by ``main()``."""
-    return await BatchClient(settings).run()
+    try:
+        client = BatchClient(settings)
+    except RoomBusy as e:
+        sys.stderr.write(f"parley: error: {e}\n")
+        return EXIT_REFUSED
+    return await client.run()

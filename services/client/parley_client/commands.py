@@ -14,6 +14,8 @@ HELP = [
     "  /verify          show the safety number to compare with your peer",
     "  /trust DIGITS    accept your peer's changed key: the last 5 digits of the safety",
     "                   number you compared (or /trust yes right after /verify)",
+    "  /forward         after /trust: send what you queued for the old key to the new one",
+    "  /discard         after /trust: drop what you queued for the old key",
     "  /who             who is in this chat, with key fingerprints",
     "  /status          connection state and every pending message",
     "  /help            this list",
@@ -48,6 +50,8 @@ class Commands:
             "/help": self._help,
             "/verify": self._verify,
             "/trust": self._trust,
+            "/forward": self._forward,
+            "/discard": self._discard,
             "/who": self._who,
             "/status": self._status,
         }.get(name)
@@ -80,7 +84,7 @@ class Commands:
             self.ui._print("no peer yet: the safety number appears once the peer has joined")
             return
         self._verified_number = number
-        peer = self.core.peer.name
+        peer = self.core.status()["peer"] or self.core.peer.name
         self.ui._print(f"safety number with {peer}:")
         self.ui._print("  " + safety.format_safety_number(number), "bold")
         self.ui._print(
@@ -115,6 +119,14 @@ class Commands:
                 )
             return
         self.core.trust()
+
+    def _forward(self, _arg: str) -> None:
+        if not self.core.forward():
+            self.ui._print("nothing to forward: no message waits for an earlier key")
+
+    def _discard(self, _arg: str) -> None:
+        if not self.core.discard():
+            self.ui._print("nothing to discard: no message waits for an earlier key")
 
     def _who(self, _arg: str) -> None:
         st = self.core.status()

@@ -53,11 +53,6 @@ class Settings:
     keylog: Path | None = None
     accept_new_key: str | None = None  # batch: the one contact whose changed key is accepted
 
-    @property
-    def identity_dir(self) -> Path:
-        """Folder holding this name's identity key and pinned peers."""
-        return self.home / self.name
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises ConfigError (one line) instead of printing usage and exiting."""
@@ -78,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--relay", help=f"relay URL or comma-separated list (PARLEY_RELAY_URL; {DEFAULT_RELAY})"
     )
-    p.add_argument("--home", help="key folder (PARLEY_HOME; default ~/.local/share/parley)")
+    p.add_argument(
+        "--home",
+        help="home folder: identity, contacts, outbox (PARLEY_HOME; ~/.local/share/parley)",
+    )
     p.add_argument("--group", help="DH group (PARLEY_GROUP; default ffdhe2048)")
     p.add_argument("--hash", help="signature hash sha256|sha1 (PARLEY_HASH; default sha256)")
     p.add_argument("--token", help="relay access token (PARLEY_RELAY_TOKEN)")

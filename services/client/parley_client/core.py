@@ -1,4 +1,7 @@
-"""The client core: connection state, handshakes, pinning, sealing, receipts, de-duplication.
+"""The client core: connection state, handshakes, sealing, receipts, de-duplication.
+
+Who a session speaks for is the room's contact's business (:mod:`.guard`); which sessions may
+open an envelope is :mod:`.sessions`'; the outbox and seen ids persist through a RoomState.
 
 ``ChatCore`` knows nothing about terminals or sockets. The transport feeds it relay events
 (:meth:`ChatCore.handle`, :meth:`connected`, :meth:`disconnected`) and gives it a ``send``
@@ -15,43 +18,39 @@ from typing import Any
 
 from parley_crypto import errors, handshake, identity, safety
 
+from .contacts import ContactStore
+from .delivery import Delivery
 from .events import (
     LEGACY_REFUSAL,
     Event,
     State,
     describe,
-    key_changed_event,
-    looks_legacy_message,
     relay_error_fields,
     same_identity_event,
     secure_event,
     short_reason,
 )
-from .keystore import MATCH, NEW, Keystore
+from .guard import ContactGuard, Named, short
 from .messages import (
-    MAX_BODY_BYTES,
-    BadPlaintext,
     InOrder,
     Outbox,
     Pacer,
-    Pending,
-    Plaintext,
     SeenIds,
-    new_receipt,
-    new_text,
 )
+from .roomstate import MemoryRoomState, RoomState
+from .sessions import SessionSet
 
 DH_EVENTS = ("DEFF_HELLMAN_PK_BC", "DIFF_HELLMAN_PK_BC")
 MAX_EARLY_ENVELOPES = 64  # envelopes that arrive before our session exists (a rare race)
 
 
-class ChatCore:
+class ChatCore(Delivery):
     """One conversation with one peer in one room; see the module docstring."""
 
     def __init__(
         self,
         me,
-        keystore: Keystore,
+        contacts: ContactStore,
         room: str,
         send: Callable[[str, Any], None],
         on_event: Callable[[Event], None],
@@ -62,9 +61,10 @@ class ChatCore:
         resend_after: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         on_session: Callable[[Any], None] | None = None,
+        state: RoomState | None = None,
     ):
         self.me = me
-        self.keystore = keystore
+        self.contacts = contacts
         self.room = room
         self._send = send
         self._emit = on_event
@@ -74,8 +74,10 @@ class ChatCore:
         self._clock = clock
         self._on_session = on_session
         self.state = State.CONNECTING
-        self.outbox = Outbox()
-        self.seen = SeenIds()
+        self.room_state = state if state is not None else MemoryRoomState()
+        self.outbox = Outbox(self.room_state)
+        self.seen = SeenIds(state=self.room_state)
+        self.guard = ContactGuard(contacts, room, me, on_event)
         self.in_order = InOrder()
         self.peer = None  # PeerIdentity of the current peer, once received
         self.blocked_by = None  # PeerIdentity whose changed key awaits /trust
@@ -83,7 +85,7 @@ class ChatCore:
         self._hs_has_peer = False
         self._next_identity = None  # peer identity waiting for the DH payload after it
         self._hs_dh = None  # (our ephemeral, the peer's DH payload), for the debug key log
-        self._sessions: deque = deque(maxlen=2)  # newest first; old one opens in-flight mail
+        self._sessions = SessionSet(clock)  # newest first; see sessions.py
         self._early: deque = deque(maxlen=MAX_EARLY_ENVELOPES)
         self._withheld_reported = False
         self._pacer = Pacer(clock())
@@ -92,13 +94,21 @@ class ChatCore:
     @property
     def session(self):
         """The newest session, or None."""
-        return self._sessions[0] if self._sessions else None
+        return self._sessions.newest
 
     @property
     def can_send(self) -> bool:
         """True when texts go out right away rather than waiting in the outbox."""
         ready = self._hs is None and self.session is not None and self.blocked_by is None
-        return ready and self.state is State.SECURE
+        return ready and self.state is State.SECURE and self._speaks_for_contact(self.session)
+
+    @property
+    def contact(self):
+        """The room's contact (pinned on first use), or None."""
+        return self.guard.contact
+
+    def _speaks_for_contact(self, session) -> bool:
+        return self.guard.label(session.peer) is not None
 
     def safety_number(self) -> str | None:
         """60-digit safety number with the current peer (same on both sides), or None."""
@@ -113,11 +123,15 @@ class ChatCore:
             "room": self.room,
             "me": self.me.name,
             "my_fingerprint": self.me.public.fingerprint,
-            "peer": self.peer.name if self.peer else None,
-            "peer_fingerprint": self.peer.fingerprint if self.peer else None,
+            "peer": self.contact.label if self.contact else None,
+            "peer_fingerprint": self.contact.fingerprint if self.contact else None,
             "pending": len(self.outbox),
             "blocked": self.blocked_by is not None,
+            "for_other_keys": len(self.outbox.waiting_for_others(self._contact_key())),
         }
+
+    def _contact_key(self) -> str | None:
+        return self.contact.key_id if self.contact else None
 
     # ----- transport side ----------------------------------------------------------------
     def connected(self) -> None:
@@ -172,64 +186,6 @@ class ChatCore:
         else:
             self._error(f"ignored unknown event {event[:40]!r} from relay")
 
-    # ----- user side ---------------------------------------------------------------------
-    def submit(self, text: str) -> Pending | None:
-        """Queue a text; it is sent now if the session is ready, else as soon as it is.
-        Returns None (and reports why) for a text too long to ever be delivered."""
-        message = new_text(text)
-        size = len(message.encode())
-        if size > MAX_BODY_BYTES:
-            self._error(f"not sent: message is {size} bytes encoded, the limit is {MAX_BODY_BYTES}")
-            return None
-        item = self.outbox.add(message)
-        self._emit(Event("queued", data={"id": item.message.id, "text": text}))
-        self.flush()
-        return item
-
-    def trust(self) -> bool:
-        """Accept a changed peer key (``/trust``): re-pin it and unblock sending."""
-        peer = self.blocked_by
-        if peer is None:
-            return False
-        self.keystore.pin(peer.name, peer.key_id, peer.fingerprint)
-        self.blocked_by = None
-        self._withheld_reported = False
-        self._info(f"now trusting the new key of {peer.name} ({peer.fingerprint})")
-        if self.session is not None and self._hs is None and self.state is State.VERIFYING:
-            self._set_state(State.SECURE)
-        self.flush()
-        return True
-
-    def tick(self) -> None:
-        """Call about once a second: resends texts whose receipt is overdue."""
-        self.flush()
-
-    def flush(self) -> None:
-        """Seal and send every outbox item that is due."""
-        if not self.can_send:
-            return
-        now = self._clock()
-        for item in self.outbox.due(now, self.resend_after):
-            if not self._pacer.take(now):
-                break  # the rest goes out on the next tick
-            if not self._seal_and_send(self.outbox.stamped(item)):
-                return
-            item.sent_at = now
-            item.attempts += 1
-            data = {"id": item.message.id, "attempt": item.attempts, "text": item.message.body}
-            self._emit(Event("sent", data=data))
-        if self.session is not None and self.session.needs_rekey and self._hs is None:
-            self._start_handshake()
-
-    def _seal_and_send(self, message: Plaintext) -> bool:
-        try:
-            envelope = self.session.seal(message.encode())
-        except errors.ParleyError as e:
-            self._error(f"could not seal a message: {short_reason(e)}")
-            return False
-        self._send("message", envelope)
-        return True
-
     # ----- handshake ---------------------------------------------------------------------
     def _start_handshake(self, respond: bool = False) -> None:
         """A fresh round: new ephemeral DH key, identity then DH payload to the peer.
@@ -271,19 +227,31 @@ class ChatCore:
         self._hs_has_peer = True
 
     def _check_pin(self, peer) -> None:
-        """Pin checks run only once the peer's KEY_CONFIRM proved it holds this key (its
+        """Contact checks run only once the peer's KEY_CONFIRM proved it holds this key (its
         signature over the whole transcript), so an injected identity can neither be pinned,
-        nor lift a block, nor raise a false alarm."""
-        result = self.keystore.check(peer.name, peer.key_id)
-        if result.status == NEW:
-            self.keystore.pin(peer.name, peer.key_id, peer.fingerprint)
-            self._info(f"pinned the key of {peer.name} on first use")
-        elif result.status == MATCH:
-            self.blocked_by = None  # the pinned key is back
+        nor lift a block, nor raise a false alarm. The room decides, not the name the peer
+        sends (see guard.py)."""
+        first_use = self.contact is None
+        if self.guard.admit(peer):
+            self.blocked_by = None  # the contact's key (back)
+            if first_use:
+                self.outbox.address(peer.key_id)  # texts typed before anyone came are its
         else:
             self.blocked_by = peer
-            number = safety.safety_number(self.me.public, peer)
-            self._emit(key_changed_event(peer, result.pinned_key_id, number))
+            self._report_waiting()
+
+    def _shown(self, peer):
+        """The peer as the UI may name it: the contact's label for the contact's key; for any
+        other key the name it claims, marked, so it is never shown as the contact."""
+        label = self.guard.label(peer)
+        if label is None:
+            label = f"unknown key {short(peer.key_id)} (calls itself {peer.name!r})"
+        return Named(label, peer.fingerprint)
+
+    def _report_waiting(self) -> None:
+        count, contact = len(self.outbox), self.contact
+        if count and contact is not None:
+            self._info(f"{count} message(s) wait for {contact.label} ({contact.fingerprint})")
 
     def _on_dh(self, event: str, payload: Any) -> None:
         hs = self._hs
@@ -317,7 +285,7 @@ class ChatCore:
             return
         session = self._hs.receive_confirm(payload)  # raises (reported) unless it verifies
         self._hs = None
-        self._sessions.appendleft(session)
+        self._sessions.add(session)
         if self._on_session is not None:
             ephemeral, peer_payload = self._hs_dh or (None, None)
             self._on_session(session, ephemeral, peer_payload)
@@ -328,10 +296,10 @@ class ChatCore:
         if self.blocked_by is None:
             self._set_state(State.SECURE)
         blocked = self.blocked_by is not None
-        self._emit(secure_event(self.peer, self.safety_number(), blocked))
+        self._emit(secure_event(self._shown(self.peer), self.safety_number(), blocked))
         if session.peer_hash != "sha256":
             label = session.peer_hash_label  # "legacy SHA-1", allowed by our --hash choice
-            self._info(f"{self.peer.name} signs with {label} (your --hash choice)")
+            self._info(f"{self._shown(self.peer).name} signs with {label} (your --hash choice)")
         early = list(self._early)
         self._early.clear()
         for envelope in early:
@@ -359,75 +327,6 @@ class ChatCore:
         self._set_state(State.REFUSED)
         self._emit(Event("refused", text))
 
-    # ----- messages ----------------------------------------------------------------------
-    def _on_envelope(self, payload: Any) -> None:
-        if isinstance(payload, str):
-            if looks_legacy_message(payload):
-                raise errors.LegacyPeer("legacy message")
-            self._error("rejected message from peer: not a Parley envelope")
-            return
-        if not isinstance(payload, dict):
-            self._error("rejected message from peer: not a Parley envelope")
-            return
-        if self.session is None:
-            self._early.append(payload)  # retried once our session is ready
-            return
-        if self._hs is not None:
-            # Mid-handshake it may be sealed under the session we are about to derive.
-            if not self._try_open(payload, report=False):
-                self._early.append(payload)
-            return
-        self._try_open(payload, report=True)
-
-    def _try_open(self, envelope: dict, report: bool) -> bool:
-        data = None
-        last_error: Exception | None = None
-        for session in list(self._sessions):
-            try:
-                data = session.open(envelope)
-                break
-            except errors.ParleyError as e:
-                last_error = e
-        if data is None:
-            if report:
-                reason = short_reason(last_error) if last_error else "no session"
-                self._error(
-                    f"rejected message from peer (replayed, reordered or tampered): {reason}"
-                )
-            return False
-        try:
-            message = Plaintext.decode(data)
-        except BadPlaintext as e:
-            self._error(f"rejected message from peer: {e}")
-            return True
-        if message.kind == "receipt":
-            item = self.outbox.delivered(message.body)
-            if item is not None:
-                data = {"id": message.body, "text": item.message.body}
-                self._emit(Event("delivered", data=data))
-        else:
-            self._on_text(message)
-        return True
-
-    def _on_text(self, message: Plaintext) -> None:
-        if self.blocked_by is not None:
-            # No receipt: the sender keeps it and resends after /trust.
-            if not self._withheld_reported:
-                self._withheld_reported = True
-                self._error("withheld a message from a changed, untrusted key; see /verify")
-            return
-        ready = self.in_order.accept(message, self.seen)
-        if ready is None:
-            # Receipt even a duplicate: the first receipt may be what got lost.
-            self._seal_and_send(new_receipt(message.id))
-            return
-        # [] = held back until the text it follows arrives; no receipt, so it is re-sent.
-        sender = self.peer.name if self.peer else "peer"
-        for text in ready:
-            data = {"from": sender, "id": text.id, "text": text.body, "ts": text.ts}
-            self._emit(Event("message", text.body, data))
-            self._seal_and_send(new_receipt(text.id))
-
     # ----- relay notices -----------------------------------------------------------------
     def _on_peer_left(self, payload: Any) -> None:
         name = payload.get("name") if isinstance(payload, dict) else None
@@ -435,8 +334,11 @@ class ChatCore:
         self.outbox.mark_unsent()
         if self.state is not State.REFUSED:
             self._set_state(State.PEER_LEFT)
-        who = name if isinstance(name, str) else (self.peer.name if self.peer else "peer")
+        contact = self.contact
+        claimed = name if isinstance(name, str) else "peer"
+        who = contact.label if contact and self.blocked_by is None else claimed
         self._info(f"{who[:64]} left the room")
+        self._report_waiting()
 
     def _on_relay_error(self, payload: Any) -> None:
         code, message = relay_error_fields(payload)

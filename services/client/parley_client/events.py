@@ -121,7 +121,7 @@ def secure_event(peer, safety_number: str, blocked: bool) -> Event:
 
 def same_identity_event(name: str) -> Event:
     """The peer presented our own key: another terminal runs as this identity."""
-    text = f"both terminals are {name!r}: start the other with --name"
+    text = f"both terminals use the key of {name!r} (one --home): give the other its own --home"
     return Event("refused", text, {"code": "same_identity", "name": name})
 
 

@@ -1,114 +1,100 @@
-"""On-disk keys: this user's long-term identity and the peers pinned on first use.
+"""The client's home: this user's long-term identity, the contacts, and each room's state.
 
-Layout under ``PARLEY_HOME``: ``<name>/identity.json`` (written by parley_crypto, mode 0600)
-and ``<name>/pins.json`` (peer name -> key id, mode 0600). Each local name has its own pins,
-because two local users may well know different people under the same name.
+Layout under ``PARLEY_HOME`` (a 0700 folder; every file 0600, refused otherwise, like ssh):
+
+- ``identity.json``: the long-term ElGamal key (written by parley_crypto);
+- ``contacts.json``: one contact per room, pinned to a key id (:mod:`.contacts`);
+- ``rooms/<hash>/``: that room's outbox, seen ids and session (:mod:`.roomstate`);
+- ``seats.json``: the relay seats' resume secrets (written by the transport).
+
+The home no longer depends on the display name: the name is a label sent to peers, the key is
+who you are. A home of the old layout (``<home>/<name>/identity.json``) is moved up once, with
+a line saying so; its name-keyed ``pins.json`` is left where it is (pins are per room now).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import dataclasses
 import os
-import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from parley_crypto import errors, identity
 
-from .config import ConfigError
+from . import store
+from .contacts import FileContacts
+from .roomstate import DiskRoomState, room_folder
+from .store import HomeError
 
-NEW, MATCH, CHANGED = "new", "match", "changed"
-
-
-class KeystoreError(ConfigError):
-    """The key folder is unusable (permissions, corrupt file); shown as one line, exit 2."""
-
-
-@dataclass(frozen=True)
-class PinResult:
-    """Outcome of checking a peer's key against the pins: ``new``, ``match`` or ``changed``."""
-
-    status: str
-    pinned_key_id: str | None = None
+KeystoreError = HomeError  # the old name, kept for callers that catch it
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write atomically with mode 0600 so a crash never leaves a half-written pin file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+class Home:
+    """One user's home folder."""
 
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.identity_path = self.path / "identity.json"
+        self.notes: list[str] = []  # one-time lines for the user (migration)
+        self._contacts: FileContacts | None = None
 
-class Keystore:
-    """Identity and pins of one local name under one home folder."""
+    def _ensure(self) -> None:
+        store.ensure_dir(self.path)
 
-    def __init__(self, home: Path, name: str):
-        self.dir = Path(home) / name
-        self.name = name
-        self.identity_path = self.dir / "identity.json"
-        self.pins_path = self.dir / "pins.json"
-
-    def _ensure_dir(self) -> None:
+    def load_or_create_identity(self, name: str, group: str = "ffdhe2048") -> identity.Identity:
+        """This home's identity, shown to peers as ``name``; generated (0600) on first use."""
+        self._ensure()
+        self._migrate(name)
+        if not self.identity_path.exists():
+            return self._create(name, group)
+        store.check_private(self.identity_path)
         try:
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as e:
-            raise KeystoreError(f"cannot create key folder {self.dir}: {e.strerror}") from None
-
-    def load_or_create_identity(self, group: str = "ffdhe2048") -> identity.Identity:
-        """Return this name's identity, generating and saving it (0600) on first use."""
-        self._ensure_dir()
-        if self.identity_path.exists():
-            try:
-                ident = identity.Identity.load(self.identity_path)
-            except (errors.ParleyError, OSError, ValueError, KeyError, TypeError) as e:
-                raise KeystoreError(f"cannot read identity {self.identity_path}: {e}") from None
-            if ident.public.group != group:
-                raise KeystoreError(
-                    f"identity {self.identity_path} uses group {ident.public.group}, "
-                    f"not {group}; pass --group {ident.public.group} or use another --home"
-                )
-            return ident
-        ident = identity.Identity.generate(self.name, group=group)
-        try:
-            ident.save(self.identity_path)
-            os.chmod(self.identity_path, 0o600)
-        except OSError as e:
-            raise KeystoreError(f"cannot write identity {self.identity_path}: {e}") from None
+            ident = identity.Identity.load(self.identity_path)
+        except (errors.ParleyError, OSError, ValueError, KeyError, TypeError) as e:
+            raise HomeError(f"cannot read identity {self.identity_path}: {e}") from None
+        if ident.public.group != group:
+            raise HomeError(
+                f"identity {self.identity_path} uses group {ident.public.group}, "
+                f"not {group}; pass --group {ident.public.group} or use another --home"
+            )
+        if ident.name != name:
+            ident = dataclasses.replace(ident, name=name)  # the key is who we are, not the name
         return ident
 
-    def pins(self) -> dict[str, dict]:
-        """All pinned peers: name -> {"key_id", "fingerprint", "pinned_at"}."""
+    def _create(self, name: str, group: str) -> identity.Identity:
+        ident = identity.Identity.generate(name, group=group)
         try:
-            data = json.loads(self.pins_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as e:
-            raise KeystoreError(f"cannot read pinned keys {self.pins_path}: {e}") from None
-        if not isinstance(data, dict):
-            raise KeystoreError(f"pinned keys file {self.pins_path} is not a JSON object")
-        return {k: v for k, v in data.items() if isinstance(v, dict) and "key_id" in v}
+            ident.save(self.identity_path)
+            os.chmod(self.identity_path, store.FILE_MODE)
+        except OSError as e:
+            raise HomeError(f"cannot write identity {self.identity_path}: {e}") from None
+        return ident
 
-    def check(self, peer_name: str, key_id: str) -> PinResult:
-        """Compare a peer's key id with its pin; does not change anything."""
-        pinned = self.pins().get(peer_name)
-        if pinned is None:
-            return PinResult(NEW)
-        if pinned["key_id"] == key_id:
-            return PinResult(MATCH, pinned["key_id"])
-        return PinResult(CHANGED, pinned["key_id"])
+    def _migrate(self, name: str) -> None:
+        """Move ``<home>/<name>/identity.json`` (the old layout) up to ``<home>``, once."""
+        old_dir = self.path / name
+        old = old_dir / "identity.json"
+        if self.identity_path.exists() or not old.is_file() or old.is_symlink():
+            return
+        store.check_private(old_dir)
+        store.check_private(old)
+        try:
+            os.replace(old, self.identity_path)
+        except OSError as e:
+            raise HomeError(f"cannot move {old} to {self.identity_path}: {e.strerror}") from None
+        self.notes.append(
+            f"moved your identity from {old} to {self.identity_path} (the home no longer "
+            "depends on your name); each room pins its peer again on first use, so compare "
+            "safety numbers with /verify"
+        )
 
-    def pin(self, peer_name: str, key_id: str, fingerprint: str = "") -> None:
-        """Pin (or re-pin after ``/trust``) a peer's key."""
-        self._ensure_dir()
-        pins = self.pins()
-        pins[peer_name] = {"key_id": key_id, "fingerprint": fingerprint, "pinned_at": time.time()}
-        _write_private(self.pins_path, json.dumps(pins, indent=2, sort_keys=True) + "\n")
+    def contacts(self) -> FileContacts:
+        """The contact store (``contacts.json``)."""
+        if self._contacts is None:
+            self._ensure()
+            self._contacts = FileContacts(self.path / "contacts.json")
+        return self._contacts
+
+    def room(self, room: str) -> DiskRoomState:
+        """The room's durable state; refuses a room another process is using from this home."""
+        self._ensure()
+        return DiskRoomState(room_folder(self.path, room), room)

@@ -1,5 +1,8 @@
 """Plaintext message format, the outbox of unreceipted messages, and the seen-id memory.
 
+Both the outbox and the seen ids can be backed by a durable
+:class:`~parley_client.roomstate.RoomState`, so a restart resends and de-duplicates.
+
 The plaintext inside every sealed envelope is UTF-8 JSON ``{"id", "ts", "kind", "body"}``
 where kind is ``text`` (body: the message) or ``receipt`` (body: the id being receipted).
 A text may also carry ``"after"``: the id of the sender's previous text that was still
@@ -82,43 +85,88 @@ class Pending:
     """A text in the outbox: sent (maybe several times) but not yet receipted."""
 
     message: Plaintext
+    to: str | None = None  # key id of the contact it is for; None = the room's first contact
     sent_at: float | None = None  # monotonic time of the last send, None = not sent yet
     attempts: int = 0
 
 
 class Outbox:
-    """Unreceipted texts in submission order."""
+    """Unreceipted texts in submission order, each bound to the key it is for.
 
-    def __init__(self) -> None:
+    Every change goes to ``state`` (a :class:`~parley_client.roomstate.RoomState`) before it
+    counts: a text is queued once it is durable, and it leaves only on a receipt from its key.
+    """
+
+    def __init__(self, state=None) -> None:
+        self._state = state
         self._items: OrderedDict[str, Pending] = OrderedDict()
+        for r in state.pending() if state is not None else ():
+            message = Plaintext(r["id"], float(r.get("ts") or 0.0), "text", r["body"])
+            self._items[message.id] = Pending(message, r.get("to"))
 
-    def add(self, message: Plaintext) -> Pending:
-        item = Pending(message)
+    def add(self, message: Plaintext, to: str | None = None) -> Pending:
+        item = Pending(message, to)
+        if self._state is not None:
+            self._state.queued(_record(item))
         self._items[message.id] = item
         return item
 
-    def delivered(self, message_id: str) -> Pending | None:
-        """Drop a receipted message; returns it, or None if it was not pending."""
-        return self._items.pop(message_id, None)
+    def delivered(self, message_id: str, from_key: str | None = None) -> Pending | None:
+        """Drop a text receipted by the key it is for; returns it, or None (not pending, or
+        the receipt came from another key, which never counts)."""
+        item = self._items.get(message_id)
+        if item is None or item.to is None or item.to != from_key:
+            return None
+        if self._state is not None:
+            self._state.delivered(message_id)
+        return self._items.pop(message_id)
+
+    def address(self, key_id: str, only_from: str | None = None) -> int:
+        """Bind the texts for ``only_from`` (None: the unaddressed ones) to ``key_id``."""
+        count = 0
+        for item in self._items.values():
+            if item.to == only_from and item.to != key_id:
+                if self._state is not None:
+                    self._state.addressed(item.message.id, key_id)
+                item.to, item.sent_at = key_id, None
+                count += 1
+        return count
+
+    def waiting_for_others(self, key_id: str | None) -> list[Pending]:
+        """Texts bound to some key other than ``key_id`` (they stay until the user decides)."""
+        return [i for i in self._items.values() if i.to is not None and i.to != key_id]
+
+    def discard_for_others(self, key_id: str | None) -> int:
+        """Drop the texts bound to other keys than ``key_id`` (the user said so)."""
+        gone = self.waiting_for_others(key_id)
+        for item in gone:
+            if self._state is not None:
+                self._state.delivered(item.message.id)
+            del self._items[item.message.id]
+        return len(gone)
 
     def mark_unsent(self) -> None:
         """After a disconnect or a new session everything must be sent again."""
         for item in self._items.values():
             item.sent_at = None
 
-    def due(self, now: float, resend_after: float) -> list[Pending]:
-        """Items never sent on this session, or sent longer than ``resend_after`` ago."""
+    def due(self, now: float, resend_after: float, key_id: str | None = None) -> list[Pending]:
+        """Items for ``key_id`` never sent on this session, or sent ``resend_after`` ago."""
         return [
-            i for i in self._items.values() if i.sent_at is None or now - i.sent_at >= resend_after
+            i
+            for i in self._items.values()
+            if i.to == key_id and (i.sent_at is None or now - i.sent_at >= resend_after)
         ]
 
     def stamped(self, item: Pending) -> Plaintext:
-        """The item's text naming, as ``after``, the unreceipted text queued just before it."""
+        """The item's text naming, as ``after``, the unreceipted text for the same key queued
+        just before it."""
         previous = None
-        for message_id in self._items:
-            if message_id == item.message.id:
+        for other in self._items.values():
+            if other.message.id == item.message.id:
                 break
-            previous = message_id
+            if other.to == item.to:
+                previous = other.message.id
         return replace(item.message, after=previous)
 
     def __len__(self) -> int:
@@ -126,6 +174,11 @@ class Outbox:
 
     def __iter__(self):
         return iter(list(self._items.values()))
+
+
+def _record(item: Pending) -> dict:
+    m = item.message
+    return {"id": m.id, "ts": m.ts, "body": m.body, "to": item.to}
 
 
 SEND_RATE, SEND_BURST = 30.0, 120.0  # texts per second, bucket size
@@ -152,15 +205,21 @@ class Pacer:
 class SeenIds:
     """Ids already shown, oldest forgotten first. 100k ids is a few MB: plenty for a chat."""
 
-    def __init__(self, limit: int = 100_000) -> None:
+    def __init__(self, limit: int = 100_000, state=None) -> None:
         self.limit = limit
+        self._state = state
         self._ids: OrderedDict[str, None] = OrderedDict()
+        for message_id in state.seen() if state is not None else ():
+            self._ids[message_id] = None
 
     def add(self, message_id: str) -> bool:
-        """Remember an id; return False if it was already known."""
+        """Remember an id (durably, with a state, before the text is shown); return False if
+        it was already known."""
         if message_id in self._ids:
             self._ids.move_to_end(message_id)
             return False
+        if self._state is not None:
+            self._state.saw(message_id)
         self._ids[message_id] = None
         if len(self._ids) > self.limit:
             self._ids.popitem(last=False)

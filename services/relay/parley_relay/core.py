@@ -125,6 +125,11 @@ def parse_auth(auth: object, token: str | None) -> Identity:
     return Identity(room=room, name=name, secret_hash=digest, instance=instance)
 
 
+# Built once: json.dumps with non-default options makes a new encoder on every call.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_encode_str = json.encoder.encode_basestring
+
+
 def payload_size(payload: object) -> int:
     """Bytes a payload occupies in the frame the relay forwards (issue 12, L2).
 
@@ -135,9 +140,13 @@ def payload_size(payload: object) -> int:
     object, lone surrogates.
     """
     try:
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-        size = len(text) if text.isascii() else len(text.encode("utf-8"))
-        return size - 2 if type(payload) is str else size
+        if type(payload) is str:
+            text = _encode_str(payload)  # C; same escapes as the encoder below
+            size = len(text) - 2
+        else:
+            text = _JSON.encode(payload)
+            size = len(text)
+        return size if text.isascii() else size + len(text.encode("utf-8")) - len(text)
     except (TypeError, ValueError, RecursionError):
         raise Rejection("bad_request", "payload must be plain JSON text (no binary)") from None
 

@@ -36,6 +36,9 @@ _log = logging.getLogger(LOGGER_NAME)
 NON_TEXT_PACKET_BYTES = 64
 RATE_LIMITED_TEXT = "too many connection attempts from your address; retry shortly"
 NAMESPACE = "/"
+# A server-side close waits this long for what is queued (the close packet) to be written;
+# a client that does not read must not hold up a disconnect or the graceful shutdown.
+CLOSE_FLUSH_SECONDS = 2.0
 _BaseSocket = engineio.socket.Socket
 
 
@@ -78,6 +81,12 @@ class BoundedSocket(_BaseSocket):
         for pkt in packets:
             self.queued_bytes -= packet_bytes(pkt)
         return packets
+
+    def close(self, wait=True, abort=False, reason=None):
+        """Engine.IO's close, but a waiting close gives up after CLOSE_FLUSH_SECONDS."""
+        super().close(wait=False, abort=abort, reason=reason)
+        if wait and not self.queue.join(timeout=CLOSE_FLUSH_SECONDS):
+            self.evict()  # still not written: the client does not read, cut it
 
     def _websocket_handler(self, ws):
         self.ws = ws  # kept so evict() can shut the TCP socket down

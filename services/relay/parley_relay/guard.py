@@ -96,8 +96,15 @@ class SampledEvents(logging.Filter):
     A line that follows dropped ones carries `suppressed`: how many were left out.
     """
 
-    def __init__(self, events=SAMPLED_EVENTS, rate=REFUSAL_LOG_RATE, burst=REFUSAL_LOG_BURST):
+    def __init__(
+        self,
+        events=SAMPLED_EVENTS,
+        rate=REFUSAL_LOG_RATE,
+        burst=REFUSAL_LOG_BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         super().__init__()
+        self.clock = clock
         self.limit = RateLimit(rate, burst)
         self.events = frozenset(events)
         self.buckets: dict[str, TokenBucket] = {}
@@ -109,7 +116,7 @@ class SampledEvents(logging.Filter):
             return True
         bucket = self.buckets.get(event)
         if bucket is None:
-            bucket = self.buckets[event] = TokenBucket(self.limit)
+            bucket = self.buckets[event] = TokenBucket(self.limit, self.clock)
         if not bucket.allow():
             self.suppressed[event] = self.suppressed.get(event, 0) + 1
             return False

@@ -81,6 +81,8 @@ def load(cls, obj: object, me, clock):
         peer = PeerIdentity.from_payload(data["peer"])
     except ParleyError as exc:
         raise InvalidState(f"session state peer is invalid: {exc}") from exc
+    if peer.group != me.signing_key.group.name:
+        raise InvalidState("session state peer uses another group than our identity")
     group = groups.get(peer.group)
     r = _wire.fields(data["ratchet"], _RATCHET, InvalidState, "session ratchet state")
     digits = group.hex_digits

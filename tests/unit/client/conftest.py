@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from parley_client.contacts import MemoryContacts
 from parley_client.core import ChatCore, Event
-from parley_client.keystore import Keystore
+from parley_client.roomstate import MemoryRoomState
 from parley_crypto import identity
 
 FORWARD = {
@@ -41,7 +42,7 @@ class FakeClock:
 class Side:
     name: str
     core: ChatCore
-    keystore: Keystore
+    contacts: MemoryContacts
     events: list[Event] = field(default_factory=list)
     online: bool = True
 
@@ -67,17 +68,18 @@ class Pair:
         }
 
     def _side(self, tmp_path, name, peer, options) -> Side:
-        ks = Keystore(tmp_path / "home", name)
+        contacts = MemoryContacts()
         ident = cached_identity(name)
-        side = Side(name, None, ks)  # type: ignore[arg-type]
+        side = Side(name, None, contacts)  # type: ignore[arg-type]
 
         def send(event, payload, _peer=peer):
             self.wire_log.append((name, event, payload))
             if side.online and event in FORWARD:
                 self.queue.append((_peer, FORWARD[event], payload))
 
+        options = {"state": MemoryRoomState(), **options}
         side.core = ChatCore(
-            ident, ks, self.room, send, side.events.append, clock=self.clock, **options
+            ident, contacts, self.room, send, side.events.append, clock=self.clock, **options
         )
         return side
 
@@ -142,3 +144,15 @@ def pair(tmp_path, clock) -> Pair:
 def make_pair(tmp_path, clock):
     """Build a Pair with custom core options (e.g. rekey_after=3)."""
     return lambda **options: Pair(tmp_path, clock, **options)
+
+
+@pytest.fixture
+def known():
+    """``known(name)``: a cached identity (the same key for the same name in every test)."""
+    return cached_identity
+
+
+@pytest.fixture
+def pair_in(tmp_path, clock):
+    """``pair_in(room)``: a Pair in another room."""
+    return lambda room: Pair(tmp_path, clock, room=room)

@@ -1,4 +1,4 @@
-"""Configuration precedence and validation; the key store; the plaintext format."""
+"""Configuration precedence and validation; the home's identity; the plaintext format."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from parley_client.config import DEFAULT_RELAY, ConfigError, load_settings
-from parley_client.keystore import CHANGED, MATCH, NEW, Keystore, KeystoreError
+from parley_client.keystore import Home, HomeError
 from parley_client.messages import BadPlaintext, Outbox, Plaintext, SeenIds, new_text
 
 
@@ -151,46 +151,41 @@ def test_bad_config_is_one_clear_line(argv, env, needle):
     assert needle in text and "\n" not in text
 
 
-def test_identity_is_created_once_with_mode_0600(tmp_path):
-    ks = Keystore(tmp_path, "alice")
-    first = ks.load_or_create_identity()
-    mode = stat.S_IMODE(ks.identity_path.stat().st_mode)
-    assert mode == 0o600
-    again = Keystore(tmp_path, "alice").load_or_create_identity()
+def test_identity_is_created_once_with_mode_0600_and_does_not_depend_on_the_name(tmp_path):
+    home = Home(tmp_path / "home")
+    first = home.load_or_create_identity("alice")
+    assert stat.S_IMODE(home.identity_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(home.path.stat().st_mode) == 0o700
+    again = Home(tmp_path / "home").load_or_create_identity("alice")
     assert again.public.key_id == first.public.key_id
-    assert Keystore(tmp_path, "bob").load_or_create_identity().public.key_id != first.public.key_id
+    renamed = Home(tmp_path / "home").load_or_create_identity("ally")
+    assert renamed.name == "ally" and renamed.signing_key.x == first.signing_key.x
+    other = Home(tmp_path / "other").load_or_create_identity("alice")
+    assert other.public.key_id != first.public.key_id
 
 
 def test_identity_group_mismatch_and_corrupt_file_are_clear_errors(tmp_path):
-    ks = Keystore(tmp_path, "alice")
-    ks.load_or_create_identity()
-    with pytest.raises(KeystoreError, match="uses group ffdhe2048"):
-        ks.load_or_create_identity("ffdhe3072")
-    ks.identity_path.write_text("{not json")
-    with pytest.raises(KeystoreError, match="cannot read identity"):
-        ks.load_or_create_identity()
+    home = Home(tmp_path / "home")
+    home.load_or_create_identity("alice")
+    with pytest.raises(HomeError, match="uses group ffdhe2048"):
+        home.load_or_create_identity("alice", "ffdhe3072")
+    home.identity_path.write_text("{not json")
+    with pytest.raises(HomeError, match="cannot read identity"):
+        home.load_or_create_identity("alice")
 
 
-def test_pins_new_match_changed_and_file_mode(tmp_path):
-    ks = Keystore(tmp_path, "alice")
-    assert ks.check("bob", "k1").status == NEW
-    ks.pin("bob", "k1", "fp")
-    assert stat.S_IMODE(ks.pins_path.stat().st_mode) == 0o600
-    assert ks.check("bob", "k1").status == MATCH
-    changed = ks.check("bob", "k2")
-    assert changed.status == CHANGED and changed.pinned_key_id == "k1"
-    ks.pin("bob", "k2")
-    assert ks.check("bob", "k2").status == MATCH
-    # pins belong to the local name
-    assert Keystore(tmp_path, "carol").check("bob", "k2").status == NEW
+def test_old_per_name_layout_is_moved_up_once_with_a_line(tmp_path):
+    from parley_crypto import identity
 
-
-def test_corrupt_pins_file_is_a_clear_error(tmp_path):
-    ks = Keystore(tmp_path, "alice")
-    ks.dir.mkdir(parents=True)
-    ks.pins_path.write_text("[1, 2]")
-    with pytest.raises(KeystoreError, match="not a JSON object"):
-        ks.pins()
+    old = identity.Identity.generate("alice")
+    old.save(tmp_path / "home" / "alice" / "identity.json")
+    (tmp_path / "home").chmod(0o700)
+    home = Home(tmp_path / "home")
+    loaded = home.load_or_create_identity("alice")
+    assert loaded.public.key_id == old.public.key_id
+    assert home.identity_path.exists() and not (tmp_path / "home/alice/identity.json").exists()
+    assert len(home.notes) == 1 and "moved your identity" in home.notes[0]
+    assert Home(tmp_path / "home").load_or_create_identity("alice").public == loaded.public
 
 
 def test_plaintext_round_trip_and_validation():
@@ -212,13 +207,15 @@ def test_plaintext_round_trip_and_validation():
 
 def test_outbox_due_and_seen_ids_are_bounded():
     box = Outbox()
-    item = box.add(new_text("a"))
-    assert box.due(10.0, 5.0) == [item]
+    item = box.add(new_text("a"), "k1")
+    assert box.due(10.0, 5.0, "k1") == [item]
+    assert box.due(10.0, 5.0, "k2") == []  # never due for another key
     item.sent_at = 10.0
-    assert box.due(12.0, 5.0) == [] and box.due(15.0, 5.0) == [item]
+    assert box.due(12.0, 5.0, "k1") == [] and box.due(15.0, 5.0, "k1") == [item]
     box.mark_unsent()
-    assert box.due(10.0, 5.0) == [item]
-    assert box.delivered(item.message.id) is item and len(box) == 0
+    assert box.due(10.0, 5.0, "k1") == [item]
+    assert box.delivered(item.message.id, "k2") is None  # a receipt from another key
+    assert box.delivered(item.message.id, "k1") is item and len(box) == 0
     seen = SeenIds(limit=3)
     assert seen.add("a") and not seen.add("a")
     for x in "bcd":

@@ -23,7 +23,8 @@ def test_handshake_makes_both_sides_secure_with_the_same_safety_number(pair):
     assert na == nb and len(na) == 60 and na.isdigit()
     assert pair.a.kinds("secure")[-1].data["safety_number"] == na
     # first use pins the peer's key
-    assert pair.a.keystore.pins()["bob"]["key_id"] == pair.b.core.me.public.key_id
+    assert pair.a.contacts.get("demo").key_id == pair.b.core.me.public.key_id
+    assert pair.a.contacts.get("demo").label == "bob"
 
 
 def test_text_round_trip_receipt_empties_the_outbox(pair):
@@ -101,7 +102,7 @@ def test_duplicates_across_sessions_are_dropped_by_id(pair):
     pair.pump()
     assert len(pair.a.core.outbox) == 0
     # alice lost the receipt (say she reconnected first): the text is still in her outbox
-    pair.a.core.outbox.add(pending.message)
+    pair.a.core.outbox.add(pending.message, pending.to)
     pair.connect()  # new session, sequence numbers start over; only the id can catch it
     assert pair.b.texts() == ["only once"]
     assert len(pair.a.core.outbox) == 0
@@ -172,8 +173,15 @@ def test_changed_key_blocks_sending_until_trust(pair, clock):
     assert any("withheld" in e.text for e in pair.a.kinds("error"))
     assert pair.a.core.trust()
     pair.pump()
+    # typed for the old key: the new key gets it only when the user says so, naming both keys
+    assert pair.b.texts() == []
+    held = pair.a.kinds("warning")[-1].text
+    assert "/forward" in held and pair.b.core.me.public.key_id[:16] in held
+    assert pair.a.core.forward() == 1
+    pair.pump()
     assert pair.b.texts() == ["secret plans"]
-    assert pair.a.keystore.pins()["bob"]["key_id"] == impostor.public.key_id
+    assert pair.a.contacts.get("demo").key_id == impostor.public.key_id
+    assert pair.a.contacts.get("demo").label == "bob"  # the user's label stays
     clock.now += pair.b.core.resend_after
     pair.b.core.tick()
     pair.pump()
@@ -182,9 +190,9 @@ def test_changed_key_blocks_sending_until_trust(pair, clock):
 
 def test_trust_without_a_changed_key_does_nothing(pair):
     secure(pair)
-    before = pair.a.keystore.pins()
+    before = pair.a.contacts.all()
     assert pair.a.core.trust() is False
-    assert pair.a.keystore.pins() == before
+    assert pair.a.contacts.all() == before
 
 
 def test_long_conversation_ratchets_without_new_handshakes(pair):
@@ -279,7 +287,7 @@ HOSTILE = [
 def test_hostile_payloads_are_reported_not_raised_and_change_nothing(pair, event, payload):
     secure(pair)
     session, peer = pair.a.core.session, pair.a.core.peer
-    pins = pair.a.keystore.pins()
+    pins = pair.a.contacts.all()
     before = len(pair.a.events)
     pair.a.core.handle(event, payload)  # must not raise
     new = pair.a.events[before:]
@@ -288,7 +296,7 @@ def test_hostile_payloads_are_reported_not_raised_and_change_nothing(pair, event
         assert any(e.kind in ("error", "relay_error", "refused") for e in new)
         for e in new:
             assert "\n" not in e.text and "Traceback" not in e.text
-    assert pair.a.keystore.pins() == pins
+    assert pair.a.contacts.all() == pins
     if event == "peer_left":
         assert pair.a.core.state is State.PEER_LEFT  # the relay's word on presence counts
         pair.connect()
@@ -417,13 +425,13 @@ def test_handshakes_converge_whatever_rounds_cross_on_the_wire(pair, seed):
 
 def test_an_injected_identity_alone_raises_no_alarm_and_pins_nothing(pair):
     secure(pair)
-    pins = pair.a.keystore.pins()
+    pins = pair.a.contacts.all()
     stranger = identity.Identity.generate("bob")
     pair.a.core.handle("ELGAMAL_PK_BC", stranger.public_payload())
     pair.a.core.handle("ELGAMAL_PK_BC", identity.Identity.generate("zed").public_payload())
     assert not pair.a.kinds("key_changed")
     assert pair.a.core.blocked_by is None and pair.a.core.can_send
-    assert pair.a.keystore.pins() == pins
+    assert pair.a.contacts.all() == pins
     pair.a.core.submit("unaffected")
     pair.pump()
     assert pair.b.texts()[-1] == "unaffected"

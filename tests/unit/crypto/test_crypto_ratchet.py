@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parley_crypto import errors, ratchet
+from parley_crypto import errors, identity, ratchet
 from parley_crypto.session import Session
 from tests.unit.crypto.conftest import connect
 
@@ -254,6 +254,7 @@ def test_state_round_trip_continues_the_conversation(alice, bob):
         {"ratchet.skipped": [["4", 0, "00", 0]]},
         {"ratchet.skipped": [["4", 0, "00" * 32, "now"]]},
         {"ratchet.skipped": "x"},
+        {"peer": dict(identity.Identity.generate("carol", "ffdhe3072").public_payload())},
     ],
 )
 def test_corrupt_state_is_refused(alice, bob, change):
@@ -266,3 +267,28 @@ def test_corrupt_state_is_refused(alice, bob, change):
             state[key] = value
     with pytest.raises(errors.ParleyError):
         Session.from_state(state, _me(a, alice, bob))
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=st.lists(st.tuples(st.sampled_from(["a", "b", "deliver"]), st.integers(0, 99)),
+                    max_size=40))  # fmt: skip
+def test_random_conversations_deliver_everything_once(alice, bob, ops):
+    # Any interleaving of sends in both directions and out-of-order deliveries.
+    a, b = _pair(alice, bob)
+    sides = {"a": (a, b), "b": (b, a)}
+    in_flight, count = [], 0
+    for op, pick in ops + [("deliver", 0)] * 80:
+        if op == "deliver":
+            if in_flight:
+                receiver, envelope, text = in_flight.pop(pick % len(in_flight))
+                assert receiver.open(envelope) == text
+                with pytest.raises(errors.InvalidMessage):
+                    receiver.open(envelope)
+        else:
+            sender, receiver = sides[op]
+            text = b"%d" % count
+            count += 1
+            in_flight.append((receiver, sender.seal(text), text))
+    assert in_flight == []

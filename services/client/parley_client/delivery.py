@@ -1,0 +1,173 @@
+"""The message side of :class:`~parley_client.core.ChatCore`: what the user types, the
+outbox bound to the contact's key, and the texts and receipts the peer's sessions open.
+
+A mixin so core.py stays about connection state and handshakes; it uses the core's
+``outbox``, ``seen``, ``in_order``, ``guard``, ``_sessions`` and output helpers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parley_crypto import errors
+
+from .events import Event, State, looks_legacy_message, short_reason
+from .guard import held_text
+from .messages import (
+    MAX_BODY_BYTES,
+    BadPlaintext,
+    Pending,
+    Plaintext,
+    new_receipt,
+    new_text,
+)
+
+
+class Delivery:
+    """Texts out and in; mixed into ChatCore."""
+
+    # ----- user side ---------------------------------------------------------------------
+    def submit(self, text: str) -> Pending | None:
+        """Queue a text; it is sent now if the session is ready, else as soon as it is.
+        Returns None (and reports why) for a text too long to ever be delivered."""
+        message = new_text(text)
+        size = len(message.encode())
+        if size > MAX_BODY_BYTES:
+            self._error(f"not sent: message is {size} bytes encoded, the limit is {MAX_BODY_BYTES}")
+            return None
+        item = self.outbox.add(message, self._contact_key())  # durable before "queued"
+        self._emit(Event("queued", data={"id": item.message.id, "text": text}))
+        self.flush()
+        return item
+
+    def trust(self) -> bool:
+        """Accept a changed peer key (``/trust``): re-pin it and unblock sending."""
+        peer = self.blocked_by
+        if peer is None:
+            return False
+        old = self._contact_key()
+        contact = self.guard.trust(peer)
+        self.blocked_by = None
+        self._withheld_reported = False
+        self._info(f"now trusting the new key of {contact.label} ({peer.fingerprint})")
+        waiting = len(self.outbox.waiting_for_others(contact.key_id))
+        if waiting:
+            self._emit(Event("warning", held_text(waiting, contact, old), {"count": waiting}))
+        if self.session is not None and self._hs is None and self.state is State.VERIFYING:
+            self._set_state(State.SECURE)
+        self.flush()
+        return True
+
+    def forward(self) -> int:
+        """``/forward``: send the texts queued for an earlier key to the contact's current key
+        (the user's explicit choice, after ``/trust``). Returns how many."""
+        contact = self.contact
+        if contact is None:
+            return 0
+        count = 0
+        for key in {i.to for i in self.outbox.waiting_for_others(contact.key_id)}:
+            count += self.outbox.address(contact.key_id, only_from=key)
+        if count:
+            self._info(f"{count} message(s) now go to {contact.label} ({contact.fingerprint})")
+        self.flush()
+        return count
+
+    def discard(self) -> int:
+        """``/discard``: drop the texts queued for an earlier key. Returns how many."""
+        count = self.outbox.discard_for_others(self._contact_key())
+        if count:
+            self._info(f"dropped {count} message(s) queued for an earlier key")
+        return count
+
+    def tick(self) -> None:
+        """Call about once a second: resends texts whose receipt is overdue."""
+        self.flush()
+
+    def flush(self) -> None:
+        """Seal and send every outbox item that is due."""
+        if not self.can_send:
+            return
+        now = self._clock()
+        for item in self.outbox.due(now, self.resend_after, self.session.peer.key_id):
+            if not self._pacer.take(now):
+                break  # the rest goes out on the next tick
+            if not self._seal_and_send(self.outbox.stamped(item)):
+                return
+            item.sent_at = now
+            item.attempts += 1
+            data = {"id": item.message.id, "attempt": item.attempts, "text": item.message.body}
+            self._emit(Event("sent", data=data))
+        if self.session is not None and self.session.needs_rekey and self._hs is None:
+            self._start_handshake()
+
+    def _seal_and_send(self, message: Plaintext) -> bool:
+        try:
+            envelope = self.session.seal(message.encode())
+        except errors.ParleyError as e:
+            self._error(f"could not seal a message: {short_reason(e)}")
+            return False
+        self._send("message", envelope)
+        return True
+
+    # ----- messages ----------------------------------------------------------------------
+    def _on_envelope(self, payload: Any) -> None:
+        if isinstance(payload, str):
+            if looks_legacy_message(payload):
+                raise errors.LegacyPeer("legacy message")
+            self._error("rejected message from peer: not a Parley envelope")
+            return
+        if not isinstance(payload, dict):
+            self._error("rejected message from peer: not a Parley envelope")
+            return
+        if self.session is None:
+            self._early.append(payload)  # retried once our session is ready
+            return
+        if self._hs is not None:
+            # Mid-handshake it may be sealed under the session we are about to derive.
+            if not self._try_open(payload, report=False):
+                self._early.append(payload)
+            return
+        self._try_open(payload, report=True)
+
+    def _try_open(self, envelope: dict, report: bool) -> bool:
+        try:
+            session, data = self._sessions.open(envelope)
+        except errors.ParleyError as e:
+            if report:
+                self._error(
+                    f"rejected message from peer (replayed, reordered or tampered): "
+                    f"{short_reason(e)}"
+                )
+            return False
+        try:
+            message = Plaintext.decode(data)
+        except BadPlaintext as e:
+            self._error(f"rejected message from peer: {e}")
+            return True
+        if message.kind == "receipt":
+            item = self.outbox.delivered(message.body, session.peer.key_id)  # its key only
+            if item is not None:
+                data = {"id": message.body, "text": item.message.body}
+                self._emit(Event("delivered", data=data))
+        else:
+            self._on_text(message, session)
+        return True
+
+    def _on_text(self, message: Plaintext, session) -> None:
+        sender = self.guard.label(session.peer)  # the session that opened it names the sender
+        if sender is None or self.blocked_by is not None:
+            # No receipt: the sender keeps it and resends after /trust.
+            if not self._withheld_reported:
+                self._withheld_reported = True
+                self._error("withheld a message from a changed, untrusted key; see /verify")
+            return
+        ready = self.in_order.accept(message, self.seen)
+        if ready is None:
+            # Receipt even a duplicate: the first receipt may be what got lost.
+            self._seal_and_send(new_receipt(message.id))
+            return
+        # [] = held back until the text it follows arrives; no receipt, so it is re-sent.
+        for text in ready:
+            data = {"from": sender, "id": text.id, "text": text.body, "ts": text.ts}
+            self._emit(Event("message", text.body, data))
+            self._seal_and_send(new_receipt(text.id))

@@ -1,0 +1,184 @@
+"""What a conversation must remember across restarts: the outbox, the seen ids, the session.
+
+One small interface (:class:`RoomState`) with two stores: :class:`MemoryRoomState` (unit tests,
+and nothing else) and :class:`DiskRoomState`, a folder per room under the home:
+
+- ``outbox.log``: journal of ``{"op": "add", "id", "ts", "body", "to"}`` (``to``: the key id
+  the text is for), ``{"op": "done", "id"}`` (receipted by that key) and
+  ``{"op": "to", "id", "to"}`` (the user sent it on to a new key);
+- ``seen.log``: journal of ``{"id"}`` for every text shown, written *before* it is shown;
+- ``session.json``: the ratchet state (``Session.to_state()``) when the crypto layer has one;
+- ``lock``: held while a client uses the room, so two processes never share the journals.
+
+Journals are compacted on load. The contract tests run against both stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Protocol
+
+from . import store
+
+SEEN_LIMIT = 100_000  # ids remembered (a few MB); older ones cannot come back within a chat
+
+
+class RoomState(Protocol):
+    """Durable memory of one room's conversation."""
+
+    def pending(self) -> list[dict]:
+        """Unreceipted texts in submission order: ``{"id", "ts", "body", "to"}``."""
+
+    def queued(self, record: dict) -> None:
+        """A text entered the outbox (durable when this returns)."""
+
+    def delivered(self, message_id: str) -> None:
+        """A text was receipted by the key it was for."""
+
+    def addressed(self, message_id: str, key_id: str | None) -> None:
+        """A text is now for another key (first use, or the user's explicit choice)."""
+
+    def seen(self) -> list[str]:
+        """Ids of texts already shown, oldest first."""
+
+    def saw(self, message_id: str) -> None:
+        """A text is about to be shown (durable when this returns)."""
+
+    def session_state(self) -> dict | None:
+        """The saved ratchet state, if any."""
+
+    def save_session(self, state: dict | None) -> None:
+        """Replace the saved ratchet state (None forgets it)."""
+
+    def close(self) -> None:
+        """Release files and locks."""
+
+
+class MemoryRoomState:
+    """A RoomState that forgets everything with the process."""
+
+    def __init__(self) -> None:
+        self._outbox: dict[str, dict] = {}
+        self._seen: list[str] = []
+        self._session: dict | None = None
+
+    def pending(self) -> list[dict]:
+        return [dict(r) for r in self._outbox.values()]
+
+    def queued(self, record: dict) -> None:
+        self._outbox[record["id"]] = dict(record)
+
+    def delivered(self, message_id: str) -> None:
+        self._outbox.pop(message_id, None)
+
+    def addressed(self, message_id: str, key_id: str | None) -> None:
+        if message_id in self._outbox:
+            self._outbox[message_id]["to"] = key_id
+
+    def seen(self) -> list[str]:
+        return list(self._seen[-SEEN_LIMIT:])
+
+    def saw(self, message_id: str) -> None:
+        self._seen.append(message_id)
+
+    def session_state(self) -> dict | None:
+        return self._session
+
+    def save_session(self, state: dict | None) -> None:
+        self._session = state
+
+    def close(self) -> None:
+        return None
+
+
+def room_folder(home: Path, room: str) -> Path:
+    """``<home>/rooms/<hash>``: room names may be any Unicode, folder names stay plain."""
+    digest = hashlib.sha256(room.encode("utf-8")).hexdigest()[:32]
+    return home / "rooms" / digest
+
+
+class RoomBusy(store.HomeError):
+    """Another client process already uses this room from this home."""
+
+
+class DiskRoomState:
+    """A RoomState in a private folder (see the module docstring)."""
+
+    def __init__(self, folder: Path, room: str):
+        store.ensure_dir(folder.parent)
+        self.folder = store.ensure_dir(folder)
+        self._lock = store.FolderLock(folder)
+        if not self._lock.acquire():
+            raise RoomBusy(
+                f"you are already connected to room {room!r} from another terminal "
+                f"(this home, {folder.parent.parent}, is in use for that room)"
+            )
+        self._outbox = store.Journal(folder / "outbox.log")
+        self._seen = store.Journal(folder / "seen.log")
+        self._session_path = folder / "session.json"
+        self._pending = self._load_outbox()
+        self._seen_ids = self._load_seen()
+
+    def _load_outbox(self) -> dict[str, dict]:
+        records = self._outbox.load()
+        items: dict[str, dict] = {}
+        for r in records:
+            mid = r.get("id")
+            if not isinstance(mid, str):
+                continue
+            if r.get("op") == "add" and isinstance(r.get("body"), str):
+                items[mid] = {k: r.get(k) for k in ("id", "ts", "body", "to")}
+            elif r.get("op") == "done":
+                items.pop(mid, None)
+            elif r.get("op") == "to" and mid in items:
+                items[mid]["to"] = r.get("to")
+        if self._outbox.torn or len(records) != len(items):
+            self._outbox.rewrite([{"op": "add", **r} for r in items.values()])
+        return items
+
+    def _load_seen(self) -> list[str]:
+        records = self._seen.load()
+        ids = [r["id"] for r in records if isinstance(r.get("id"), str)][-SEEN_LIMIT:]
+        if self._seen.torn or len(ids) != len(records):
+            self._seen.rewrite([{"id": i} for i in ids])
+        return ids
+
+    def pending(self) -> list[dict]:
+        return [dict(r) for r in self._pending.values()]
+
+    def queued(self, record: dict) -> None:
+        entry = {k: record.get(k) for k in ("id", "ts", "body", "to")}
+        self._outbox.append({"op": "add", **entry})
+        self._pending[entry["id"]] = entry
+
+    def delivered(self, message_id: str) -> None:
+        if self._pending.pop(message_id, None) is not None:
+            self._outbox.append({"op": "done", "id": message_id})
+
+    def addressed(self, message_id: str, key_id: str | None) -> None:
+        if message_id in self._pending:
+            self._outbox.append({"op": "to", "id": message_id, "to": key_id})
+            self._pending[message_id]["to"] = key_id
+
+    def seen(self) -> list[str]:
+        return list(self._seen_ids)
+
+    def saw(self, message_id: str) -> None:
+        self._seen.append({"id": message_id})
+        self._seen_ids.append(message_id)
+
+    def session_state(self) -> dict | None:
+        data = store.read_json(self._session_path, None)
+        return data if isinstance(data, dict) else None
+
+    def save_session(self, state: dict | None) -> None:
+        if state is None:
+            self._session_path.unlink(missing_ok=True)
+        else:
+            store.write_json(self._session_path, state)
+
+    def close(self) -> None:
+        self._outbox.close()
+        self._seen.close()
+        self._lock.release()

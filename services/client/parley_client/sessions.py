@@ -1,0 +1,69 @@
+"""The sessions a conversation may open envelopes with, and who each one speaks for.
+
+A session names the sender of what it opens: the peer identity that authenticated it. When a
+new session is authenticated by another key, every older session is closed at once (nothing
+still in flight under the old key may be shown). An older session of the *same* key stays open
+for :data:`SESSION_GRACE_SECONDS` only, for envelopes sealed before the peer switched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from parley_crypto import errors
+
+# Long enough for envelopes in flight during a rekey or a reconnect (the relay forwards within
+# milliseconds; a resend follows after --resend-after seconds anyway), short enough that a
+# session the peer no longer uses cannot be fed held-back envelopes for long.
+SESSION_GRACE_SECONDS = 10.0
+
+
+class SessionSet:
+    """Newest session first; the others expire (same key) or are gone (other key)."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self._clock = clock
+        self._newest = None
+        self._older: list[tuple[object, float]] = []  # (session, expires at)
+
+    @property
+    def newest(self):
+        """The session texts go out on, or None."""
+        return self._newest
+
+    def add(self, session) -> None:
+        """Make ``session`` the newest; close or time-limit the others (see module docstring)."""
+        previous = self._newest
+        if previous is not None and _key(previous) == _key(session):
+            self._older = [(previous, self._clock() + SESSION_GRACE_SECONDS)]
+        else:
+            self._older = []  # another key: nothing sealed under the old one may be shown
+        self._newest = session
+
+    def open(self, envelope) -> tuple[object, bytes]:
+        """(session, plaintext) from the first live session that opens it; raises the last
+        session's ParleyError (InvalidMessage "no session" when there is none)."""
+        now = self._clock()
+        self._older = [(s, t) for s, t in self._older if t > now]
+        candidates = [self._newest, *(s for s, _ in self._older)] if self._newest else []
+        if not candidates:
+            raise errors.InvalidMessage("no session")
+        last: Exception | None = None
+        for session in candidates:
+            try:
+                return session, session.open(envelope)
+            except errors.ParleyError as e:
+                last = e
+        raise last  # type: ignore[misc]
+
+    def clear(self) -> None:
+        """Forget every session (the peer left for good)."""
+        self._newest, self._older = None, []
+
+    def __len__(self) -> int:
+        now = self._clock()
+        return (self._newest is not None) + sum(1 for _, t in self._older if t > now)
+
+
+def _key(session) -> str:
+    return session.peer.key_id

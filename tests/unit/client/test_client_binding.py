@@ -1,0 +1,151 @@
+"""Conversations bound to the room's contact (a key), not to the name a peer sends."""
+
+from __future__ import annotations
+
+from parley_client.core import State
+from parley_client.messages import Outbox
+from parley_client.sessions import SESSION_GRACE_SECONDS
+from parley_crypto import identity
+
+
+def secure(pair):
+    pair.connect()
+    assert pair.a.core.state is State.SECURE and pair.b.core.state is State.SECURE
+    return pair
+
+
+def messages_sent_by(pair, name: str) -> int:
+    return sum(1 for who, e, _ in pair.wire_log if who == name and e == "message")
+
+
+def bob_leaves(pair):
+    pair.b.online = False
+    pair.b.core.disconnected()
+    pair.a.core.handle("peer_left", {"name": "bob"})
+
+
+def test_a_stranger_in_the_contacts_seat_gets_nothing_and_the_text_waits_for_bob(pair, known):
+    secure(pair)
+    bob_leaves(pair)
+    pair.a.core.submit("bob, the door code is 4711")
+    pair.b.core.me = known("mallory")  # someone else takes the free seat
+    before = messages_sent_by(pair, "alice")
+    pair.connect()
+    assert messages_sent_by(pair, "alice") == before  # not even sealed for mallory
+    assert pair.b.texts() == []
+    warning = pair.a.kinds("key_changed")[-1]
+    assert "key of bob has CHANGED" in warning.text and "'mallory'" in warning.text
+    assert any("1 message(s) wait for bob" in e.text for e in pair.a.kinds("info"))
+    assert pair.a.core.status()["peer"] == "bob" and pair.a.core.status()["blocked"]
+    # the real bob comes back: it is his
+    pair.b.core.me = known("bob")
+    pair.connect()
+    assert pair.b.texts() == ["bob, the door code is 4711"]
+    assert len(pair.a.core.outbox) == 0
+
+
+def test_a_held_back_impostor_envelope_is_never_shown_as_the_contacts(pair, known):
+    secure(pair)
+    held = []
+
+    def hold(to, event, payload):
+        if to == "alice" and event == "received_message":
+            held.append(payload)
+            return []
+        return [payload]
+
+    bob_leaves(pair)
+    pair.b.core.me = identity.Identity.generate("bob")  # an impostor under bob's name
+    pair.connect()
+    assert pair.a.core.blocked_by is not None
+    pair.tamper = hold
+    pair.b.core.submit("it is me, bob: send the code")
+    pair.pump()
+    pair.tamper = None
+    assert held, "the relay held the impostor's envelope back"
+    bob_leaves(pair)
+    pair.b.core.outbox = Outbox()  # the real bob never said it
+    pair.b.core.me = known("bob")
+    pair.connect()
+    assert pair.a.core.blocked_by is None and pair.a.core.can_send
+    for envelope in held:
+        pair.a.core.handle("received_message", envelope)
+    assert pair.a.texts() == []
+    assert any("rejected message" in e.text for e in pair.a.kinds("error"))
+
+
+def test_a_held_back_text_of_bob_is_not_shown_under_another_key(pair, known):
+    secure(pair)
+    held = []
+
+    def hold(to, event, payload):
+        if to == "alice" and event == "received_message" and not held:
+            held.append(payload)
+            return []
+        return [payload]
+
+    pair.tamper = hold
+    pair.b.core.submit("from the real bob")
+    pair.pump()
+    pair.tamper = None
+    bob_leaves(pair)
+    pair.b.core.me = known("carol")
+    pair.connect()  # carol's key: bob's old session is closed at once
+    pair.a.core.handle("received_message", held[0])
+    assert pair.a.texts() == [] and not [e for e in pair.a.kinds("message")]
+
+
+def test_lookalike_name_rotation_after_pinning_is_warned_and_blocked(pair):
+    secure(pair)
+    bob_leaves(pair)
+    pair.b.core.me = identity.Identity.generate("b\u043eb")  # Cyrillic o
+    pair.a.core.submit("for bob only")
+    before = messages_sent_by(pair, "alice")
+    pair.connect()
+    warning = pair.a.kinds("key_changed")[-1]
+    assert "looks like your contact 'bob'" in warning.text
+    assert warning.data["lookalike"] == "bob" and not pair.a.core.can_send
+    assert messages_sent_by(pair, "alice") == before and pair.b.texts() == []
+    secure_events = pair.a.kinds("secure")
+    assert "unknown key" in secure_events[-1].text  # never shown as bob
+
+
+def test_a_lookalike_in_a_new_room_is_flagged_but_pinned(pair, pair_in):
+    secure(pair)
+    other = pair_in("elsewhere")
+    other.a.core.guard.contacts = pair.a.contacts  # the same user's contact list
+    other.b.core.me = identity.Identity.generate("b\u043eb")
+    other.connect()
+    flagged = [e for e in other.a.kinds("warning") if "looks like your contact" in e.text]
+    assert flagged and flagged[0].data["lookalike"] == "bob"
+
+
+def test_same_key_old_session_lives_only_for_the_grace_period(pair, clock):
+    secure(pair)
+    old = pair.b.core.session
+    pair.a.core.handle("KEY_EXCHANGE", 1)  # a rekey: new session, same key
+    pair.pump()
+    assert pair.b.core.session is not old
+    late = old.seal(b'{"id":"late1","ts":1,"kind":"text","body":"in flight"}')
+    pair.a.core.handle("received_message", late)
+    assert pair.a.texts() == ["in flight"]
+    stale = old.seal(b'{"id":"late2","ts":1,"kind":"text","body":"too late"}')
+    clock.now += SESSION_GRACE_SECONDS + 0.1
+    pair.a.core.handle("received_message", stale)
+    assert pair.a.texts() == ["in flight"]
+
+
+def test_trust_then_forward_moves_queued_texts_to_the_new_key(pair):
+    secure(pair)
+    bob_leaves(pair)
+    pair.a.core.submit("queued for the old key")
+    pair.b.core.me = identity.Identity.generate("bob")
+    pair.connect()
+    assert pair.a.core.trust()
+    pair.pump()
+    assert pair.b.texts() == []
+    assert pair.a.core.status()["for_other_keys"] == 1
+    assert pair.a.core.discard() == 1 and len(pair.a.core.outbox) == 0
+    pair.a.core.submit("new text")
+    pair.pump()
+    assert pair.b.texts() == ["new text"]
