@@ -6,7 +6,7 @@ replaces python-socketio's RedisManager, which broadcast every emit to every rep
 
 Messages are compact JSON arrays (see `handlers.RelayNamespace.on_bus`):
   ["m", sid, event, payload]          deliver an event to a local connection
-  ["p", sid, peers, event, data]      the connection's peers changed (+ an event to emit)
+  ["p", sid, peers, event, data, v]   its peers as of seat version v (+ an event to emit)
   ["k", sid]                          the connection lost its seat: drop it
 
 Two of DESIGN.md's pitfalls live here:

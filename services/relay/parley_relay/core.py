@@ -191,6 +191,9 @@ class Connection:
     # Where the other members' connections are ((replica, sid) pairs), read from the seat
     # store at join and kept current by peer updates and the reconciliation loop.
     peers: tuple = ()
+    # Version (seat-store time) of the seat state `peers` came from: updates that cross on
+    # the wire (two replicas announcing joins of one seat) apply only if newer.
+    version: int = 0
 
 
 @dataclass(frozen=True)

@@ -138,11 +138,11 @@ class RelayNamespace(socketio.Namespace):
                 # Superseded or closed while we waited for the store: roll the seat back.
                 self._rollback(identity.room, sid)
             conn = self.router.new_connection(sid, identity)
-            conn.peers = pairs(result.peers)
+            conn.peers, conn.version = pairs(result.peers), result.version
             announce = bool(result.peers)
             early = self.early.pop(sid, None)
-            if early is not None:
-                conn.peers = pairs(early[0])
+            if early is not None and early[3] > conn.version:
+                conn.peers, conn.version = pairs(early[0]), early[3]
             # No yield from here to the end of the handler: python-socketio marks the socket
             # connected right after we return, so what we checked above still holds then.
             self.conns[sid] = conn
@@ -162,7 +162,7 @@ class RelayNamespace(socketio.Namespace):
             peers=len(result.peers),
             replaced=result.replaced.sid if result.replaced else None,
         )
-        gevent.spawn(self._announce, sid, announce, early)
+        gevent.spawn(self._announce, sid, announce and result.version, early)
 
     def _refused(self, sid: str, rej: Rejection, **fields) -> None:
         self.metrics.reject(rej.code)
@@ -181,7 +181,7 @@ class RelayNamespace(socketio.Namespace):
             log_event(self.log, "rollback_failed", logging.WARNING, sid=sid, room=room)
         self._refused(sid, Rejection("unavailable", "connection superseded"), rolled_back=True)
 
-    def _announce(self, sid: str, announce: bool, early: tuple | None) -> None:
+    def _announce(self, sid: str, announce: int, early: tuple | None) -> None:
         """Once `sid` is connected: if the room is complete, KEY_EXCHANGE to it and to its
         peers, who learn its place; an event of an early peer update is emitted now."""
         manager = self.server.manager
@@ -198,12 +198,13 @@ class RelayNamespace(socketio.Namespace):
             return
         joiner = ((self.me, sid),)
         local = tuple(p for p in conn.peers if p[0] == self.me)
-        self.tell_peers(local, joiner, None, None)  # they learn the joiner's place...
+        self.tell_peers(local, joiner, None, None, announce)  # they learn the joiner's place...
         # ...and one emit reaches every local member (an emit wrapper such as
         # scripts/relay_tap.py then sees the room's KEY_EXCHANGE as one event, as before).
         targets = [sid] + [p for _, p in local if p in self.conns]
         self.server.emit("KEY_EXCHANGE", 1, to=targets, namespace=NAMESPACE)
-        self.tell_peers(tuple(p for p in conn.peers if p not in local), joiner, "KEY_EXCHANGE", 1)
+        remote = tuple(p for p in conn.peers if p not in local)
+        self.tell_peers(remote, joiner, "KEY_EXCHANGE", 1, announce)
         log_event(self.log, "key_exchange", room=conn.identity.room, sid=sid)
 
     def on_disconnect(self, sid: str) -> None:
@@ -229,10 +230,10 @@ class RelayNamespace(socketio.Namespace):
             rejected=sum(conn.rejected.values()),
         )
 
-    def vacated(self, result, name: str | None = None) -> None:
-        """After a seat was vacated: `peer_left` to the remaining peers."""
+    def vacated(self, result) -> None:
+        """After a seat was vacated (LeaveResult, Pruned): `peer_left` to the remaining peers."""
         if getattr(result, "removed", True):
-            self.tell_peers(result.peers, (), "peer_left", {"name": name or result.name})
+            self.tell_peers(result.peers, (), "peer_left", {"name": result.name}, result.version)
 
     def on_leave(self, sid: str, conn: Connection) -> dict:
         """`leave`: the member goes for good; release its seat, then close the connection."""
@@ -267,23 +268,29 @@ class RelayNamespace(socketio.Namespace):
         elif sid in self.connecting:
             self.kicked.add(sid)  # its own connect handler rolls it back
 
-    def tell_peers(self, peers, joiner: tuple, event: str | None, data: object) -> None:
-        """Each peer's peers become `joiner` + the other peers; then it gets `event`."""
+    def tell_peers(
+        self, peers, joiner: tuple, event: str | None, data: object, version: int
+    ) -> None:
+        """Each peer's peers become `joiner` + the other peers as of seat state `version`;
+        then it gets `event`."""
         peers = pairs(peers)
         for replica, sid in peers:
             theirs = list(joiner) + [p for p in peers if p != (replica, sid)]
             if replica == self.me:
-                self.peer_update(sid, theirs, event, data)
+                self.peer_update(sid, theirs, event, data, version)
             else:
-                self._safe(self.bus.send, replica, ["p", sid, theirs, event, data])
+                self._safe(self.bus.send, replica, ["p", sid, theirs, event, data, version])
 
-    def peer_update(self, sid: str, peers, event: str | None, data: object) -> None:
+    def peer_update(self, sid: str, peers, event: str | None, data: object, version: int) -> None:
+        """Apply a peer update unless the connection already knows a newer seat state."""
         conn = self.conns.get(sid)
         if conn is None:
-            if sid in self.connecting:
-                self.early[sid] = (peers, event, data)
+            if sid in self.connecting and version > self.early.get(sid, (0, 0, 0, 0))[3]:
+                self.early[sid] = (peers, event, data, version)
             return
-        conn.peers = pairs(peers)
+        if version < conn.version:
+            return  # crossed on the wire with a newer change: stale
+        conn.peers, conn.version = pairs(peers), version
         if event:
             self.deliver(sid, event, data)
 
@@ -293,7 +300,7 @@ class RelayNamespace(socketio.Namespace):
         if kind == "m":
             self.deliver(message[1], message[2], message[3])
         elif kind == "p":
-            self.peer_update(message[1], message[2], message[3], message[4])
+            self.peer_update(message[1], message[2], message[3], message[4], message[5])
         elif kind == "k":
             self.drop(message[1])
 

@@ -52,8 +52,8 @@ def resync(relay) -> None:
         req = JoinRequest(sid, ns.me, ident.name, ident.secret_hash, ident.instance)
         result = relay.store.join(ident.room, req, restore=True)
         if result.joined:
-            conn.peers = pairs(result.peers)
-            ns.tell_peers(result.peers, ((ns.me, sid),), None, None)
+            conn.peers, conn.version = pairs(result.peers), result.version
+            ns.tell_peers(result.peers, ((ns.me, sid),), None, None, result.version)
         else:  # someone else holds the seat now: this connection must go
             lost += 1
             ns.drop(sid, Rejection("room_full"))
@@ -80,7 +80,8 @@ def reconcile(relay) -> None:
         listed.add(h.sid)
         conn = ns.conns.get(h.sid)
         if conn is not None:
-            conn.peers = pairs(h.peers)
+            if h.version >= conn.version:
+                conn.peers, conn.version = pairs(h.peers), h.version
         elif h.sid not in ns.connecting:
             result = relay.store.leave(h.room, h.sid)
             if result.removed:

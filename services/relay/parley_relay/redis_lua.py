@@ -9,6 +9,12 @@ Times come from Redis (TIME), so replicas with skewed clocks agree.
 
 # Shared helpers, prepended to every script.
 _COMMON = """
+-- Redis time in microseconds, as text (too many digits for cjson's numbers): the version of
+-- a seat change, so a replica applies peer updates that cross on the wire in the right order
+local function stamp()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2]))
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -99,7 +105,7 @@ end
 redis.call('SADD', my_conns, room .. '|' .. sid)
 redis.call('SADD', replicas, me)
 touch(room_key, ttl)
-return cjson.encode({s = 'joined', p = peers(seats, sid), r = replaced})
+return cjson.encode({s = 'joined', p = peers(seats, sid), r = replaced, v = stamp()})
 """
 )
 
@@ -125,7 +131,7 @@ else
   redis.call('HSET', room_key, found[1], cjson.encode(s))
 end
 touch(room_key, ttl)
-return cjson.encode({ok = 1, n = s.n, p = peers(rest, sid)})
+return cjson.encode({ok = 1, n = s.n, p = peers(rest, sid), v = stamp()})
 """
 )
 
@@ -155,7 +161,7 @@ for _, rep in ipairs(redis.call('SMEMBERS', replicas)) do
           s.c = ''; s.x = now + ttl
           redis.call('HSET', room_key, hit[1], cjson.encode(s))
         end
-        table.insert(out, {room, s.n, peers(rest, sid)})
+        table.insert(out, {room, s.n, peers(rest, sid), stamp()})
       end
     end
     redis.call('DEL', set)
@@ -186,7 +192,7 @@ for _, entry in ipairs(redis.call('SMEMBERS', my_conns)) do
   end
   if hit then
     touch(room_key, ttl)
-    table.insert(out, {room, sid, peers(all, sid)})
+    table.insert(out, {room, sid, peers(all, sid), stamp()})
   else
     redis.call('SREM', my_conns, entry)
   end

@@ -127,6 +127,7 @@ class RedisStore:
             peers=_conns(out.get("p")),
             replaced=Conn(replaced[0], replaced[1]) if replaced else None,
             holder=out.get("n", ""),
+            version=int(out.get("v", 0)),
         )
 
     def leave(self, room: str, sid: str, release: bool = False) -> LeaveResult:
@@ -138,7 +139,7 @@ class RedisStore:
         )
         if not out.get("ok"):
             return LeaveResult(False)
-        return LeaveResult(True, out["n"], _conns(out.get("p")))
+        return LeaveResult(True, out["n"], _conns(out.get("p")), int(out["v"]))
 
     def held(self) -> list[Held]:
         out = json.loads(
@@ -147,7 +148,7 @@ class RedisStore:
                 args=[PREFIX, self.replica, self.seat_ttl_ms],
             )
         )
-        return [Held(room, sid, _conns(peers)) for room, sid, peers in out or ()]
+        return [Held(room, sid, _conns(peers), int(v)) for room, sid, peers, v in out or ()]
 
     def heartbeat(self) -> str:
         """Renew our lease; "resync" when Redis lost its data, "expired" when we were
@@ -175,7 +176,7 @@ class RedisStore:
         out = json.loads(
             self._prune(keys=[self._key("replicas")], args=[PREFIX, self.replica, self.seat_ttl_ms])
         )
-        return [Pruned(room, name, _conns(peers)) for room, name, peers in out or ()]
+        return [Pruned(room, name, _conns(peers), int(v)) for room, name, peers, v in out or ()]
 
     def seats(self, room: str) -> list[dict]:
         """The room's seats as plain dicts (tests and diagnostics)."""

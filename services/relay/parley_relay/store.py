@@ -18,6 +18,7 @@ one and `redis_store.RedisStore`, one contract test suite runs against both):
 from __future__ import annotations
 
 import hmac
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -59,6 +60,7 @@ class JoinResult:
     peers: tuple[Conn, ...] = ()
     replaced: Conn | None = None
     holder: str = ""
+    version: int = 0  # orders seat changes (see Connection.version in core.py)
 
     @property
     def joined(self) -> bool:
@@ -72,6 +74,7 @@ class LeaveResult:
     removed: bool
     name: str = ""
     peers: tuple[Conn, ...] = ()
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class Pruned:
     room: str
     name: str
     peers: tuple[Conn, ...]
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class Held:
     room: str
     sid: str
     peers: tuple[Conn, ...]
+    version: int = 0
 
 
 class SeatStore(Protocol):
@@ -149,6 +154,7 @@ class MemoryStore:
     capacity: int = ROOM_CAPACITY
     clock: Callable[[], float] = time.monotonic
     rooms: dict[str, dict[str, Seat]] = field(default_factory=dict)
+    versions: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def _seats(self, room: str) -> dict[str, Seat]:
         seats = self.rooms.get(room, {})
@@ -176,7 +182,8 @@ class MemoryStore:
                 return JoinResult("room_full")
             seats[req.sid] = Seat(req.secret_hash, req.name, req.instance, req.replica, req.sid)
             self.rooms[room] = seats
-        return JoinResult("joined", peers=self._peers(seats, req.sid), replaced=replaced)
+        peers = self._peers(seats, req.sid)
+        return JoinResult("joined", peers, replaced, version=next(self.versions))
 
     @staticmethod
     def _peers(seats: dict[str, Seat], sid: str) -> tuple[Conn, ...]:
@@ -195,7 +202,7 @@ class MemoryStore:
             seats[key] = replace(seat, sid="", expires=self.clock() + self.seat_ttl)
         if not seats:
             self.rooms.pop(room, None)
-        return LeaveResult(True, seat.name, self._peers(seats, sid))
+        return LeaveResult(True, seat.name, self._peers(seats, sid), next(self.versions))
 
     def held(self) -> list[Held]:
         out = []
@@ -203,7 +210,8 @@ class MemoryStore:
             seats = self._seats(room)
             for s in seats.values():
                 if s.sid and s.replica == self.replica:
-                    out.append(Held(room, s.sid, self._peers(seats, s.sid)))
+                    peers = self._peers(seats, s.sid)
+                    out.append(Held(room, s.sid, peers, next(self.versions)))
         return out
 
     def heartbeat(self) -> str:

@@ -290,3 +290,14 @@ def test_concurrent_joins_never_make_a_room_of_three(redis_server):
         t.join()
     assert results.count(True) == 2
     assert len(store.seats("race")) == 2
+
+
+def test_versions_order_seat_changes(backend):
+    """Peer updates carry the version of the seat state they describe; later changes have
+    larger versions, so a replica can drop an update that crossed a newer one."""
+    store = backend.store()
+    first = store.join("r", req("s1", "alice", secret(1), "i1")).version
+    second = store.join("r", req("s2", "bob", secret(2), "i2")).version
+    resumed = store.join("r", req("s3", "alice", secret(1), "i1")).version
+    left = store.leave("r", "s2").version
+    assert 0 < first < second < resumed < left
