@@ -3,7 +3,12 @@ the member's name are refused with one line and stop; a failover resumes the sea
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+
+
+def _locks(folder, names):
+    return [n for n in names if n.endswith(".lock")]
 
 
 def _output(client) -> list[str]:
@@ -26,8 +31,11 @@ def test_second_terminal_and_stranger_are_refused_once_and_stop(
     bob = batch_clients("bob", "cs", [r2.url], home=tmp_path / "bob")
     alice.wait_secure()
     bob.wait_secure()
-    # The same home in another terminal: the seat is live, so it is refused, no retry loop.
-    twin = batch_clients("alice", "cs", [r2.url, r1.url], home=tmp_path / "alice")
+    # Her home copied to another machine (same seat secret, another process): the seat is
+    # live, so the relay refuses it, and the client stops without a retry loop. (The same
+    # home twice is caught by the client's own lock before it reaches the relay.)
+    shutil.copytree(tmp_path / "alice", tmp_path / "alice-copy", ignore=_locks)
+    twin = batch_clients("alice", "cs", [r2.url, r1.url], home=tmp_path / "alice-copy")
     assert _exit(twin) != 0
     lines = [line for line in _output(twin) if "already_connected" in line]
     assert len(lines) == 1 and "already connected as alice" in lines[0], _output(twin)
