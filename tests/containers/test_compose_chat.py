@@ -52,6 +52,8 @@ class Peer:
             ",".join(relays),
             "--timeout",
             "60",
+            "--home",
+            f"/home/parley/.parley/{name}",  # one home per person in the keys volume
         )
 
     def _drain(self) -> None:
@@ -104,8 +106,9 @@ def test_interactive_clients_on_a_terminal_chat_as_in_the_readme(compose_stack):
     """The README quickstart: `docker compose run --rm client --name NAME --room demo` twice."""
     project: ComposeProject = compose_stack
     room = f"tty-{secrets.token_hex(4)}"
-    alice = project.spawn_tty("--name", "alice", "--room", room)
-    bob = project.spawn_tty("--name", "bob", "--room", room)
+    home = "/home/parley/.parley/"
+    alice = project.spawn_tty("--name", "alice", "--room", room, "--home", home + "alice")
+    bob = project.spawn_tty("--name", "bob", "--room", room, "--home", home + "bob")
     try:
         for me, peer in ((alice, "bob"), (bob, "alice")):
             me.expect(f"secure with {peer}", timeout=90)

@@ -69,6 +69,7 @@ class App:
         """Flush what is queued, disconnect, cancel background tasks."""
         await self.transport.drain(1.0)
         await self.transport.stop()
+        self.core.save_session()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

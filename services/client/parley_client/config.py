@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         help="batch mode: accept a CHANGED key of this one contact (after you compared "
         "safety numbers another way); PARLEY_ACCEPT_NEW_KEY",
     )
-    p.add_argument("--rekey-after", help="fresh handshake after N sent messages (1000)")
+    p.add_argument("--rekey-after", help="ignored since protocol v2 (the ratchet rekeys)")
     p.add_argument("--resend-after", help="resend unreceipted messages after N seconds (5)")
     return p
 

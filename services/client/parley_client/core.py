@@ -89,6 +89,7 @@ class ChatCore(Delivery):
         self._early: deque = deque(maxlen=MAX_EARLY_ENVELOPES)
         self._withheld_reported = False
         self._pacer = Pacer(clock())
+        self._restore_session()
 
     # ----- facts for the UI -------------------------------------------------------------
     @property
@@ -286,6 +287,7 @@ class ChatCore(Delivery):
         session = self._hs.receive_confirm(payload)  # raises (reported) unless it verifies
         self._hs = None
         self._sessions.add(session)
+        self.save_session()
         if self._on_session is not None:
             ephemeral, peer_payload = self._hs_dh or (None, None)
             self._on_session(session, ephemeral, peer_payload)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from parley_crypto import errors
+from parley_crypto.session import Session
 
 from .events import Event, State, looks_legacy_message, short_reason
 from .guard import held_text
@@ -25,6 +26,31 @@ from .messages import (
 
 class Delivery:
     """Texts out and in; mixed into ChatCore."""
+
+    # ----- the ratchet state on disk -----------------------------------------------------
+    def save_session(self) -> None:
+        """Keep the newest session (if it is the contact's) in the room state, so a restarted
+        client can still open envelopes sealed for it before the restart."""
+        session = self.session
+        to_state = getattr(session, "to_state", None)
+        if session is None or not callable(to_state) or not self._speaks_for_contact(session):
+            return
+        try:
+            self.room_state.save_session(to_state())
+        except (OSError, errors.ParleyError) as e:
+            self._error(f"could not save the session state: {short_reason(e)}")
+
+    def _restore_session(self) -> None:
+        saved = self.room_state.session_state()
+        if saved is None:
+            return
+        try:
+            session = Session.from_state(saved, self.me)
+        except errors.ParleyError as e:
+            self._error(f"ignored the saved session state: {short_reason(e)}")
+            return
+        if self._speaks_for_contact(session):
+            self._sessions.restore(session)  # opens only, for the grace period
 
     # ----- user side ---------------------------------------------------------------------
     def submit(self, text: str) -> Pending | None:
@@ -101,6 +127,8 @@ class Delivery:
             self._start_handshake()
 
     def _seal_and_send(self, message: Plaintext) -> bool:
+        if self.session is None:
+            return False  # only a restored session so far: the receipt follows the resend
         try:
             envelope = self.session.seal(message.encode())
         except errors.ParleyError as e:
@@ -120,7 +148,8 @@ class Delivery:
             self._error("rejected message from peer: not a Parley envelope")
             return
         if self.session is None:
-            self._early.append(payload)  # retried once our session is ready
+            if not (len(self._sessions) and self._try_open(payload, report=False)):
+                self._early.append(payload)  # retried once our session is ready
             return
         if self._hs is not None:
             # Mid-handshake it may be sealed under the session we are about to derive.

@@ -9,7 +9,7 @@ Layout under ``PARLEY_HOME`` (a 0700 folder; every file 0600, refused otherwise,
 
 The home no longer depends on the display name: the name is a label sent to peers, the key is
 who you are. A home of the old layout (``<home>/<name>/identity.json``) is moved up once, with
-a line saying so; its name-keyed ``pins.json`` is left where it is (pins are per room now).
+a line saying so; its name-keyed ``pins.json`` is left where it is (contacts are per room).
 """
 
 from __future__ import annotations

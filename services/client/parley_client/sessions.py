@@ -40,12 +40,18 @@ class SessionSet:
             self._older = []  # another key: nothing sealed under the old one may be shown
         self._newest = session
 
+    def restore(self, session) -> None:
+        """A session saved by an earlier run: it may open envelopes sealed before the restart
+        for the grace period, and it never seals (its sending chain may be stale)."""
+        if self._newest is None:
+            self._older = [(session, self._clock() + SESSION_GRACE_SECONDS)]
+
     def open(self, envelope) -> tuple[object, bytes]:
         """(session, plaintext) from the first live session that opens it; raises the last
         session's ParleyError (InvalidMessage "no session" when there is none)."""
         now = self._clock()
         self._older = [(s, t) for s, t in self._older if t > now]
-        candidates = [self._newest, *(s for s, _ in self._older)] if self._newest else []
+        candidates = [s for s in (self._newest, *(s for s, _ in self._older)) if s is not None]
         if not candidates:
             raise errors.InvalidMessage("no session")
         last: Exception | None = None

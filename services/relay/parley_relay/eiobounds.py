@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import engineio.socket
 import gevent
@@ -64,6 +65,7 @@ class BoundedSocket(_BaseSocket):
         self.queued_bytes = 0
         self.evicted = False
         self.ws = None
+        self.opened = time.monotonic()  # for the CONNECT deadline
 
     def send(self, pkt):
         """Queue `pkt`, or evict this client when its queue would exceed the cap."""
@@ -122,16 +124,31 @@ class GuardedServer:
         self.connect_buckets = AddressBuckets(rate) if rate is not None else None
 
     def _handle_eio_connect(self, eio_sid, environ):
-        result = super()._handle_eio_connect(eio_sid, environ)
-        gevent.spawn_later(self.connect_timeout, self._connect_deadline, eio_sid)
-        return result
+        if getattr(self, "_sweeper", None) is None:
+            self._sweeper = gevent.spawn(self._sweep_loop)
+        return super()._handle_eio_connect(eio_sid, environ)
 
-    def _connect_deadline(self, eio_sid) -> None:
-        if eio_sid not in self.eio.sockets:
-            return
-        if self.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is None:
-            log_event(_log, "connect_timeout", peer=self._peer(eio_sid))
-            self._close_session(eio_sid)
+    def _sweep_loop(self) -> None:
+        """Close sessions without a Socket.IO connection after connect_timeout.
+
+        One greenlet looking at every session a few times per timeout, rather than a timer
+        per connection: a flood of short connections leaves nothing behind.
+        """
+        while True:
+            gevent.sleep(max(0.2, self.connect_timeout / 4))
+            try:
+                self._sweep(time.monotonic())
+            except Exception:  # never let the sweeper die; the next round retries
+                log_event(_log, "connect_sweep_failed", logging.WARNING, exc_info=True)
+
+    def _sweep(self, now: float) -> None:
+        for eio_sid, sock in list(self.eio.sockets.items()):
+            opened = getattr(sock, "opened", None)
+            if opened is None or sock.closed or now - opened < self.connect_timeout:
+                continue
+            if self.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is None:
+                log_event(_log, "connect_timeout", peer=self._peer(eio_sid))
+                self._close_session(eio_sid)
 
     def _handle_eio_message(self, eio_sid, data):
         sock = self.eio.sockets.get(eio_sid)

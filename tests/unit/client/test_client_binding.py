@@ -149,3 +149,31 @@ def test_trust_then_forward_moves_queued_texts_to_the_new_key(pair):
     pair.a.core.submit("new text")
     pair.pump()
     assert pair.b.texts() == ["new text"]
+
+
+def test_a_restarted_core_opens_envelopes_sealed_before_the_restart_but_never_seals(pair):
+    from parley_client.core import ChatCore
+
+    secure(pair)
+    held = []
+    pair.tamper = lambda to, event, payload: (
+        held.append(payload) or [] if to == "alice" else [payload]
+    )
+    pair.b.core.submit("sealed before alice restarted")
+    pair.pump()
+    pair.tamper = None
+    pair.a.core.save_session()
+    events = []
+    again = ChatCore(
+        pair.a.core.me,
+        pair.a.contacts,
+        "demo",
+        lambda *a: None,
+        events.append,
+        state=pair.a.core.room_state,
+        clock=pair.clock,
+    )
+    assert again.session is None and not again.can_send  # a restored session never seals
+    again.handle("received_message", held[0])
+    assert [e.text for e in events if e.kind == "message"] == ["sealed before alice restarted"]
+    assert not [e for e in events if e.kind == "error"]
