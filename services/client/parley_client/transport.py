@@ -137,7 +137,9 @@ class Transport:
 
     # ----- internals ---------------------------------------------------------------------
     def _make_client(self) -> socketio.AsyncClient:
-        sio = socketio.AsyncClient(reconnection=False)
+        # handle_sigint=False: python-engineio would otherwise take over SIGINT on the first
+        # connect and drop the connection itself; the UI and batch mode leave cleanly instead.
+        sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
         for name in FORWARDED:
             sio.on(name, self._forwarder(name))
         sio.on("error", self._on_error)
