@@ -7,6 +7,8 @@ import re
 
 from tests.support.terminal import NL, SAFETY
 
+SEAT_TTL = 1  # seconds a left member's seat stays reserved on the test relay
+
 
 def _alice(terminal, relay, room, home, *args):
     alice = terminal(
@@ -111,7 +113,9 @@ def test_paste_arrives_as_indented_lines_on_the_other_screen(relay_factory, term
 
 
 def test_key_change_flow_on_both_screens(relay_factory, terminal, batch_clients, tmp_path):
-    relay = relay_factory()
+    # The old laptop's seat is kept for its secret (PARLEY_SEAT_TTL); a short one lets the
+    # new laptop, with a new home and so a new seat secret, take it.
+    relay = relay_factory(env={"PARLEY_SEAT_TTL": str(SEAT_TTL)})
     alice = _alice(terminal, relay, "trust", tmp_path / "a")
     old_bob = batch_clients("bob", "trust", relay.url, home=tmp_path / "bob-old")
     old_bob.wait_secure()
@@ -164,7 +168,9 @@ def test_key_change_flow_on_both_screens(relay_factory, terminal, batch_clients,
 
 
 def test_scripted_mode_accepts_a_new_key_only_when_asked(relay_factory, batch_clients, tmp_path):
-    relay = relay_factory()
+    # The old laptop's seat is kept for its secret (PARLEY_SEAT_TTL); a short one lets the
+    # new laptop, with a new home and so a new seat secret, take it.
+    relay = relay_factory(env={"PARLEY_SEAT_TTL": str(SEAT_TTL)})
     alice_home = tmp_path / "alice"
     first = batch_clients("alice", "acc", relay.url, home=alice_home)
     old_bob = batch_clients("bob", "acc", relay.url, home=tmp_path / "bob-old")
