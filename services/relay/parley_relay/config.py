@@ -56,6 +56,10 @@ class Settings:
     log_level: str = "INFO"
     heartbeat_seconds: float = 15.0
     replica_id: str = ""
+    # How long a secret seat whose member disconnected stays reserved for its secret: as long
+    # as the mailbox keeps messages for an absent member (7 days), so nobody else can take a
+    # departed member's place meanwhile. The `leave` event releases it at once.
+    seat_ttl_seconds: float = 7 * 24 * 3600.0
     # Resource bounds (docs/operations.md "Limits" says why each default is what it is).
     outbound_queue_bytes: int = 1_048_576
     header_timeout: float = 10.0
@@ -147,6 +151,11 @@ OPTIONS: dict[str, tuple[str, str | None, str]] = {
         "replica liveness TTL in Redis; members of a silent replica are pruned after it",
     ),
     "replica_id": ("PARLEY_REPLICA_ID", None, "name of this replica (default host-pid-random)"),
+    "seat_ttl": (
+        "PARLEY_SEAT_TTL",
+        "604800",
+        "seconds a departed member's seat stays reserved for its resume secret (7 days)",
+    ),
     "outbound_queue_bytes": (
         "PARLEY_OUTBOUND_QUEUE_BYTES",
         "1048576",
@@ -241,6 +250,7 @@ def load_settings(
         log_level=level,
         heartbeat_seconds=_positive("heartbeat seconds", raw["heartbeat_seconds"] or "", float),
         replica_id=replica,
+        seat_ttl_seconds=_positive("seat ttl", raw["seat_ttl"] or "", float),
         **_bounds(raw),
     )
 
