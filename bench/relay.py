@@ -153,9 +153,23 @@ def fanout_tax(pair: list, idle: list, args, tag: str) -> dict:
     microseconds of idle-replica CPU per forwarded message, per idle replica."""
     per_member = max(1, int(args.fanout_rate * args.fanout_seconds / (2 * args.pairs)))
     extra = ("--rate", str(args.fanout_rate), "--messages", str(per_member), "--window", "50")
-    before = [cpu_seconds(r.proc.pid) for r in idle]
-    result = run_load(pair, args, tag, extra)
-    spent = sum(cpu_seconds(r.proc.pid) for r in idle) - sum(before)
+    import socketio
+
+    # One client per idle replica, in a room of its own: a replica serving nobody would not
+    # even start python-socketio's listener, and a real replica always serves someone.
+    bystanders = []
+    for i, relay in enumerate(idle):
+        client = socketio.Client(reconnection=False)
+        client.connect(relay.url, auth={"room": f"idle-{tag}-{i}"}, transports=["websocket"])
+        bystanders.append(client)
+    try:
+        time.sleep(1.0)
+        before = [cpu_seconds(r.proc.pid) for r in idle]
+        result = run_load(pair, args, tag, extra)
+        spent = sum(cpu_seconds(r.proc.pid) for r in idle) - sum(before)
+    finally:
+        for client in bystanders:
+            client.disconnect()
     received = max(1, result["received"])
     result["fanout_us"] = round(spent * 1e6 / received / len(idle), 2)
     return result
