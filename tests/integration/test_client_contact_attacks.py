@@ -8,7 +8,6 @@ import time
 from parley_client.batch import EXIT_ABSENT, EXIT_VERIFY
 from tests.support.tap import tapped_relay_fixture  # noqa: F401 - fixture
 
-
 # Seats expire a second after their member left: the relay lets anyone take a free seat, as a
 # hostile relay would (an honest one keeps Bob's seat for PARLEY_SEAT_TTL, 7 days).
 LAX_SEATS = {"PARLEY_SEAT_TTL": "1"}
