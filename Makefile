@@ -9,7 +9,7 @@ LOCAL_BASE_IMAGE  ?= parley-base:bookworm
 LOCAL_REDIS_IMAGE ?= parley-redis:bookworm
 
 .PHONY: setup lint format test test-unit test-integration test-containers test-faults demo \
-        bench clean docker-setup redis-image images
+        bench mutate clean docker-setup redis-image images
 
 setup: $(VENV)/.installed
 
@@ -59,6 +59,12 @@ redis-image:
 # Relay and client images from the local base (users with a registry just `docker compose build`).
 images: docker-setup
 	BASE_IMAGE=$(LOCAL_BASE_IMAGE) docker compose --profile client --profile replicas build
+
+# Mutation testing (cosmic-ray) of the crypto primitives and the relay's decision code, in a
+# throw-away copy of the tree; not part of `make test`. MUTATE_ARGS=--full for every target
+# and operator (much longer). Scores and judged survivors: docs/testing.md.
+mutate: setup
+	$(BIN)/python -m tests.support.mutate $(MUTATE_ARGS)
 
 bench: setup
 	$(BIN)/python bench/crypto.py

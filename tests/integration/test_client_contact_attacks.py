@@ -9,27 +9,27 @@ from parley_client.batch import EXIT_ABSENT, EXIT_VERIFY
 from tests.support.tap import tapped_relay_fixture  # noqa: F401 - fixture
 
 
-def _chat_once(alice, bob) -> None:
-    """Alice and Bob pin each other and exchange one text each way."""
+def _bob_was_here(batch_clients, relay, room: str):
+    """Alice and Bob pin each other with one text each way, then Bob leaves; returns Alice."""
+    alice = batch_clients("alice", room, relay.url)
+    bob = batch_clients("bob", room, relay.url)
     alice.send("hello bob")
     bob.send("hello alice")
     assert bob.wait_received(1) == ["hello bob"]
     assert alice.wait_received(1) == ["hello alice"]
-
-
-def _left(client):
-    return lambda e: e.get("event") == "info" and "left the room" in e.get("message", "")
+    assert bob.wait() == 0, bob.stderr()
+    alice.wait_event(
+        lambda e: e.get("event") == "info" and "left the room" in e.get("message", ""),
+        what="bob left",
+    )
+    return alice
 
 
 def test_a_stranger_joining_after_bob_left_gets_nothing_and_alice_is_told(
     relay_factory, batch_clients, tmp_path
 ):
     relay = relay_factory()
-    alice = batch_clients("alice", "door", relay.url)
-    bob = batch_clients("bob", "door", relay.url)
-    _chat_once(alice, bob)
-    assert bob.wait() == 0, bob.stderr()
-    alice.wait_event(_left(alice), what="bob left")
+    alice = _bob_was_here(batch_clients, relay, "door")
     alice.send("bob, the door code is 4711")
     alice.wait_event(lambda e: e.get("event") == "queued" and "4711" in e["text"])
     mallory = batch_clients("mallory", "door", relay.url)
@@ -54,11 +54,7 @@ def test_lookalike_name_rotation_after_pinning_is_warned_and_blocked(
     relay_factory, batch_clients, tmp_path
 ):
     relay = relay_factory()
-    alice = batch_clients("alice", "spoof", relay.url)
-    bob = batch_clients("bob", "spoof", relay.url)
-    _chat_once(alice, bob)
-    assert bob.wait() == 0
-    alice.wait_event(_left(alice), what="bob left")
+    alice = _bob_was_here(batch_clients, relay, "spoof")
     alice.send("for bob's eyes only")
     spoof = batch_clients("b\u043eb", "spoof", relay.url, home=tmp_path / "spoof")  # Cyrillic o
     assert alice.wait(60) == EXIT_VERIFY, alice.stderr()

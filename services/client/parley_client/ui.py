@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import termios
 import time
 from dataclasses import dataclass
 
@@ -209,6 +210,7 @@ class TerminalUI:
             erase_when_done=True,
             key_bindings=_bindings(),
         )
+        saved = _keys_as_input(sys.stdin)
         try:
             with patch_stdout(raw=True):
                 transport = self.app.start()
@@ -221,6 +223,9 @@ class TerminalUI:
         finally:
             for sig in QUIT_SIGNALS:
                 loop.remove_signal_handler(sig)
+            if saved is not None:
+                with contextlib.suppress(termios.error, OSError):
+                    termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, saved)
         return status
 
     async def _leave_cleanly(self) -> None:
@@ -238,7 +243,9 @@ class TerminalUI:
         leave = asyncio.ensure_future(self._leave.wait())
         try:
             while True:
-                prompt = asyncio.ensure_future(self.session.prompt_async())
+                # handle_sigint=False: a SIGINT (a Ctrl-C typed while a line is being printed,
+                # or kill -INT) must reach our handler, not become a KeyboardInterrupt.
+                prompt = asyncio.ensure_future(self.session.prompt_async(handle_sigint=False))
                 waited = {prompt, transport, leave}
                 done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
                 if prompt not in done:
@@ -260,6 +267,24 @@ class TerminalUI:
         if code == "unauthorized":
             return EXIT_CONFIG
         return EXIT_REFUSED if code in REFUSED_CODES else EXIT_ENDED
+
+
+def _keys_as_input(stream) -> list | None:
+    """Make Ctrl-C and Ctrl-D plain keys even in the moments prompt_toolkit returns the
+    terminal to cooked mode to print a line; otherwise a Ctrl-C typed then is a signal and a
+    Ctrl-D is swallowed as end-of-file. Returns the settings to restore, or None."""
+    try:
+        fd = stream.fileno()
+        saved = termios.tcgetattr(fd)
+    except (termios.error, OSError, ValueError, AttributeError):
+        return None  # not a terminal (tests driving the UI without one)
+    changed = termios.tcgetattr(fd)
+    disabled = b"\x00"  # _POSIX_VDISABLE on Linux
+    changed[6][termios.VINTR] = disabled
+    changed[6][termios.VEOF] = disabled
+    with contextlib.suppress(termios.error, OSError):
+        termios.tcsetattr(fd, termios.TCSANOW, changed)
+    return saved
 
 
 def _bindings() -> KeyBindings:

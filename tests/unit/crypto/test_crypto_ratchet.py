@@ -155,6 +155,7 @@ def test_rejections_change_no_state(alice, bob):
         with pytest.raises(errors.InvalidMessage):
             b.open(variant)
         assert json.dumps(b.to_state(), sort_keys=True) == before
+        assert _steal(b, _me(b, alice, bob)).open(genuine) == b"genuine"  # still opens
     assert b.open(genuine) == b"genuine"
     assert b.open(spare) == b"spare"
 

@@ -273,3 +273,12 @@ def test_malformed_signatures(signed_pair, sig):
 def test_seal_rejects_non_bytes(deniable_pair):
     with pytest.raises(TypeError):
         deniable_pair[0].seal("text")
+
+
+def test_largest_envelope_fits_the_relays_payload_limit(signed_pair):
+    # The relay refuses payloads over 64 KiB (PARLEY_MAX_MESSAGE_BYTES default); the largest
+    # bucket is sized so a signed envelope of the largest plaintext still fits.
+    sa, sb = signed_pair
+    envelope = sa.seal(bytes(padding.MAX_PLAINTEXT))
+    assert len(json.dumps(envelope, separators=(",", ":")).encode()) < 65536
+    assert sb.open(envelope) == bytes(padding.MAX_PLAINTEXT)

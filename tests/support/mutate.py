@@ -1,0 +1,168 @@
+"""`make mutate`: mutation testing (cosmic-ray) of the code security decisions rest on.
+
+Each target is one module and the unit tests that must catch a change to it. cosmic-ray
+rewrites the module in place, one mutant at a time, and runs the tests: a mutant that the
+tests do not fail "survived". To keep the working tree (and anything running from it) safe,
+everything happens in a throw-away copy of the tracked files, imported ahead of the
+editable installs via PYTHONPATH.
+
+    python -m tests.support.mutate                # the bounded subset (a few minutes)
+    python -m tests.support.mutate --full         # every operator, every target
+    python -m tests.support.mutate kdf core       # some targets only
+
+Prints the score per target and every survivor's diff; writes .mutation/report.json.
+docs/testing.md records the scores and why each remaining survivor is equivalent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / ".mutation"
+UNIT = "tests/unit"
+
+# name -> (module, test files). Only modules that stay through the protocol v2 rewrite and
+# the relay's decision code; the tests are the ones that exercise each module directly.
+TARGETS: dict[str, tuple[str, list[str]]] = {
+    "kdf": (
+        "shared/crypto/parley_crypto/kdf.py",
+        [f"{UNIT}/crypto/test_crypto_kats.py", f"{UNIT}/test_boundaries.py"],
+    ),
+    "aes_cfb": (
+        "shared/crypto/parley_crypto/aes_cfb.py",
+        [f"{UNIT}/crypto/test_crypto_kats.py", f"{UNIT}/test_boundaries.py"],
+    ),
+    "dh": ("shared/crypto/parley_crypto/dh.py", [f"{UNIT}/crypto/test_crypto_dh.py"]),
+    "groups": (
+        "shared/crypto/parley_crypto/groups.py",
+        [f"{UNIT}/crypto/test_crypto_groups.py", f"{UNIT}/crypto/test_crypto_dh.py"],
+    ),
+    "core": ("services/relay/parley_relay/core.py", [f"{UNIT}/relay/test_relay_core.py"]),
+    "store": ("services/relay/parley_relay/store.py", [f"{UNIT}/relay/test_relay_store.py"]),
+    "redis_store": (
+        "services/relay/parley_relay/redis_store.py",
+        [f"{UNIT}/relay/test_relay_store.py"],
+    ),
+}
+QUICK = ["kdf", "aes_cfb", "dh", "core", "store"]
+
+# The bounded run drops the binary-operator swaps that rarely say anything new: each `+`
+# otherwise yields eleven mutants (Add_Pow, Add_RShift, ...) where Add_Sub and Add_Mul
+# already show whether the tests look at the result at all.
+QUICK_EXCLUDE = [
+    r"core/ReplaceBinaryOperator_\w+_(FloorDiv|Mod|Pow|RShift|LShift|BitOr|BitAnd|BitXor)",
+]
+PER_MUTANT_TIMEOUT_S = 60.0
+
+
+def make_copy() -> Path:
+    """A copy of the tracked files, so mutants never touch the working tree."""
+    tree = Path(tempfile.mkdtemp(prefix="parley-mutate-"))
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        src, dst = REPO / name.decode(), tree / name.decode()
+        if src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    return tree
+
+
+def config(module: str, tests: list[str], quick: bool) -> str:
+    paths = "shared/crypto:services/relay:services/client:."
+    command = f"env PYTHONPATH={paths} {sys.executable} -m pytest -x -q -p no:cacheprovider "
+    lines = [
+        "[cosmic-ray]",
+        f'module-path = "{module}"',
+        f"timeout = {PER_MUTANT_TIMEOUT_S}",
+        "excluded-modules = []",
+        f'test-command = "{command}{" ".join(tests)}"',
+        "",
+        "[cosmic-ray.distributor]",
+        'name = "local"',
+        "",
+        "[cosmic-ray.filters.operators-filter]",
+        f"exclude-operators = {json.dumps(QUICK_EXCLUDE if quick else [])}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def results(session: Path) -> dict:
+    db = sqlite3.connect(session)
+    rows = db.execute(
+        "SELECT s.operator_name, s.start_pos_row, r.test_outcome, r.diff, r.worker_outcome "
+        "FROM mutation_specs s JOIN work_results r ON s.job_id = r.job_id"
+    ).fetchall()
+    counts = {"killed": 0, "survived": 0, "incompetent": 0, "other": 0}
+    survivors = []
+    for operator, line, outcome, diff, worker in rows:
+        outcome = (outcome or str(worker)).lower()  # SQLAlchemy stores the enum's name
+        key = outcome if outcome in counts else "other"
+        counts[key] += 1
+        if outcome == "survived":
+            survivors.append({"operator": operator, "line": line, "diff": diff})
+    judged = counts["killed"] + counts["survived"]
+    score = round(100 * counts["killed"] / judged, 1) if judged else None
+    return {"mutants": len(rows), **counts, "score_pct": score, "survivors": survivors}
+
+
+def run_target(tree: Path, name: str, quick: bool) -> dict:
+    module, tests = TARGETS[name]
+    cfg = tree / f"mutate-{name}.toml"
+    cfg.write_text(config(module, tests, quick))
+    session = tree / f"mutate-{name}.sqlite"
+    cr = [sys.executable, "-m", "cosmic_ray.cli"]
+    started = time.monotonic()
+    subprocess.run([*cr, "init", cfg.name, session.name], cwd=tree, check=True)
+    filt = Path(sys.executable).with_name("cr-filter-operators")
+    subprocess.run([str(filt), session.name, cfg.name], cwd=tree, check=True)
+    subprocess.run([*cr, "baseline", cfg.name], cwd=tree, check=True)
+    subprocess.run([*cr, "exec", cfg.name, session.name], cwd=tree, check=True)
+    report = results(session)
+    report["seconds"] = round(time.monotonic() - started, 1)
+    return report
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="mutation testing of Parley's decision code")
+    p.add_argument("targets", nargs="*", help=f"some of {', '.join(TARGETS)}")
+    p.add_argument("--full", action="store_true", help="every target and every operator")
+    args = p.parse_args(argv)
+    names = args.targets or (list(TARGETS) if args.full else QUICK)
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        print(f"mutate: unknown target(s) {unknown}; choose from {list(TARGETS)}")
+        return 2
+    tree = make_copy()
+    report = {}
+    try:
+        for name in names:
+            report[name] = run_target(tree, name, quick=not args.full)
+            r = report[name]
+            judged = r["killed"] + r["survived"]
+            print(
+                f"MUTATE {name}: {r['killed']}/{judged} killed ({r['score_pct']}%), "
+                f"{r['mutants']} mutants, {r['seconds']} s",
+                flush=True,
+            )
+            for s in r["survivors"]:
+                print(f"  survived {s['operator']} line {s['line']}:\n{s['diff']}")
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "report.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
