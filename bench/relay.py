@@ -16,6 +16,7 @@ the stock RedisManager broadcast decodes everything everywhere). Last line:
 
     python bench/relay.py            # 50 pairs x 200 messages, 2 rounds each
     python bench/relay.py --quick    # 10 pairs x 50 messages, 1 round (development)
+    python bench/relay.py --baseline node   # against Node socket.io + redis-adapter (baselines.py)
 """
 
 from __future__ import annotations
@@ -83,8 +84,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_relays(kind: str, redis_url: str) -> list:
-    """Two replicas of `kind` ("parley" or "baseline"); returns objects with .url/.proc."""
+    """Two replicas of `kind` ("parley", "baseline" or "node"); objects with .url/.proc."""
     sys.path.insert(0, str(ROOT))
+    if kind == "node":
+        from baselines import start_node_relays  # Node process management lives there
+
+        return start_node_relays(redis_url, count=2)
     from tests.support.servers import RelayProcess, free_port, wait_for
 
     out = []
@@ -194,6 +199,12 @@ def main(argv=None) -> int:
     p.add_argument("--fanout-rate", type=float, default=1000.0, help="offered msgs/s, fan-out run")
     p.add_argument("--fanout-seconds", type=float, default=5.0, help="length of the fan-out run")
     p.add_argument(
+        "--baseline",
+        choices=("python", "node"),
+        default="python",
+        help="python: bare python-socketio + RedisManager; node: socket.io 4 + redis-adapter",
+    )
+    p.add_argument(
         "--serve-baseline", nargs=2, metavar=("PORT", "REDIS_URL"), help=argparse.SUPPRESS
     )
     args = p.parse_args(argv)
@@ -216,7 +227,9 @@ def main(argv=None) -> int:
     relays: dict[str, list] = {}
     try:
         relays["parley"] = start_relays("parley", redis_server.url)
-        relays["baseline"] = start_relays("baseline", redis_server.url)
+        relays["baseline"] = start_relays(
+            "node" if args.baseline == "node" else "baseline", redis_server.url
+        )
         results: dict[str, list[dict]] = {"parley": [], "baseline": []}
         for i in range(args.rounds):
             for kind in ("parley", "baseline") if i % 2 == 0 else ("baseline", "parley"):
@@ -251,7 +264,7 @@ def main(argv=None) -> int:
     cpu_base = min(r["relay_cpu_ms_per_msg"] for r in results["baseline"])
     print(
         f"relay CPU per message (both replicas, best round): parley {cpu_ours:.3f} ms, "
-        f"baseline {cpu_base:.3f} ms"
+        f"{args.baseline} baseline {cpu_base:.3f} ms, ratio {cpu_ours / max(cpu_base, 1e-9):.2f}"
     )
     load = os.getloadavg()[0]
     print(f"load average at the end: {load:.2f} on {os.cpu_count()} CPUs (shared machine)")
