@@ -6,11 +6,17 @@ messages of 1 kB to the other with at most W in flight, using the gevent load ge
 tests/support/relay_load.py (real socketio.Clients in one separate process). Rounds alternate
 between the two relays so machine noise hits both alike; the best round of each counts.
 
-Prints throughput, latency p50/p99 and relay CPU per message for both, then as its last line:
+Prints throughput, latency p50/p99 and relay CPU per message for both, then the fan-out tax:
+two extra replicas of each relay that hold no bench member, while the pairs send a paced
+load (--fanout-rate, default 1,000 msg/s offered); their CPU per forwarded message is what a
+replica pays for conversations it has no part in (Parley routes by seat: target <= 10 us;
+the stock RedisManager broadcast decodes everything everywhere). Last line:
     msgs_per_s=<x> p50_ms=<x> p99_ms=<x> baseline_msgs_per_s=<x> ratio=<x>
+    fanout_us=<x> baseline_fanout_us=<x>   (the same line, continued)
 
     python bench/relay.py            # 50 pairs x 200 messages, 2 rounds each
     python bench/relay.py --quick    # 10 pairs x 50 messages, 1 round (development)
+    python bench/relay.py --baseline node   # against Node socket.io + redis-adapter (baselines.py)
 """
 
 from __future__ import annotations
@@ -78,8 +84,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_relays(kind: str, redis_url: str) -> list:
-    """Two replicas of `kind` ("parley" or "baseline"); returns objects with .url/.proc."""
+    """Two replicas of `kind` ("parley", "baseline" or "node"); objects with .url/.proc."""
     sys.path.insert(0, str(ROOT))
+    if kind == "node":
+        from baselines import start_node_relays  # Node process management lives there
+
+        return start_node_relays(redis_url, count=2)
     from tests.support.servers import RelayProcess, free_port, wait_for
 
     out = []
@@ -106,7 +116,7 @@ def start_relays(kind: str, redis_url: str) -> list:
     return out
 
 
-def run_load(relays: list, args, tag: str) -> dict:
+def run_load(relays: list, args, tag: str, extra: tuple[str, ...] = ()) -> dict:
     """Drive one round of load through a pair of replicas; add relay CPU per message."""
     before = [cpu_seconds(r.proc.pid) for r in relays]
     proc = subprocess.run(
@@ -128,6 +138,7 @@ def run_load(relays: list, args, tag: str) -> dict:
             str(args.window),
             "--tag",
             tag,
+            *extra,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -139,6 +150,33 @@ def run_load(relays: list, args, tag: str) -> dict:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     cpu = sum(cpu_seconds(r.proc.pid) for r in relays) - sum(before)
     result["relay_cpu_ms_per_msg"] = round(cpu * 1000 / max(1, result["received"]), 3)
+    return result
+
+
+def fanout_tax(pair: list, idle: list, args, tag: str) -> dict:
+    """Paced load through `pair` while `idle` (replicas holding no member) only listen:
+    microseconds of idle-replica CPU per forwarded message, per idle replica."""
+    per_member = max(1, int(args.fanout_rate * args.fanout_seconds / (2 * args.pairs)))
+    extra = ("--rate", str(args.fanout_rate), "--messages", str(per_member), "--window", "50")
+    import socketio
+
+    # One client per idle replica, in a room of its own: a replica serving nobody would not
+    # even start python-socketio's listener, and a real replica always serves someone.
+    bystanders = []
+    for i, relay in enumerate(idle):
+        client = socketio.Client(reconnection=False)
+        client.connect(relay.url, auth={"room": f"idle-{tag}-{i}"}, transports=["websocket"])
+        bystanders.append(client)
+    try:
+        time.sleep(1.0)
+        before = [cpu_seconds(r.proc.pid) for r in idle]
+        result = run_load(pair, args, tag, extra)
+        spent = sum(cpu_seconds(r.proc.pid) for r in idle) - sum(before)
+    finally:
+        for client in bystanders:
+            client.disconnect()
+    received = max(1, result["received"])
+    result["fanout_us"] = round(spent * 1e6 / received / len(idle), 2)
     return result
 
 
@@ -158,6 +196,14 @@ def main(argv=None) -> int:
     p.add_argument("--window", type=int, default=20, help="max in-flight messages per sender")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="10 pairs x 50 messages, 1 round")
+    p.add_argument("--fanout-rate", type=float, default=1000.0, help="offered msgs/s, fan-out run")
+    p.add_argument("--fanout-seconds", type=float, default=5.0, help="length of the fan-out run")
+    p.add_argument(
+        "--baseline",
+        choices=("python", "node"),
+        default="python",
+        help="python: bare python-socketio + RedisManager; node: socket.io 4 + redis-adapter",
+    )
     p.add_argument(
         "--serve-baseline", nargs=2, metavar=("PORT", "REDIS_URL"), help=argparse.SUPPRESS
     )
@@ -167,6 +213,7 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.pairs, args.messages, args.rounds = 10, 50, 1
+        args.fanout_seconds = min(args.fanout_seconds, 2.0)
 
     sys.path.insert(0, str(ROOT))
     from tests.support.servers import RedisServer
@@ -180,7 +227,9 @@ def main(argv=None) -> int:
     relays: dict[str, list] = {}
     try:
         relays["parley"] = start_relays("parley", redis_server.url)
-        relays["baseline"] = start_relays("baseline", redis_server.url)
+        relays["baseline"] = start_relays(
+            "node" if args.baseline == "node" else "baseline", redis_server.url
+        )
         results: dict[str, list[dict]] = {"parley": [], "baseline": []}
         for i in range(args.rounds):
             for kind in ("parley", "baseline") if i % 2 == 0 else ("baseline", "parley"):
@@ -188,6 +237,17 @@ def main(argv=None) -> int:
                 results[kind].append(r)
                 print(describe(kind, r), flush=True)
                 time.sleep(0.5)
+        fanout: dict[str, dict] = {}
+        for kind in ("parley", "baseline"):
+            relays[kind + "-idle"] = start_relays(kind, redis_server.url)
+            r = fanout_tax(relays[kind], relays[kind + "-idle"], args, tag=f"{kind}-fanout")
+            fanout[kind] = r
+            print(
+                f"fan-out   {kind:9s} {args.fanout_rate:.0f} msg/s offered, {r['received']} "
+                f"forwarded (lost {r['lost']}): {r['fanout_us']:.2f} us CPU per forwarded "
+                "message on each replica holding no member",
+                flush=True,
+            )
     finally:
         for group in relays.values():
             for relay in group:
@@ -204,7 +264,7 @@ def main(argv=None) -> int:
     cpu_base = min(r["relay_cpu_ms_per_msg"] for r in results["baseline"])
     print(
         f"relay CPU per message (both replicas, best round): parley {cpu_ours:.3f} ms, "
-        f"baseline {cpu_base:.3f} ms"
+        f"{args.baseline} baseline {cpu_base:.3f} ms, ratio {cpu_ours / max(cpu_base, 1e-9):.2f}"
     )
     load = os.getloadavg()[0]
     print(f"load average at the end: {load:.2f} on {os.cpu_count()} CPUs (shared machine)")
@@ -213,7 +273,8 @@ def main(argv=None) -> int:
     print(
         f"msgs_per_s={ours['msgs_per_s']:.1f} p50_ms={ours['p50_ms']:.2f} "
         f"p99_ms={ours['p99_ms']:.2f} baseline_msgs_per_s={base['msgs_per_s']:.1f} "
-        f"ratio={ratio:.2f}"
+        f"ratio={ratio:.2f} fanout_us={fanout['parley']['fanout_us']:.2f} "
+        f"baseline_fanout_us={fanout['baseline']['fanout_us']:.2f}"
     )
     return 0
 

@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import secrets
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = os.environ.get("PARLEY_TEST_BASE_IMAGE", "parley-base:bookworm")
 REDIS_IMAGE = os.environ.get("PARLEY_TEST_REDIS_IMAGE", "parley-redis:bookworm")
 PROFILES = ("--profile", "replicas", "--profile", "client")
+SECRET_FILE = "/run/parley-secret/redis-password"
 
 
 def _run(args: list[str], timeout: float, env: dict | None = None, check: bool = True):
@@ -74,13 +76,16 @@ class ComposeProject:
     ports: dict[str, int]
     name: str = field(default_factory=lambda: f"parleytest{os.getpid()}{secrets.token_hex(3)}")
     env_file: str = ""
-    # Compose refuses to start without one; a fresh random one per test project.
-    redis_password: str = field(default_factory=lambda: secrets.token_hex(32))
+    # None: no REDIS_PASSWORD anywhere, as in the README (compose generates one). Set: written
+    # to the project's .env, as an operator who chooses the password does.
+    redis_password: str | None = None
 
     def __post_init__(self) -> None:
-        # An empty env file: a developer's own .env must not change what the test runs.
+        # Our own env file: a developer's own .env must not change what the test runs.
         fd, self.env_file = tempfile.mkstemp(prefix="parley-compose-", suffix=".env")
-        os.close(fd)
+        with os.fdopen(fd, "w") as env_file:
+            if self.redis_password is not None:
+                env_file.write(f"REDIS_PASSWORD={self.redis_password}\n")
 
     @property
     def env(self) -> dict[str, str]:
@@ -96,7 +101,6 @@ class ComposeProject:
             REDIS_IMAGE=REDIS_IMAGE,
             PARLEY_PORT=str(self.ports["relay"]),
             RELAY2_PORT=str(self.ports["relay2"]),
-            REDIS_PASSWORD=self.redis_password,
         )
         return env
 
@@ -132,6 +136,17 @@ class ComposeProject:
         rows = [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
         return rows[0].get("State", "") if rows else "absent"
 
+    def redis_secret(self) -> str:
+        """The Redis password as the relays read it from the redis-secret volume."""
+        return self.run("exec", "-T", "relay", "cat", SECRET_FILE).stdout.strip()
+
+    def redis_cli(self, *args: str, password: str | None = None, check: bool = True):
+        """`redis-cli ARGS` inside the redis container, authenticated with `password` (default:
+        the one in the secret file, read inside the container as the healthcheck does)."""
+        auth = '"$(cat ' + SECRET_FILE + ')"' if password is None else shlex.quote(password)
+        line = f"REDISCLI_AUTH={auth} redis-cli {shlex.join(args)}"
+        return self.run("exec", "-T", "redis", "sh", "-c", line, check=check)
+
     def logs(self) -> str:
         return self.run("logs", "--no-color", "--timestamps", check=False, timeout=60).stdout
 
@@ -150,11 +165,12 @@ class ComposeProject:
         )
         return ClientProcess(proc)
 
-    def spawn_tty(self, *args: str):
-        """`docker compose run --rm client ARGS` on a pseudo-terminal, as a person runs it."""
+    def spawn_tty(self, *args: str, deps: bool = False):
+        """`docker compose run --rm client ARGS` on a pseudo-terminal, as a person runs it.
+        deps=True: exactly the README's command (compose checks and starts the dependencies)."""
         import pexpect
 
-        argv = self.cmd("run", "--rm", "--no-deps", "client", *args)
+        argv = self.cmd("run", "--rm", *(() if deps else ("--no-deps",)), "client", *args)
         return pexpect.spawn(
             argv[0], argv[1:], cwd=str(REPO), env=self.env, encoding="utf-8", timeout=60,
             dimensions=(40, 160),

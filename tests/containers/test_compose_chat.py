@@ -1,23 +1,24 @@
 """End to end in containers: the images users run, wired by the real docker-compose.yml.
 
-Redis and two relay replicas come up with compose; two `docker compose run -T client --batch`
-containers, one on each replica, exchange messages both ways. Then one relay container is
-stopped and the conversation goes on through the other (the clients fail over along their
-comma-separated relay lists). The project is always removed with `docker compose down -v`.
-"""
+Redis and two relay replicas come up with compose, with no .env and no REDIS_PASSWORD (the
+README path: compose generates the Redis password itself). Two `docker compose run -T client
+--batch` containers, one on each replica, exchange messages both ways. Then one relay container
+is stopped and the conversation goes on through the other (the clients fail over along their
+comma-separated relay lists). The project is always removed with `docker compose down -v`."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import queue
+import re
 import secrets
 import urllib.request
 
 import pexpect
 import pytest
 
-from tests.containers.compose import ClientProcess, ComposeProject
+from tests.containers.compose import SECRET_FILE, ClientProcess, ComposeProject
 from tests.support.servers import wait_for
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1200)]
@@ -103,12 +104,15 @@ def _exchange(
 
 
 def test_interactive_clients_on_a_terminal_chat_as_in_the_readme(compose_stack):
-    """The README quickstart: `docker compose run --rm client --name NAME --room demo` twice."""
+    """The README quickstart: `docker compose run --rm client --name NAME --room demo` twice,
+    with no .env (the stack came up without any REDIS_PASSWORD)."""
     project: ComposeProject = compose_stack
     room = f"tty-{secrets.token_hex(4)}"
     home = "/home/parley/.parley/"
-    alice = project.spawn_tty("--name", "alice", "--room", room, "--home", home + "alice")
-    bob = project.spawn_tty("--name", "bob", "--room", room, "--home", home + "bob")
+    alice = project.spawn_tty("--name", "alice", "--room", room, "--home", home + "a", deps=True)
+    # The second terminal is opened once the first one is up, as a person does.
+    alice.expect("connected to relay", timeout=120)
+    bob = project.spawn_tty("--name", "bob", "--room", room, "--home", home + "b", deps=True)
     try:
         for me, peer in ((alice, "bob"), (bob, "alice")):
             me.expect(f"secure with {peer}", timeout=90)
@@ -207,30 +211,55 @@ def test_relay_image_holds_no_client_and_no_crypto(compose_stack):
 def test_compose_keeps_redis_private_and_waits_for_health(compose_stack):
     """Redis publishes no port, sits only on the internal back network, needs a password."""
     project: ComposeProject = compose_stack
-    config = json.loads(project.run("config", "--format", "json").stdout)
+    config_text = project.run("config", "--format", "json").stdout
+    config = json.loads(config_text)
     services = config["services"]
     assert not services["redis"].get("ports")
     assert set(services["redis"]["networks"]) == {"back"}
     assert config["networks"]["back"].get("internal") is True
-    password = project.redis_password
+    assert services["redis"]["depends_on"]["redis-secret"]["condition"] == (
+        "service_completed_successfully"
+    )
     for name in ("relay", "relay2"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
-        url = services[name]["environment"]["PARLEY_REDIS_URL"]
-        assert url == f"redis://:{password}@redis:6379/0"
+        env = services[name]["environment"]
+        assert env["PARLEY_REDIS_URL"] == "redis://redis:6379/0", "no password in the URL"
+        assert env["PARLEY_REDIS_PASSWORD_FILE"] == SECRET_FILE
     client = services["client"]
     assert client["profiles"] == ["client"] and client["stdin_open"] and client["tty"]
-    assert any(v["type"] == "volume" for v in client["volumes"])
+    assert [v["source"] for v in client["volumes"]] == ["keys"], "the client never sees it"
     assert project.container_state("redis") == "running"
+    # The generated password is nowhere in the compose model, so not in `docker inspect`.
+    assert project.redis_secret() not in config_text
+
+
+def test_the_readme_path_generates_one_private_password_and_keeps_it(compose_stack):
+    """No .env at all: redis-secret made a 256-bit password, readable by the relay user and
+    Redis's group only, not on Redis's command line, and the same after another start."""
+    project: ComposeProject = compose_stack
+    assert project.redis_password is None
+    password = project.redis_secret()
+    assert re.fullmatch(r"[0-9a-f]{64}", password), password
+    mode = project.run("exec", "-T", "relay", "stat", "-c", "%a %u %g", SECRET_FILE).stdout
+    assert mode.split() == ["640", "10001", "10001"]
+    folder = project.run("exec", "-T", "relay", "stat", "-c", "%a", "/run/parley-secret").stdout
+    assert folder.strip() == "750"
+    cmdline = project.run("exec", "-T", "redis", "cat", "/proc/1/cmdline").stdout
+    assert password not in cmdline
+    assert project.redis_cli("ping", password=password).stdout.strip() == "PONG"
+    again = project.run("run", "--rm", "-T", "redis-secret")
+    assert "kept the existing password" in again.stdout, again.stdout + again.stderr
+    assert project.redis_secret() == password
 
 
 def test_redis_refuses_without_the_password_and_persists_to_aof(compose_stack):
     project: ComposeProject = compose_stack
-    bare = ["exec", "-T", "-e", "REDISCLI_AUTH=", "redis", "redis-cli", "ping"]
-    refused = project.run(*bare, check=False)
-    assert "NOAUTH" in refused.stdout + refused.stderr
+    for wrong in ("", "0" * 64):
+        refused = project.redis_cli("ping", password=wrong, check=False)
+        assert ("NOAUTH" if not wrong else "WRONGPASS") in refused.stdout + refused.stderr
     wanted = {"appendonly": "yes", "appendfsync": "everysec", "protected-mode": "yes"}
     for key, want in wanted.items():
-        out = project.run("exec", "-T", "redis", "redis-cli", "config", "get", key).stdout
+        out = project.redis_cli("config", "get", key).stdout
         assert out.split() == [key, want], out
 
 

@@ -47,23 +47,40 @@ def test_compose_file_is_hardened_without_running_docker():
     """The deployment promises of issue 12 (L5), read from the file itself."""
     compose = (REPO / "docker-compose.yml").read_text()
     for needle in (
-        "--requirepass",
+        "requirepass $$password",
         '--protected-mode\n      - "yes"',
         '--appendonly\n      - "yes"',
         "--appendfsync\n      - everysec",
         "redis-data:/data",
         '"${RELAY_PUBLISH_ADDRESS:-127.0.0.1}:${PARLEY_PORT:-5000}:5000"',
-        "PARLEY_REDIS_URL: redis://:${REDIS_PASSWORD",
+        "PARLEY_REDIS_URL: redis://redis:6379/0",
+        "PARLEY_REDIS_PASSWORD_FILE: *secret-file",
+        "redis-secret:/run/parley-secret:ro",
     ):
         assert needle in compose, needle
     # Every service (and the relay anchor) is read-only, capability-free and memory-capped.
-    blocks = re.split(r"\n  (?=[a-z0-9]+:\n)", compose.split("\nservices:\n", 1)[1])
-    services = [b for b in blocks if b.split(":", 1)[0] in ("redis", "client")]
+    section = compose.split("\nservices:\n", 1)[1].split("\nnetworks:\n", 1)[0]
+    blocks = re.split(r"\n  (?=[a-z0-9-]+:\n)", section)
+    services = [b for b in blocks if b.split(":", 1)[0] in ("redis-secret", "redis", "client")]
+    assert len(services) == 3
     anchor = compose.split("x-relay: &relay", 1)[1].split("\nservices:", 1)[0]
     for block in [anchor, *services]:
         for key in ("read_only: true", "cap_drop: [ALL]", "no-new-privileges:true", "mem_limit:"):
             assert key in block, (key, block[:60])
     assert '--protected-mode", "no"' not in compose
+
+
+def test_compose_starts_with_no_env_file_and_no_redis_password():
+    """The README's two commands need no setup: nothing in the file insists on a variable
+    (`${VAR:?...}` would stop every compose command, `run client` included), and the client
+    service gets neither the password nor its volume."""
+    compose = (REPO / "docker-compose.yml").read_text()
+    assert ":?" not in compose
+    assert "REDIS_PASSWORD: ${REDIS_PASSWORD:-}" in compose
+    client = compose.split("\n  client:\n", 1)[1].split("\nnetworks:\n", 1)[0]
+    assert "secret" not in client.lower() and "PASSWORD" not in client
+    relay = (REPO / "Dockerfile.relay").read_text()
+    assert "install -d -o parley -g parley -m 750 /run/parley-secret" in relay
 
 
 def _run_chat_tests_without_docker(**env: str) -> subprocess.CompletedProcess:

@@ -85,7 +85,10 @@ def test_kill_9_of_the_sender_loses_nothing_and_shows_nothing_twice(
                     "bob", "crash-s", relay.url, "--resend-after", "1", home=tmp_path / "b"
                 )
             )
-    assert bobs[-1].wait(120) == 0, f"seed {seed}: {bobs[-1].stderr()}"
+    status = bobs[-1].wait(120)
+    assert status == 0, (
+        f"seed {seed}: {bobs[-1].stderr()}\nalice: {alice.stderr()}\n{alice.raw[-40:]}"
+    )
     assert alice.wait_received(TEXTS, timeout=60) == said
     assert alice.wait(60) == 0
     assert alice.received() == said, f"seed {seed}, kills after {sorted(kills)}"

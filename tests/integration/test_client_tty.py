@@ -7,6 +7,8 @@ import re
 
 from tests.support.terminal import NL, SAFETY
 
+SEAT_TTL = 1  # seconds a left member's seat stays reserved on the test relay
+
 
 def _alice(terminal, relay, room, home, *args):
     alice = terminal(
@@ -108,3 +110,83 @@ def test_paste_arrives_as_indented_lines_on_the_other_screen(relay_factory, term
         t.ctrl("d")
         assert t.wait_exit() == 0
         assert t.crash_signs() == []
+
+
+def test_key_change_flow_on_both_screens(relay_factory, terminal, batch_clients, tmp_path):
+    # The old laptop's seat is kept for its secret (PARLEY_SEAT_TTL); a short one lets the
+    # new laptop, with a new home and so a new seat secret, take it.
+    relay = relay_factory(env={"PARLEY_SEAT_TTL": str(SEAT_TTL)})
+    alice = _alice(terminal, relay, "trust", tmp_path / "a")
+    old_bob = batch_clients("bob", "trust", relay.url, home=tmp_path / "bob-old")
+    old_bob.wait_secure()
+    alice.expect("pinned the key of bob")
+    assert old_bob.wait() == 0
+    alice.expect("bob left the room")
+
+    # "bob" comes back with another key (a new laptop, or someone in the middle)
+    bob = terminal(
+        "--name", "bob", "--room", "trust", "--relay", relay.url,
+        "--home", str(tmp_path / "bob-new"), "--resend-after", "1",
+    )  # fmt: skip
+    bob.expect("bob>")
+    alice.expect(r"the key of bob has CHANGED")
+    alice.expect(r"\x1b\[[0-9;]*m KEY CHANGED: /verify then /trust")  # first, and styled
+    alice.line("are you really bob?")
+    alice.expect("sending is blocked until you /trust")
+
+    # The changed side is told why nothing is receipted, once, not a line per resend.
+    bob.line("it is me, new laptop")
+    # (prompt_toolkit redraws only what changed, so the pane's line arrives in pieces)
+    bob.expect_all(
+        r"alice has not accepted your key yet: they must compare safety numbers",
+        r"\| alice has not accepted your key \|",  # on the status line meanwhile
+        r"✓ sent",  # the relay took it: the pending line's mark changes in place
+        r"resent \dx",  # resends are counted on the same line
+    )
+
+    alice.line("/trust")
+    alice.expect(r"then type /trust and its last 5 digits")
+    alice.line("/trust 00000")
+    alice.expect(r"key NOT trusted")
+    alice.line("/verify")
+    number = alice.expect(SAFETY).replace(" ", "")
+    alice.line("/trust yes")
+    alice.expect("now trusting the new key of bob")
+    alice.line("/forward")  # what alice queued for bob's old key goes to the new one
+    # withheld until trusted, then resent; and the forwarded one goes out
+    alice.expect_all(r"bob: it is me, new laptop", r"alice: are you really bob\?  ✓✓")
+    bob.expect_all(r"alice: are you really bob\?", r"bob: it is me, new laptop  ✓✓")
+    bob.line("/verify")
+    assert bob.expect(SAFETY).replace(" ", "") == number
+    for t in (alice, bob):
+        t.line("/quit")
+        assert t.wait_exit() == 0
+        assert t.crash_signs() == []
+    assert bob.screen_text().count("alice has not accepted your key yet") == 1
+    assert "no receipt from alice yet" not in bob.screen_text()  # the guess is not needed
+    assert "resending" not in bob.screen_text()  # no line per resend
+
+
+def test_scripted_mode_accepts_a_new_key_only_when_asked(relay_factory, batch_clients, tmp_path):
+    # The old laptop's seat is kept for its secret (PARLEY_SEAT_TTL); a short one lets the
+    # new laptop, with a new home and so a new seat secret, take it.
+    relay = relay_factory(env={"PARLEY_SEAT_TTL": str(SEAT_TTL)})
+    alice_home = tmp_path / "alice"
+    first = batch_clients("alice", "acc", relay.url, home=alice_home)
+    old_bob = batch_clients("bob", "acc", relay.url, home=tmp_path / "bob-old")
+    first.wait_secure()
+    assert old_bob.wait() == 0 and first.wait() == 0
+
+    refused = batch_clients("alice", "acc", relay.url, home=alice_home)
+    new_bob = batch_clients("bob", "acc", relay.url, home=tmp_path / "bob-new")
+    refused.send("not for a changed key")
+    assert refused.wait() == 3  # the peer's key changed: nothing sent
+    new_bob.stop()
+
+    asked = batch_clients("alice", "acc", relay.url, "--accept-new-key", "bob", home=alice_home)
+    new_bob = batch_clients("bob", "acc", relay.url, home=tmp_path / "bob-new")
+    asked.send("accepted on purpose")
+    # What the refused run left queued (the outbox is kept on disk) goes along, in order.
+    assert new_bob.wait_received(2) == ["not for a changed key", "accepted on purpose"]
+    assert asked.wait() == 0
+    assert "accepted the new key of bob (--accept-new-key)" in asked.stderr()

@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.relay_clients import RelayClient
 from tests.support.servers import free_port
+from tests.support.terminal import CRASH_SIGNS
 
 STATES = ("connecting", "waiting", "mid-handshake", "secure")
 
@@ -33,6 +34,10 @@ def _start_in(state, relay_factory, terminal, batch_clients, tmp_path, room):
         keep.append(bob)
         bob.wait_secure()
         alice.expect(r"secure with bob")
+        # Lines being printed while the key arrives: prompt_toolkit prints in cooked mode,
+        # where a Ctrl-C used to become SIGINT (a traceback) and a Ctrl-D was swallowed.
+        bob.send(*[f"incoming {i}" for i in range(60)])
+        alice.expect("incoming 1")
     return alice, keep
 
 
@@ -101,3 +106,15 @@ def test_unicode_display_name(relay_factory, terminal, batch_clients, tmp_path):
     assert bob.wait_secure()["peer"] == "Zoë"
     zoe.ctrl("d")
     assert zoe.wait_exit() == 0
+
+
+def test_scripted_mode_stops_cleanly_on_sigint(relay_factory, batch_clients):
+    relay = relay_factory()
+    alice = batch_clients("alice", "batch-int", relay.url)
+    alice.wait_event(lambda e: e.get("state") == "waiting for peer", what="waiting")
+    alice.send("nobody will get this")
+    alice.proc.send_signal(signal.SIGINT)
+    assert alice.proc.wait(timeout=30) == 130
+    err = alice.stderr()
+    assert "interrupted; 1 message(s) not delivered" in err
+    assert not [sign for sign in CRASH_SIGNS if sign in err], err

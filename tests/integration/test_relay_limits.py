@@ -118,7 +118,7 @@ def test_limits_answered_while_others_keep_working(limited, clients):
     forwarded = peer.named("received_message")[:-1]
     assert len(forwarded) == accepted
     assert all(not isinstance(p, str) or len(p) <= MAX for p in forwarded)
-    status, text = r1.get("/metrics")
+    status, text = r1.get("/metrics", {"Authorization": f"Bearer {TOKEN}"})
     assert 'parley_relay_rejections_total{code="rate_limited"}' in text
     assert 'parley_relay_rejections_total{code="payload_too_large"} 2.0' in text
 

@@ -6,7 +6,10 @@ import time
 
 from tests.support.relay_clients import (
     clients_fixture,  # noqa: F401 - fixture
+    new_instance,
+    new_secret,
     pair,
+    seat_auth,
 )
 
 EVENTS = [
@@ -74,16 +77,20 @@ def test_third_member_refused_with_room_full(two_relays, clients):
     assert "peer_left" not in a.names() + b.names()
 
 
-def test_rejoin_with_same_name_replaces_stale_session(two_relays, clients):
+def test_resume_with_same_secret_replaces_stale_session(two_relays, clients):
     r1, r2 = two_relays
-    a, b = pair(clients, r1.url, r2.url)
-    b2 = clients(r1.url, {"room": "r1", "name": "bob"}).connect()
+    secret, inst = new_secret(), new_instance()
+    a = clients(r1.url, seat_auth("r1", "alice", new_secret(), new_instance())).connect()
+    b = clients(r2.url, seat_auth("r1", "bob", secret, inst)).connect()
+    a.wait_for("KEY_EXCHANGE")
+    b2 = clients(r1.url, seat_auth("r1", "bob", secret, inst)).connect()  # failover
     assert b2.wait_for("KEY_EXCHANGE") == [1]
     assert b.disconnected.wait(5), "stale session was not disconnected"
     a.emit("message", "to the new bob")
     assert b2.wait_for("received_message") == ["to the new bob"]
-    time.sleep(0.2)
+    a.wait_for("KEY_EXCHANGE", 2)
     assert "peer_left" not in a.names()
+    assert b.named("received_message") == []
 
 
 def test_rooms_are_isolated(two_relays, clients):

@@ -16,6 +16,7 @@ import socketio
 from tests.support.relay_clients import (
     clients_fixture,  # noqa: F401 - fixture
     pair,
+    seat_sids,
 )
 from tests.support.servers import wait_for
 from tests.support.tap import tapped_relay_fixture  # noqa: F401 - fixture
@@ -43,8 +44,11 @@ def test_dead_replica_members_are_pruned(redis_server, relay_factory, clients):
 
 
 def test_redis_restart_503_then_recovery(redis_server, relay_factory, clients):
-    r1 = relay_factory(redis_server.url, extra_args=HB)
-    r2 = relay_factory(redis_server.url, extra_args=HB)
+    # A lease long enough to outlive the restart: the replicas keep their clients (a
+    # replica whose lease runs out fences them instead: test_relay_fencing.py).
+    hb = ["--heartbeat-seconds", "10"]
+    r1 = relay_factory(redis_server.url, extra_args=hb)
+    r2 = relay_factory(redis_server.url, extra_args=hb)
     a, b = pair(clients, r1.url, r2.url, "rr")
     redis_server.stop()
     wait_for(lambda: r1.health()["_status"] == 503, timeout=10, what="503 from r1")
@@ -65,9 +69,10 @@ def test_redis_restart_503_then_recovery(redis_server, relay_factory, clients):
     b.wait_for_payload("received_message", "after restart")
     b.emit("message", "back")
     a.wait_for_payload("received_message", "back")
-    # ...and the room is still full in Redis.
+    # ...and the room is still full in Redis (strangers wait out the resync window first).
     raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
     wait_for(lambda: raw.hlen("parley:room:rr") == 2, timeout=10, what="resync")
+    wait_for(lambda: not raw.exists("parley:resync"), timeout=20, what="resync window end")
     assert (
         clients(r1.url, {"room": "rr", "name": "eve"}).try_connect()["data"]["code"] == "room_full"
     )
@@ -114,9 +119,10 @@ def test_idle_subscription_survives_socket_timeouts(two_relays, clients):
 def test_resync_drops_members_whose_seats_were_taken_while_redis_forgot_them(
     redis_server, relay_factory, clients
 ):
-    """Redis loses everything; before r1's heartbeat re-registers alice and bob, carol and
-    dave take the room through r2. r1's resync must then refuse its two (room_full) and
-    disconnect them, not leave four members in a two-seat room."""
+    """Redis loses everything; r1 stays frozen past the resync window (in which strangers
+    are refused: test_relay_fencing.py), so carol and dave take the room through r2. r1's
+    resync must then refuse its two (room_full) and disconnect them, not leave four members
+    in a two-seat room."""
     # A liveness TTL that r2's heartbeat (every 2 s) renews with room to spare.
     slow = ["--heartbeat-seconds", "6"]
     r1 = relay_factory(redis_server.url, extra_args=slow)
@@ -132,6 +138,7 @@ def test_resync_drops_members_whose_seats_were_taken_while_redis_forgot_them(
         raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
         alive = f"parley:alive:{r2.health()['replica']}"
         wait_for(lambda: raw.exists(alive), timeout=30, what="r2's heartbeat")
+        wait_for(lambda: not raw.exists("parley:resync"), timeout=30, what="resync window end")
         c, d = pair_named(clients, r2.url, "taken", "carol", "dave")
     finally:
         os.kill(r1.proc.pid, signal.SIGCONT)
@@ -139,7 +146,7 @@ def test_resync_drops_members_whose_seats_were_taken_while_redis_forgot_them(
     for old in (a, b):
         assert old.named("error")[0]["code"] == "room_full"
         assert old.disconnected.wait(10)
-    assert set(raw.hkeys("parley:room:taken")) == {c.sio.get_sid(), d.sio.get_sid()}
+    assert set(seat_sids(redis_server.url, "taken")) == {c.sio.get_sid(), d.sio.get_sid()}
     c.emit("message", "the room is ours")
     d.wait_for_payload("received_message", "the room is ours")
     assert not c.named("peer_left") and not d.named("peer_left")
@@ -151,8 +158,11 @@ def test_leave_while_redis_is_unreachable_frees_the_seat_once_it_is_back(
 ):
     """alice leaves while Redis is frozen (its data kept): the leave fails on r1 and is
     logged; once Redis answers again her seat must not stay taken by a ghost."""
-    r1 = relay_factory(redis_server.url, extra_args=HB)
-    r2 = relay_factory(redis_server.url, extra_args=HB)
+    # A lease longer than the freeze (the leave waits out a 5 s socket timeout): a replica
+    # whose lease lapses fences its clients instead (test_relay_fencing.py).
+    long = ["--heartbeat-seconds", "20"]
+    r1 = relay_factory(redis_server.url, extra_args=long)
+    r2 = relay_factory(redis_server.url, extra_args=long)
     a, b = pair(clients, r1.url, r2.url, "gone")
     os.kill(redis_server.proc.pid, signal.SIGSTOP)
     try:
@@ -162,9 +172,8 @@ def test_leave_while_redis_is_unreachable_frees_the_seat_once_it_is_back(
         os.kill(redis_server.proc.pid, signal.SIGCONT)
     for r in (r1, r2):
         wait_for(lambda r=r: r.health()["_status"] == 200, timeout=30, what="recovery")
-    raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
     wait_for(
-        lambda: raw.hkeys("parley:room:gone") == [b.sio.get_sid()],
+        lambda: seat_sids(redis_server.url, "gone") == [b.sio.get_sid()],
         timeout=30,
         what="alice's seat released",
     )

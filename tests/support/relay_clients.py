@@ -7,11 +7,14 @@ every event it receives, so tests can wait for and assert on exact event sequenc
 from __future__ import annotations
 
 import contextlib
+import json
+import secrets
 import threading
 import time
 from typing import Any
 
 import pytest
+import redis
 import socketio
 
 
@@ -148,3 +151,30 @@ def pair(clients, url_a: str, url_b: str, room: str = "r1") -> tuple[RelayClient
     assert a.wait_for("KEY_EXCHANGE") == [1]
     assert b.wait_for("KEY_EXCHANGE") == [1]
     return a, b
+
+
+def new_secret() -> str:
+    """A resume secret as a Parley client makes one (32 random bytes, hex)."""
+    return secrets.token_hex(32)
+
+
+def new_instance() -> str:
+    """A client-process instance id (16 random bytes, hex)."""
+    return secrets.token_hex(16)
+
+
+def seat_auth(room: str, name: str, secret: str, instance: str, **extra) -> dict:
+    """Connect auth of a relay-v2 client that owns its seat by `secret`."""
+    return {"room": room, "name": name, "secret": secret, "instance": instance, **extra}
+
+
+def seat_sids(redis_url: str, room: str) -> list[str]:
+    """The sids Redis lists as holding a seat of `room` ("" for a reserved seat)."""
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    out = []
+    for field, value in raw.hgetall(f"parley:room:{room}").items():
+        try:
+            out.append(json.loads(value)["c"])
+        except ValueError:  # the relay before seats: field = sid, value = "replica|name"
+            out.append(field)
+    return out

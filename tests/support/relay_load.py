@@ -59,10 +59,14 @@ class Side:
         self.stats["last_rx"] = now
         self.progress.set()
 
-    def send_all(self, count: int, size: int, window: int) -> None:
+    def send_all(self, count: int, size: int, window: int, interval: float = 0.0) -> None:
+        """Send `count` messages; with `interval`, paced at one per `interval` seconds."""
         pad = "x" * size
         peer = self.peer
+        start = time.perf_counter()
         for seq in range(count):
+            if interval:
+                gevent.sleep(max(0.0, start + seq * interval - time.perf_counter()))
             while self.sent - peer.received >= window:
                 peer.progress.clear()
                 peer.progress.wait(5)
@@ -91,7 +95,11 @@ def run(args) -> dict:
         print(json.dumps({"phase": "connected"}), flush=True)
         sys.stdin.readline()
     t0 = time.perf_counter()
-    senders = [gevent.spawn(s.send_all, args.messages, args.size, args.window) for s in sides]
+    # --rate: the offered load in messages per second over all senders (0: as fast as allowed).
+    interval = len(sides) / args.rate if args.rate else 0.0
+    senders = [
+        gevent.spawn(s.send_all, args.messages, args.size, args.window, interval) for s in sides
+    ]
     gevent.joinall(senders, raise_error=True)
     expected = len(sides) * args.messages
     deadline_idle = args.idle_timeout
@@ -142,6 +150,7 @@ def main(argv=None) -> int:
     p.add_argument("--tag", default="x", help="room name prefix, to keep runs apart")
     p.add_argument("--settle", type=float, default=0.5)
     p.add_argument("--idle-timeout", type=float, default=10.0)
+    p.add_argument("--rate", type=float, default=0.0, help="offered msgs/s in total (0: unpaced)")
     p.add_argument(
         "--wait-for-go",
         action="store_true",

@@ -56,9 +56,10 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10
 
 @dataclass
 class RedisServer:
-    """A throwaway redis-server on a free port, no persistence."""
+    """A throwaway redis-server on a free port, no persistence (with `password`: requirepass)."""
 
     port: int = field(default_factory=free_port)
+    password: str | None = None
     proc: subprocess.Popen | None = None
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="parley-redis-"))
 
@@ -85,6 +86,7 @@ class RedisServer:
                 self.workdir,
                 "--protected-mode",
                 "no",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -99,8 +101,9 @@ class RedisServer:
     def ping(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
+                s.sendall(auth + b"PING\r\n")
+                return s.recv(64).endswith(b"+PONG\r\n")
         except OSError:
             return False
 
@@ -187,10 +190,11 @@ class RelayProcess:
         status, _ = self.get("/healthz")
         return status == 200
 
-    def get(self, path: str) -> tuple[int, str]:
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
         """GET a relay URL; returns (status, body), status 0 when unreachable."""
+        request = urllib.request.Request(self.url + path, headers=headers or {})  # noqa: S310
         try:
-            with urllib.request.urlopen(self.url + path, timeout=2) as resp:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()

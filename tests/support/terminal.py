@@ -44,6 +44,16 @@ class Terminal:
                 return self.child.after
             self.child.send("\x1b[40;1R")
 
+    def expect_all(self, *patterns, timeout: float = 30) -> None:
+        """Wait until every pattern has appeared, in any order."""
+        left = list(patterns)
+        while left:
+            index = self.child.expect([CPR_REQUEST, *left], timeout=timeout)
+            if index == 0:
+                self.child.send("\x1b[40;1R")
+            else:
+                left.pop(index - 1)
+
     def line(self, text: str) -> None:
         self.child.send(text + "\r")
 
@@ -56,7 +66,10 @@ class Terminal:
 
     def wait_exit(self, timeout: float = 30) -> int:
         """Wait for the process to end (answering the terminal meanwhile); its exit status."""
-        self.expect(pexpect.EOF, timeout=timeout)
+        try:
+            self.expect(pexpect.EOF, timeout=timeout)
+        except pexpect.TIMEOUT:
+            raise AssertionError(f"still running; screen:\n{self.screen_text()[-3000:]}") from None
         self.child.close()
         return self.child.exitstatus
 

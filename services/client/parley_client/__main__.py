@@ -8,6 +8,7 @@ import sys
 from .config import ConfigError, load_settings
 
 EXIT_CONFIG = 2
+EXIT_REFUSED = 4  # this home is already in the room from another terminal (as in batch.py)
 
 
 def _fail(text: str, code: int) -> int:
@@ -29,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
 
             status = asyncio.run(TerminalUI(settings).run())
     except ConfigError as e:
-        status = _fail(str(e), EXIT_CONFIG)
+        from .roomstate import RoomBusy
+
+        status = _fail(str(e), EXIT_REFUSED if isinstance(e, RoomBusy) else EXIT_CONFIG)
     except KeyboardInterrupt:
         status = 130
     except Exception as e:  # noqa: BLE001 - last line of defence: one line, no traceback

@@ -33,7 +33,7 @@ class App:
         auth = {"room": settings.room, "name": settings.name}
         if settings.token:
             auth["token"] = settings.token
-        self.transport = Transport(settings.relays, auth, on_event)
+        self.transport = Transport(settings.relays, auth, on_event, home=settings.home)
         self.core = ChatCore(
             self.identity,
             self.home.contacts(),

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import stat
 import sys
 import time
@@ -31,6 +32,8 @@ EXIT_VERIFY = 3  # another key than the contact's is in the room (key changed), 
 EXIT_REFUSED = 4  # the relay refused the seat: room_full, already_connected (or a busy home)
 EXIT_ABSENT = 5  # messages remain for a contact that is not in the room (they stay queued)
 REFUSAL_CODES = ("room_full", "already_connected")
+EXIT_INTERRUPTED = 130  # SIGINT/SIGTERM/SIGHUP: stopped cleanly, what was pending is reported
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 QUIET_SECONDS = 1.0  # after our last receipt, keep answering the peer this long
 
 
@@ -44,6 +47,7 @@ class BatchClient:
         self.stderr = stderr or sys.stderr
         self.verify_failed: str | None = None
         self.refused_input = 0  # lines too long to send: they count as undelivered
+        self.interrupted = False
         self.last_activity = time.monotonic()
         self._wake = asyncio.Event()
         self.app = App(settings, self.on_event)
@@ -62,7 +66,11 @@ class BatchClient:
         """Print one event (stdout for messages, stderr for the rest, or JSON lines)."""
         if event.kind in ("message", "delivered"):
             self.last_activity = time.monotonic()
-        if event.kind in ("key_changed", "refused"):
+        accept = self.settings.accept_new_key
+        if event.kind == "key_changed" and accept is not None and event.data.get("peer") == accept:
+            # Asked for on the command line, for this one contact: accept, and say so.
+            asyncio.get_running_loop().call_soon(self._accept_new_key, event)
+        elif event.kind in ("key_changed", "refused"):
             self.verify_failed = event.text
         self._wake.set()
         if self.settings.json:
@@ -80,8 +88,20 @@ class BatchClient:
         else:
             self._status(event.text)
 
+    def _accept_new_key(self, event: Event) -> None:
+        if self.core.trust():
+            number = safety.format_safety_number(event.data["safety_number"])
+            self._status(
+                f"accepted the new key of {event.data['peer']} (--accept-new-key); "
+                f"safety number: {number}"
+            )
+            self.core.forward()  # what this run queued for the old key goes to the new one
+
     # ----- run ---------------------------------------------------------------------------
     async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._interrupt)
         transport = self.app.start()
         reader = asyncio.create_task(self._read_input())
         try:
@@ -89,11 +109,22 @@ class BatchClient:
         finally:
             reader.cancel()
             await self.app.stop()
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
         return status
+
+    def _interrupt(self) -> None:
+        self.interrupted = True
+        self._wake.set()
 
     async def _supervise(self, transport: asyncio.Task, reader: asyncio.Task) -> int:
         deadline = None
         while True:
+            if self.interrupted:
+                pending = len(self.core.outbox)
+                self._status(f"interrupted; {pending} message(s) not delivered")
+                self._report_waiting()
+                return EXIT_INTERRUPTED
             if self.verify_failed:
                 self._status(f"peer verification failed, nothing sent: {self.verify_failed}")
                 self._report_waiting()

@@ -232,11 +232,11 @@ class ChatCore(Delivery):
         signature over the whole transcript), so an injected identity can neither be pinned,
         nor lift a block, nor raise a false alarm. The room decides, not the name the peer
         sends (see guard.py)."""
-        first_use = self.contact is None
         if self.guard.admit(peer):
             self.blocked_by = None  # the contact's key (back)
-            if first_use:
-                self.outbox.address(peer.key_id)  # texts typed before anyone came are its
+            # Texts typed before the room had a contact are the contact's (also when a crash
+            # came between pinning it and recording that, so this runs on every admission).
+            self.outbox.address(peer.key_id)
         else:
             self.blocked_by = peer
             self._report_waiting()

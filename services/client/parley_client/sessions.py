@@ -3,7 +3,10 @@
 A session names the sender of what it opens: the peer identity that authenticated it. When a
 new session is authenticated by another key, every older session is closed at once (nothing
 still in flight under the old key may be shown). An older session of the *same* key stays open
-for :data:`SESSION_GRACE_SECONDS` only, for envelopes sealed before the peer switched.
+for :data:`SESSION_GRACE_SECONDS` after the peer was first seen on the newer one, for envelopes
+sealed before it switched. (Two rounds that cross on the wire can leave each side's newest
+session the other's older one; the old session then stays until the peer is seen on the new
+one, as the peer is still sealing with it.)
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ class SessionSet:
     def __init__(self, clock: Callable[[], float]):
         self._clock = clock
         self._newest = None
-        self._older: list[tuple[object, float]] = []  # (session, expires at)
+        self._older: list[tuple[object, float | None]] = []  # (session, expiry; None: not yet)
 
     @property
     def newest(self):
@@ -35,7 +38,7 @@ class SessionSet:
         """Make ``session`` the newest; close or time-limit the others (see module docstring)."""
         previous = self._newest
         if previous is not None and _key(previous) == _key(session):
-            self._older = [(previous, self._clock() + SESSION_GRACE_SECONDS)]
+            self._older = [(previous, None)]  # the clock starts once the peer uses the new one
         else:
             self._older = []  # another key: nothing sealed under the old one may be shown
         self._newest = session
@@ -50,16 +53,21 @@ class SessionSet:
         """(session, plaintext) from the first live session that opens it; raises the last
         session's ParleyError (InvalidMessage "no session" when there is none)."""
         now = self._clock()
-        self._older = [(s, t) for s, t in self._older if t > now]
+        self._older = [(s, t) for s, t in self._older if t is None or t > now]
         candidates = [s for s in (self._newest, *(s for s, _ in self._older)) if s is not None]
         if not candidates:
             raise errors.InvalidMessage("no session")
         last: Exception | None = None
         for session in candidates:
             try:
-                return session, session.open(envelope)
+                data = session.open(envelope)
             except errors.ParleyError as e:
                 last = e
+                continue
+            if session is self._newest:  # the peer has switched: the grace period starts
+                deadline = now + SESSION_GRACE_SECONDS
+                self._older = [(s, deadline if t is None else t) for s, t in self._older]
+            return session, data
         raise last  # type: ignore[misc]
 
     def clear(self) -> None:
@@ -68,7 +76,8 @@ class SessionSet:
 
     def __len__(self) -> int:
         now = self._clock()
-        return (self._newest is not None) + sum(1 for _, t in self._older if t > now)
+        live = sum(1 for _, t in self._older if t is None or t > now)
+        return (self._newest is not None) + live
 
 
 def _key(session) -> str:

@@ -18,7 +18,8 @@ import socketio
 
 from .core import ChatCore
 from .events import Event, relay_error_fields
-from .relay_status import AckWatch, PeerLeftHold, plain_error
+from .relay_status import AckWatch, PeerLeftHold, plain_error, probe
+from .seats import new_instance, seat_auth
 
 FORWARDED = (
     "KEY_EXCHANGE",
@@ -29,10 +30,15 @@ FORWARDED = (
     "received_message",
     "peer_left",
 )
-# Rejections retrying cannot fix. room_full only counts before we ever got in: afterwards it
-# usually means the relay has not yet noticed our previous connection is gone.
-ALWAYS_FATAL = ("unauthorized",)
+# Rejections retrying cannot fix: the client stops with one line (no reconnect loop, no
+# flapping). `already_connected`: our seat is live in another terminal. `room_full` with a
+# seat secret: both seats belong to others (ours would have been kept for our secret).
+# Without a secret (no home given), room_full only counts before we ever got in: afterwards
+# it usually means the relay has not yet noticed our previous connection is gone.
+ALWAYS_FATAL = ("unauthorized", "already_connected")
 FATAL_AT_START = ("room_full",)
+# Socket.IO over websocket only: no long-polling phase (docs/protocol.md).
+TRANSPORTS = ["websocket"]
 MAX_BACKOFF = 5.0
 # A whole connection attempt (TCP, Engine.IO and Socket.IO handshakes). aiohttp's own default
 # is five minutes, which is how long a frozen relay would otherwise hold us.
@@ -48,9 +54,13 @@ class Transport:
         auth: dict[str, str],
         on_event: Callable[[Event], None],
         connect_timeout: float = 5.0,
+        home=None,
     ):
         self.urls = urls
-        self.auth = auth
+        # With a home folder we own our seat by its resume secret (seats.py); the instance id
+        # is new per process, so our own reconnects resume and a second terminal is refused.
+        self.has_seat = home is not None
+        self.auth = seat_auth(auth, home, new_instance()) if self.has_seat else auth
         self._emit = on_event
         self.connect_timeout = connect_timeout
         self.core: ChatCore | None = None
@@ -137,7 +147,9 @@ class Transport:
 
     # ----- internals ---------------------------------------------------------------------
     def _make_client(self) -> socketio.AsyncClient:
-        sio = socketio.AsyncClient(reconnection=False)
+        # handle_sigint=False: python-engineio would otherwise take over SIGINT on the first
+        # connect and drop the connection itself; the UI and batch mode leave cleanly instead.
+        sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
         for name in FORWARDED:
             sio.on(name, self._forwarder(name))
         sio.on("error", self._on_error)
@@ -164,7 +176,9 @@ class Transport:
         self._sio = sio = self._make_client()
         self.url = url
         try:
-            connect = sio.connect(url, auth=self.auth, wait_timeout=self.connect_timeout)
+            connect = sio.connect(
+                url, auth=self.auth, transports=TRANSPORTS, wait_timeout=self.connect_timeout
+            )
             await asyncio.wait_for(connect, CONNECT_TIMEOUT)
             return True
         except Exception as e:  # noqa: BLE001 - every failure here just means "try again"
@@ -172,7 +186,8 @@ class Transport:
             self._sio = None
             if self._rejection is None and url not in self._unreachable:
                 self._unreachable.add(url)  # once per outage, not once per retry
-                self._emit(Event("warning", plain_error(url, e), {"url": url}))
+                reason = await probe(url) or e  # websocket-only hides the cause: look again
+                self._emit(Event("warning", plain_error(url, reason), {"url": url}))
             with contextlib.suppress(Exception):
                 await sio.disconnect()
             return False
@@ -232,7 +247,9 @@ class Transport:
         return False
 
     def _is_fatal(self, code: str) -> bool:
-        return code in ALWAYS_FATAL or (code in FATAL_AT_START and not self.ever_connected)
+        if code in ALWAYS_FATAL:
+            return True
+        return code in FATAL_AT_START and (self.has_seat or not self.ever_connected)
 
     # ----- socket.io handlers ------------------------------------------------------------
     def _on_connect(self) -> None:

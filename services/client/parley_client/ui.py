@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import termios
 import time
 from dataclasses import dataclass
 
@@ -75,6 +76,7 @@ class TerminalUI:
         self._secure_with: str | None = None  # fingerprint of the peer we were last secure with
         self._gap: str | None = None  # "peer" or "relay" went away since then
         self._hinted = False
+        self._unaccepted: str | None = None  # the peer told us it withholds our texts
         self.app = App(settings, self.show)
         self.core = self.app.core
         self.commands = Commands(self)
@@ -128,6 +130,12 @@ class TerminalUI:
                     "warning",
                 )
 
+    def _on_peer_notice(self, event: Event) -> None:
+        self._hinted = True  # said plainly now: no guessing line
+        if not self._unaccepted:
+            self.say(event.text, "warning")
+        self._unaccepted = f"{event.data['from']} has not accepted your key"
+
     def _on_relayed(self, event: Event) -> None:
         item = self.mine.get(event.data["id"])
         if item is not None and item.state == "pending":
@@ -135,7 +143,7 @@ class TerminalUI:
 
     def _on_delivered(self, event: Event) -> None:
         item = self.mine.pop(event.data["id"], None)
-        self._hinted = False
+        self._hinted, self._unaccepted = False, None
         if item is not None:
             lines = screen.own(self.settings.name, item.text, item.ts, "delivered", self.marks)
             self._lines(lines)
@@ -184,7 +192,8 @@ class TerminalUI:
             "url": transport.url,
             "ever_connected": transport.ever_connected,
         }
-        parts, alarm = screen.status_parts(self.core.status(), relay, time.monotonic())
+        st = {**self.core.status(), "unconfirmed": self._unaccepted}
+        parts, alarm = screen.status_parts(st, relay, time.monotonic())
         line = " " + " | ".join(printable(p) for p in parts)
         if alarm:
             head, _, rest = line.partition(" | ")
@@ -209,6 +218,7 @@ class TerminalUI:
             erase_when_done=True,
             key_bindings=_bindings(),
         )
+        saved = _keys_as_input(sys.stdin)
         try:
             with patch_stdout(raw=True):
                 transport = self.app.start()
@@ -221,6 +231,9 @@ class TerminalUI:
         finally:
             for sig in QUIT_SIGNALS:
                 loop.remove_signal_handler(sig)
+            if saved is not None:
+                with contextlib.suppress(termios.error, OSError):
+                    termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, saved)
         return status
 
     async def _leave_cleanly(self) -> None:
@@ -238,7 +251,9 @@ class TerminalUI:
         leave = asyncio.ensure_future(self._leave.wait())
         try:
             while True:
-                prompt = asyncio.ensure_future(self.session.prompt_async())
+                # handle_sigint=False: a SIGINT (a Ctrl-C typed while a line is being printed,
+                # or kill -INT) must reach our handler, not become a KeyboardInterrupt.
+                prompt = asyncio.ensure_future(self.session.prompt_async(handle_sigint=False))
                 waited = {prompt, transport, leave}
                 done, _ = await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
                 if prompt not in done:
@@ -260,6 +275,24 @@ class TerminalUI:
         if code == "unauthorized":
             return EXIT_CONFIG
         return EXIT_REFUSED if code in REFUSED_CODES else EXIT_ENDED
+
+
+def _keys_as_input(stream) -> list | None:
+    """Make Ctrl-C and Ctrl-D plain keys even in the moments prompt_toolkit returns the
+    terminal to cooked mode to print a line; otherwise a Ctrl-C typed then is a signal and a
+    Ctrl-D is swallowed as end-of-file. Returns the settings to restore, or None."""
+    try:
+        fd = stream.fileno()
+        saved = termios.tcgetattr(fd)
+    except (termios.error, OSError, ValueError, AttributeError):
+        return None  # not a terminal (tests driving the UI without one)
+    changed = termios.tcgetattr(fd)
+    disabled = b"\x00"  # _POSIX_VDISABLE on Linux
+    changed[6][termios.VINTR] = disabled
+    changed[6][termios.VEOF] = disabled
+    with contextlib.suppress(termios.error, OSError):
+        termios.tcsetattr(fd, termios.TCSANOW, changed)
+    return saved
 
 
 def _bindings() -> KeyBindings:

@@ -1,25 +1,59 @@
 """The relay's WSGI application: Socket.IO plus `/healthz` and `/metrics`.
 
-`make_app(settings, manager)` builds everything from settings and a client manager (a
-`ParleyRedisManager` across replicas, or None for python-socketio's in-memory manager) and
-returns a `Relay` bundle; `server.py` serves it with gevent.
+`make_app(settings, store, bus)` builds everything from settings, a seat store and a bus
+(`RedisStore` + `RedisBus` across replicas; the defaults are the single-process in-memory
+ones) and returns a `Relay` bundle; `server.py` serves it with gevent.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 import socketio
 
+from .bus import LocalBus, RedisBus
 from .config import Settings
 from .core import Router
 from .eiobounds import GuardedServer
 from .handlers import RelayNamespace
+from .lease import Lease
 from .logs import LOGGER_NAME, log_event
 from .metrics import Metrics
-from .store import MembershipStore, MemoryStore
+from .store import MemoryStore, SeatStore
+
+# /healthz answers from a cached Redis ping at most this old, and at most one ping is in
+# flight: forty concurrent checks cost one PING, and a slow Redis cannot pile them up (M6).
+HEALTH_MAX_AGE = 1.0
+
+
+class HealthProbe:
+    """Cached Redis reachability; the heartbeat loop's results count as observations too."""
+
+    def __init__(self, ping, clock=time.monotonic):
+        self.ping = ping
+        self.clock = clock
+        self.ok = False
+        self.stamp = -HEALTH_MAX_AGE
+        self.in_flight = False
+
+    def observed(self, ok: bool) -> None:
+        self.ok, self.stamp = ok, self.clock()
+
+    def check(self) -> bool:
+        """The cached answer; refreshed by this caller if stale and nobody else is at it."""
+        if self.clock() - self.stamp > HEALTH_MAX_AGE and not self.in_flight:
+            self.in_flight = True
+            try:
+                self.observed(bool(self.ping()))
+            except Exception:
+                self.observed(False)
+            finally:
+                self.in_flight = False
+        return self.ok
 
 
 @dataclass
@@ -29,9 +63,10 @@ class Relay:
     settings: Settings
     sio: socketio.Server
     namespace: RelayNamespace
-    store: MembershipStore
+    store: SeatStore
     metrics: Metrics
-    manager: socketio.Manager | None
+    bus: LocalBus | RedisBus
+    health_probe: HealthProbe
     wsgi: object = None
     shutting_down: bool = False
     log: logging.Logger = field(default_factory=lambda: logging.getLogger(LOGGER_NAME))
@@ -40,8 +75,8 @@ class Relay:
         """ "disabled" without Redis, else "ok" only if Redis answers and we are subscribed."""
         if self.settings.redis_url is None:
             return "disabled"
-        subscribed = getattr(self.manager, "subscribed", True)
-        return "ok" if subscribed and self.store.ping() else "down"
+        ok = self.bus.subscribed and self.namespace.lease.valid() and self.health_probe.check()
+        return "ok" if ok else "down"
 
     def health(self) -> tuple[int, dict]:
         """(HTTP status, body) for /healthz: 503 while Redis is down or shutting down."""
@@ -66,6 +101,15 @@ class Relay:
         conns = list(self.namespace.conns.values())
         self.metrics.connections.set(len(conns))
         self.metrics.rooms.set(len({c.identity.room for c in conns}))
+
+    def metrics_allowed(self, environ: dict) -> bool:
+        """/metrics needs `Authorization: Bearer <relay token>` when the relay has a token."""
+        token = self.settings.token
+        if token is None:
+            return True
+        given = environ.get("HTTP_AUTHORIZATION", "")
+        expected = "Bearer " + token
+        return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
 
 
 class Utf8Json:
@@ -127,6 +171,12 @@ def _http_app(relay: Relay):
             start_response(f"{code} {reason}", [("Content-Type", "application/json")])
             return [json.dumps(body).encode()]
         if path == "/metrics":
+            if not relay.metrics_allowed(environ):
+                start_response(
+                    "401 Unauthorized",
+                    [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")],
+                )
+                return [b"metrics need Authorization: Bearer <relay token>\n"]
             relay.health()  # refresh parley_relay_redis_up
             relay.refresh_gauges()
             start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
@@ -139,18 +189,19 @@ def _http_app(relay: Relay):
 
 def make_app(
     settings: Settings,
-    manager: socketio.Manager | None = None,
-    store: MembershipStore | None = None,
+    store: SeatStore | None = None,
+    bus: LocalBus | RedisBus | None = None,
     logger: logging.Logger | None = None,
 ) -> Relay:
     """Build the Socket.IO server, namespace, metrics and WSGI app for `settings`."""
     logger = logger or logging.getLogger(LOGGER_NAME)
     if store is None:
-        store = MemoryStore(replica=settings.replica_id)
+        store = MemoryStore(replica=settings.replica_id, seat_ttl=settings.seat_ttl_seconds)
+    bus = bus or LocalBus()
     metrics = Metrics()
     sio = RelayServer(
         async_mode="gevent",
-        client_manager=manager,
+        # python-socketio's in-process manager: delivery across replicas is ours (bus.py).
         cors_allowed_origins=(
             list(settings.cors_origins)
             if isinstance(settings.cors_origins, tuple)
@@ -173,15 +224,18 @@ def make_app(
     sio.relay_logger = logger
     sio.configure_bounds(settings)
     router = Router(settings.max_message_bytes, settings.rate_limit)
-    namespace = RelayNamespace(settings, router, store, metrics, logger)
+    lease = Lease(settings.heartbeat_seconds if settings.redis_url else None)
+    namespace = RelayNamespace(settings, router, store, bus, metrics, logger, lease)
     sio.register_namespace(namespace)
+    bus.start(namespace.on_bus)
     relay = Relay(
         settings=settings,
         sio=sio,
         namespace=namespace,
         store=store,
         metrics=metrics,
-        manager=manager,
+        bus=bus,
+        health_probe=HealthProbe(store.ping),
         log=logger,
     )
     relay.wsgi = socketio.WSGIApp(sio, _http_app(relay))

@@ -12,7 +12,9 @@ import re
 import secrets
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .redis_secret import PasswordFileError, read_password_file, url_has_password, url_with_password
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -45,14 +47,19 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 5000
-    redis_url: str | None = None
-    token: str | None = None
+    # Both may hold secrets (the Redis password is filled into the URL): never in a repr.
+    redis_url: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
     max_message_bytes: int = 65536
     rate_limit: RateLimit | None = RateLimit(50.0, 200)
     cors_origins: tuple[str, ...] | str | None = None
     log_level: str = "INFO"
     heartbeat_seconds: float = 15.0
     replica_id: str = ""
+    # How long a secret seat whose member disconnected stays reserved for its secret: as long
+    # as the mailbox keeps messages for an absent member (7 days), so nobody else can take a
+    # departed member's place meanwhile. The `leave` event releases it at once.
+    seat_ttl_seconds: float = 7 * 24 * 3600.0
     # Resource bounds (docs/operations.md "Limits" says why each default is what it is).
     outbound_queue_bytes: int = 1_048_576
     header_timeout: float = 10.0
@@ -128,6 +135,11 @@ OPTIONS: dict[str, tuple[str, str | None, str]] = {
     "host": ("PARLEY_HOST", "127.0.0.1", "interface to listen on (0.0.0.0 in containers)"),
     "port": ("PARLEY_PORT", "5000", "TCP port"),
     "redis_url": ("PARLEY_REDIS_URL", None, "Redis URL; unset = single process, in memory"),
+    "redis_password_file": (
+        "PARLEY_REDIS_PASSWORD_FILE",
+        None,
+        "file holding the Redis password, used when the Redis URL has none",
+    ),
     "token": ("PARLEY_RELAY_TOKEN", None, "shared secret clients must send as auth.token"),
     "max_message_bytes": ("PARLEY_MAX_MESSAGE_BYTES", "65536", "largest payload accepted"),
     "rate_limit": ("PARLEY_RATE_LIMIT", "50,200", "per connection: 'RATE,BURST' or 'off'"),
@@ -139,6 +151,11 @@ OPTIONS: dict[str, tuple[str, str | None, str]] = {
         "replica liveness TTL in Redis; members of a silent replica are pruned after it",
     ),
     "replica_id": ("PARLEY_REPLICA_ID", None, "name of this replica (default host-pid-random)"),
+    "seat_ttl": (
+        "PARLEY_SEAT_TTL",
+        "604800",
+        "seconds a departed member's seat stays reserved for its resume secret (7 days)",
+    ),
     "outbound_queue_bytes": (
         "PARLEY_OUTBOUND_QUEUE_BYTES",
         "1048576",
@@ -215,9 +232,7 @@ def load_settings(
     replica = raw["replica_id"] or _default_replica_id()
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", replica):
         raise ConfigError(f"replica id {replica!r}: use letters, digits and ._:- only")
-    redis_url = raw["redis_url"] or None
-    if redis_url is not None and not re.match(r"^(redis|rediss|unix)://", redis_url):
-        raise ConfigError(f"redis url {redis_url!r}: expected redis://, rediss:// or unix://")
+    redis_url = _redis_url(raw["redis_url"] or None, raw["redis_password_file"] or None)
     port = _positive("port", raw["port"] or "")
     if port > 65535:
         raise ConfigError(f"port must be at most 65535, got {port}")
@@ -235,8 +250,28 @@ def load_settings(
         log_level=level,
         heartbeat_seconds=_positive("heartbeat seconds", raw["heartbeat_seconds"] or "", float),
         replica_id=replica,
+        seat_ttl_seconds=_positive("seat ttl", raw["seat_ttl"] or "", float),
         **_bounds(raw),
     )
+
+
+def _redis_url(url: str | None, password_file: str | None) -> str | None:
+    """The Redis URL, with the password from `password_file` filled in when it has none."""
+    if url is not None and not re.match(r"^(redis|rediss|unix)://", url):
+        # Not the URL itself: it may carry a password.
+        raise ConfigError("redis url: expected redis://, rediss:// or unix://")
+    if password_file is None:
+        return url
+    if url is None:
+        raise ConfigError(
+            f"redis password file {password_file} is set but no redis url: set PARLEY_REDIS_URL"
+        )
+    try:
+        password = read_password_file(password_file)
+    except PasswordFileError as exc:
+        raise ConfigError(str(exc)) from None
+    # A password written in the URL itself is the more explicit choice: it wins.
+    return url if url_has_password(url) else url_with_password(url, password)
 
 
 def check_token(token: str) -> None:

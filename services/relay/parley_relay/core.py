@@ -6,6 +6,7 @@ The transport layer (`handlers.py`) asks this module what to do and then does it
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -24,6 +25,9 @@ MAX_NAME_CHARS = 64
 # Rooms: 1-64 of letters, digits, '.', '_' and '-'. Small on purpose: room names end up in
 # Redis keys and log lines, and '|' / ':' are separators there.
 ROOM_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Resume secret: 32 random bytes as lowercase hex; instance: 16 random bytes per client process.
+SECRET_RE = re.compile(r"[0-9a-f]{64}")
+INSTANCE_RE = re.compile(r"[0-9a-f]{32}")
 
 # What the other member receives for each client event.
 FORWARD: dict[str, str] = {
@@ -42,7 +46,9 @@ ERROR_TEXT = {
     "bad_request": "malformed request",
     "unauthorized": "missing or wrong relay token",
     "unavailable": "the relay's message queue is unreachable; retry shortly",
+    "already_connected": "this seat is already connected from another client process",
 }
+RECOVERING_TEXT = "the relay is re-registering its members after a Redis restart; retry shortly"
 
 
 class Rejection(Exception):  # noqa: N818 - a decision, not an error in the relay
@@ -60,10 +66,16 @@ class Rejection(Exception):  # noqa: N818 - a decision, not an error in the rela
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a connection says it is and where it wants to go, after validation."""
+    """Who a connection says it is and where it wants to go, after validation.
+
+    `secret_hash` is SHA-256 of the seat's resume secret ("" for the original client, which
+    sends none); the secret itself is not kept. `instance` names the client process.
+    """
 
     room: str
     name: str
+    secret_hash: str = ""
+    instance: str = ""
 
 
 def _valid_name(name: object) -> bool:
@@ -102,7 +114,15 @@ def parse_auth(auth: object, token: str | None) -> Identity:
         raise Rejection(
             "bad_request", f"name must be 1-{MAX_NAME_CHARS} printable characters, no padding"
         )
-    return Identity(room=room, name=name)
+    secret, instance = auth.get("secret"), auth.get("instance")
+    if secret is None:
+        return Identity(room=room, name=name)
+    if not isinstance(secret, str) or not SECRET_RE.fullmatch(secret):
+        raise Rejection("bad_request", "secret must be 64 lowercase hex characters")
+    if not isinstance(instance, str) or not INSTANCE_RE.fullmatch(instance):
+        raise Rejection("bad_request", "instance must be 32 lowercase hex characters")
+    digest = hashlib.sha256(bytes.fromhex(secret)).hexdigest()
+    return Identity(room=room, name=name, secret_hash=digest, instance=instance)
 
 
 # Built once: json.dumps with non-default options makes a new encoder on every call.
@@ -168,6 +188,12 @@ class Connection:
     bucket: TokenBucket | None
     sent: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    # Where the other members' connections are ((replica, sid) pairs), read from the seat
+    # store at join and kept current by peer updates and the reconciliation loop.
+    peers: tuple = ()
+    # Version (seat-store time) of the seat state `peers` came from: updates that cross on
+    # the wire (two replicas announcing joins of one seat) apply only if newer.
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -222,8 +248,3 @@ class Router:
     def note_rejection(conn: Connection, code: str) -> None:
         """Count a rejection on the connection (for its disconnect log line)."""
         conn.rejected[code] = conn.rejected.get(code, 0) + 1
-
-
-def sio_room(room: str) -> str:
-    """The Socket.IO room name for a Parley room (prefixed so it can never equal a sid)."""
-    return "room:" + room

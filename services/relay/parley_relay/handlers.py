@@ -1,27 +1,34 @@
-"""Socket.IO transport: a Namespace that asks `core` what to do and does it.
+"""Socket.IO transport: a Namespace that asks `core` and the seat store what to do and does it.
 
 Every entry point is wrapped so nothing raises out of a handler: a bad event gets an `error`
 event (and a negative ack), an internal failure is logged (without payload) and answered.
 
-Routing: each connection joins the Socket.IO room `room:<name>` on its own replica. The
-manager (RedisManager) publishes every emit to all replicas, and each one delivers to its
-local members of that room, so "emit to the room, skipping the sender" reaches the other
-member wherever it is connected. No Redis lookup happens per message.
+Routing by membership: the seat store (Redis across replicas) is the one truth. At join a
+connection learns where its peers' connections are (`Connection.peers`: replica + sid);
+changes arrive as peer updates and the reconciliation loop (`janitor.py`) re-reads them.
+A message goes straight to the peer's sid, locally or through that replica's own channel
+(`bus.py`). No Socket.IO rooms are used: a socket the store does not list receives nothing.
+
+python-socketio's disconnect(sid) does nothing while that sid is inside its connect handler,
+so nothing here relies on it: a connection superseded while connecting is marked in
+`kicked` and its own handler rolls it back, as it does when the socket closed meanwhile.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
+import secrets
 
 import gevent
 import socketio
 
+from .bus import LocalBus, RedisBus
 from .config import Settings
-from .core import Connection, Rejection, Router, parse_auth, sio_room
+from .core import RECOVERING_TEXT, Connection, Rejection, Router, parse_auth
+from .lease import Lease
 from .logs import log_event
 from .metrics import Metrics
-from .store import Member, MembershipStore
+from .store import Conn, JoinRequest, JoinResult, SeatStore
 
 NAMESPACE = "/"
 
@@ -31,6 +38,23 @@ def refuse(rejection: Rejection) -> socketio.exceptions.ConnectionRefusedError:
     return socketio.exceptions.ConnectionRefusedError(rejection.message, rejection.payload())
 
 
+def join_refusal(result: JoinResult) -> Rejection:
+    """The wire refusal for a join the store did not grant."""
+    if result.status == "already_connected":
+        return Rejection(
+            "already_connected",
+            f"you are already connected as {result.holder} from another terminal",
+        )
+    if result.status == "recovering":
+        return Rejection("unavailable", RECOVERING_TEXT)
+    return Rejection("room_full")
+
+
+def pairs(conns) -> tuple[tuple[str, str], ...]:
+    """Store Conn objects (or [replica, sid] lists) as hashable (replica, sid) pairs."""
+    return tuple((c.replica, c.sid) if isinstance(c, Conn) else (c[0], c[1]) for c in conns)
+
+
 class RelayNamespace(socketio.Namespace):
     """The relay's only namespace; one instance per process."""
 
@@ -38,18 +62,27 @@ class RelayNamespace(socketio.Namespace):
         self,
         settings: Settings,
         router: Router,
-        store: MembershipStore,
+        store: SeatStore,
+        bus: LocalBus | RedisBus,
         metrics: Metrics,
         logger: logging.Logger,
+        lease: Lease,
     ):
         super().__init__(NAMESPACE)
         self.settings = settings
+        self.me = settings.replica_id
         self.router = router
         self.store = store
+        self.bus = bus
         self.metrics = metrics
         self.log = logger
+        self.lease = lease
         self.conns: dict[str, Connection] = {}
-        self._ids = itertools.count(1)
+        self.connecting: set[str] = set()
+        self.kicked: set[str] = set()
+        # Peer updates that arrived while their connection was still joining (its join
+        # committed, its handler not yet resumed): applied when the handler finishes.
+        self.early: dict[str, tuple] = {}
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -85,36 +118,38 @@ class RelayNamespace(socketio.Namespace):
     # -- lifecycle --------------------------------------------------------------------------
 
     def on_connect(self, sid: str, environ: dict, auth: object) -> None:
-        """Validate auth, join the room atomically, or refuse with {code, message}."""
+        """Validate auth and take a seat atomically, or refuse with {code, message}."""
         try:
             identity = parse_auth(auth, self.settings.token)
         except Rejection as rej:
-            self.metrics.reject(rej.code)
-            log_event(
-                self.log, "connect_refused", sid=sid, code=rej.code, peer=environ.get("REMOTE_ADDR")
-            )
-            raise refuse(rej) from None
-        member = Member(sid=sid, name=identity.name, replica=self.settings.replica_id)
+            self._refused(sid, rej, peer=environ.get("REMOTE_ADDR"))
+        req = JoinRequest(sid, self.me, identity.name, identity.secret_hash, identity.instance)
+        self.connecting.add(sid)
         try:
-            result = self.store.join(identity.room, member)
-        except Exception as exc:  # Redis unreachable: refuse clearly, the client retries
-            self.metrics.reject("unavailable")
-            log_event(
-                self.log,
-                "connect_refused",
-                logging.WARNING,
-                sid=sid,
-                code="unavailable",
-                room=identity.room,
-                error=type(exc).__name__,
-            )
-            raise refuse(Rejection("unavailable")) from None
-        if not result.joined:
-            self.metrics.reject("room_full")
-            log_event(self.log, "connect_refused", sid=sid, code="room_full", room=identity.room)
-            raise refuse(Rejection("room_full"))
-        self.conns[sid] = self.router.new_connection(sid, identity)
-        self.enter_room(sid, sio_room(identity.room))
+            try:
+                result = self.store.join(identity.room, req)
+            except Exception as exc:  # Redis unreachable: refuse clearly, the client retries
+                self._refused(sid, Rejection("unavailable"), error=type(exc).__name__)
+            if not result.joined:
+                self._refused(sid, join_refusal(result), room=identity.room)
+            if result.replaced is not None:
+                gevent.spawn(self.kick, result.replaced)
+            if sid in self.kicked or not self._socket_open(sid):
+                # Superseded or closed while we waited for the store: roll the seat back.
+                self._rollback(identity.room, sid)
+            conn = self.router.new_connection(sid, identity)
+            conn.peers, conn.version = pairs(result.peers), result.version
+            announce = bool(result.peers)
+            early = self.early.pop(sid, None)
+            if early is not None and early[3] > conn.version:
+                conn.peers, conn.version = pairs(early[0]), early[3]
+            # No yield from here to the end of the handler: python-socketio marks the socket
+            # connected right after we return, so what we checked above still holds then.
+            self.conns[sid] = conn
+        finally:
+            self.connecting.discard(sid)
+            self.kicked.discard(sid)
+            self.early.pop(sid, None)
         self.metrics.connections.set(len(self.conns))
         self.metrics.joins.inc()
         log_event(
@@ -123,48 +158,68 @@ class RelayNamespace(socketio.Namespace):
             sid=sid,
             room=identity.room,
             name=identity.name,
-            members=len(result.members),
+            seat="secret" if identity.secret_hash else "open",
+            peers=len(result.peers),
             replaced=result.replaced.sid if result.replaced else None,
         )
-        if result.replaced is not None:
-            self._safe(self.server.disconnect, result.replaced.sid, namespace=NAMESPACE)
-        if len(result.members) >= 2:
-            # The CONNECT packet is sent after this handler returns; announce afterwards.
-            gevent.spawn(self._announce, sid, identity.room)
+        gevent.spawn(self._announce, sid, announce and result.version, early)
 
-    def _announce(self, sid: str, room: str) -> None:
-        """Emit KEY_EXCHANGE to the room once `sid` is fully connected."""
+    def _refused(self, sid: str, rej: Rejection, **fields) -> None:
+        self.metrics.reject(rej.code)
+        level = logging.WARNING if rej.code == "unavailable" else logging.INFO
+        log_event(self.log, "connect_refused", level, sid=sid, code=rej.code, **fields)
+        raise refuse(rej) from None
+
+    def _socket_open(self, sid: str) -> bool:
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, NAMESPACE)
+        return eio_sid is not None and eio_sid in self.server.environ
+
+    def _rollback(self, room: str, sid: str) -> None:
+        try:
+            self.store.leave(room, sid)
+        except Exception:  # the reconciliation loop removes it once Redis answers
+            log_event(self.log, "rollback_failed", logging.WARNING, sid=sid, room=room)
+        self._refused(sid, Rejection("unavailable", "connection superseded"), rolled_back=True)
+
+    def _announce(self, sid: str, announce: int, early: tuple | None) -> None:
+        """Once `sid` is connected: if the room is complete, KEY_EXCHANGE to it and to its
+        peers, who learn its place; an event of an early peer update is emitted now."""
         manager = self.server.manager
         for _ in range(200):
             if manager.is_connected(sid, NAMESPACE):
                 break
-            if sid not in self.conns:
-                return
             gevent.sleep(0.005)
-        if self._safe(self.emit, "KEY_EXCHANGE", 1, room=sio_room(room)):
-            log_event(self.log, "key_exchange", room=room, sid=sid)
+        conn = self.conns.get(sid)
+        if conn is None:
+            return
+        if early is not None and early[1]:
+            self.deliver(sid, early[1], early[2])
+        if not announce or not conn.peers:
+            return
+        joiner = ((self.me, sid),)
+        local = tuple(p for p in conn.peers if p[0] == self.me)
+        self.tell_peers(local, joiner, None, None, announce)  # they learn the joiner's place...
+        # ...and one emit reaches every local member (an emit wrapper such as
+        # scripts/relay_tap.py then sees the room's KEY_EXCHANGE as one event, as before).
+        targets = [sid] + [p for _, p in local if p in self.conns]
+        self.server.emit("KEY_EXCHANGE", 1, to=targets, namespace=NAMESPACE)
+        remote = tuple(p for p in conn.peers if p not in local)
+        self.tell_peers(remote, joiner, "KEY_EXCHANGE", 1, announce)
+        log_event(self.log, "key_exchange", room=conn.identity.room, sid=sid)
 
     def on_disconnect(self, sid: str) -> None:
-        """Leave the room and tell the other member (`peer_left`), exactly once."""
+        """Vacate the seat (reserved if it has a secret) and tell the peers, exactly once."""
         conn = self.conns.pop(sid, None)
         self.metrics.connections.set(len(self.conns))
         if conn is None:
             return
         room = conn.identity.room
         try:
-            removed = self.store.leave(room, sid)
+            self.vacated(self.store.leave(room, sid))
         except Exception:
-            # Redis is down: the heartbeat resync / pruning will clean up; still tell the peer.
+            # Redis is down: the seat stays listed under this replica, and the
+            # reconciliation loop vacates it (and tells the peers) once Redis answers.
             log_event(self.log, "leave_failed", logging.WARNING, sid=sid, room=room)
-            removed = True
-        if removed:
-            self._safe(
-                self.emit,
-                "peer_left",
-                {"name": conn.identity.name},
-                room=sio_room(room),
-                skip_sid=sid,
-            )
         log_event(
             self.log,
             "left",
@@ -175,24 +230,118 @@ class RelayNamespace(socketio.Namespace):
             rejected=sum(conn.rejected.values()),
         )
 
+    def vacated(self, result) -> None:
+        """After a seat was vacated (LeaveResult, Pruned): `peer_left` to the remaining peers."""
+        if getattr(result, "removed", True):
+            self.tell_peers(result.peers, (), "peer_left", {"name": result.name}, result.version)
+
+    def on_leave(self, sid: str, conn: Connection) -> dict:
+        """`leave`: the member goes for good; release its seat, then close the connection."""
+        try:
+            result = self.store.leave(conn.identity.room, sid, release=True)
+        except Exception:
+            return self.reject(sid, conn, Rejection("unavailable"), "leave")
+        self.conns.pop(sid, None)
+        self.vacated(result)
+        log_event(self.log, "released", sid=sid, room=conn.identity.room)
+        gevent.spawn(self._safe, self.server.disconnect, sid, namespace=NAMESPACE)
+        return {"ok": True}
+
+    # -- seats taken over, peers, bus ---------------------------------------------------------
+
+    def kick(self, conn: Conn) -> None:
+        """The connection lost its seat (resumed elsewhere): drop it wherever it is."""
+        if conn.replica == self.me:
+            self.drop(conn.sid)
+        else:
+            self._safe(self.bus.send, conn.replica, ["k", conn.sid])
+
+    def drop(self, sid: str, rej: Rejection | None = None) -> None:
+        """Close a local connection without vacating its seat (someone else holds it)."""
+        if sid in self.conns:
+            del self.conns[sid]
+            self.metrics.connections.set(len(self.conns))
+            if rej is not None:
+                self.deliver_raw(sid, "error", rej.payload())
+            log_event(self.log, "dropped", sid=sid, code=rej.code if rej else "replaced")
+            self._safe(self.server.disconnect, sid, namespace=NAMESPACE)
+        elif sid in self.connecting:
+            self.kicked.add(sid)  # its own connect handler rolls it back
+
+    def tell_peers(
+        self, peers, joiner: tuple, event: str | None, data: object, version: int
+    ) -> None:
+        """Each peer's peers become `joiner` + the other peers as of seat state `version`;
+        then it gets `event`."""
+        peers = pairs(peers)
+        for replica, sid in peers:
+            theirs = list(joiner) + [p for p in peers if p != (replica, sid)]
+            if replica == self.me:
+                self.peer_update(sid, theirs, event, data, version)
+            else:
+                self._safe(self.bus.send, replica, ["p", sid, theirs, event, data, version])
+
+    def peer_update(self, sid: str, peers, event: str | None, data: object, version: int) -> None:
+        """Apply a peer update unless the connection already knows a newer seat state."""
+        conn = self.conns.get(sid)
+        if conn is None:
+            if sid in self.connecting and version > self.early.get(sid, (0, 0, 0, 0))[3]:
+                self.early[sid] = (peers, event, data, version)
+            return
+        if version < conn.version:
+            return  # crossed on the wire with a newer change: stale
+        conn.peers, conn.version = pairs(peers), version
+        if event:
+            self.deliver(sid, event, data)
+
+    def on_bus(self, message: list) -> None:
+        """A message from another replica's `bus.send` (see bus.py for the shapes)."""
+        kind = message[0]
+        if kind == "m":
+            self.deliver(message[1], message[2], message[3])
+        elif kind == "p":
+            self.peer_update(message[1], message[2], message[3], message[4], message[5])
+        elif kind == "k":
+            self.drop(message[1])
+
+    def deliver(self, sid: str, event: str, data: object, sender: str | None = None) -> None:
+        """Emit to a local connection, only if it holds a seat (in `conns`). `sender` (a
+        local sid, excluded anyway) tells an emit wrapper such as scripts/relay_tap.py
+        whose event this is."""
+        if sid in self.conns:
+            self.server.emit(event, data, to=sid, skip_sid=sender, namespace=NAMESPACE)
+
+    def deliver_raw(self, sid: str, event: str, data: object) -> None:
+        self._safe(self.server.emit, event, data, to=sid, namespace=NAMESPACE)
+
     # -- events -----------------------------------------------------------------------------
 
     def on_client_event(self, sid: str, event: object, args: tuple) -> dict:
-        """Forward one client event to the other member, or answer with an error."""
+        """Forward one client event to the peers' connections, or answer with an error."""
         conn = self.conns.get(sid)
         if conn is None:
             return {"ok": False, "code": "bad_request"}
+        if event == "leave":
+            return self.on_leave(sid, conn)
         try:
             fwd = self.router.route(conn, event, args)
         except Rejection as rej:
             return self.reject(sid, conn, rej, event)
+        if not self.lease.valid():
+            return self.reject(sid, conn, Rejection("unavailable"), event)
+        payload = args[0]
         try:
-            self.emit(fwd.event, args[0], room=sio_room(fwd.room), skip_sid=sid)
+            for replica, peer in conn.peers:
+                if replica == self.me:
+                    self.deliver(peer, fwd.event, payload, sid)
+                else:
+                    self.bus.send(replica, ["m", peer, fwd.event, payload])
         except Exception:
             log_event(self.log, "forward_failed", logging.WARNING, sid=sid, room=fwd.room)
             return self.reject(sid, conn, Rejection("unavailable"), event)
         self.metrics.forward(fwd.event)
-        return {"ok": True, "id": f"{self.settings.replica_id}:{next(self._ids)}"}
+        # Opaque: a counter would tell anyone how many messages this replica forwards.
+        return {"ok": True, "id": secrets.token_urlsafe(12)}
 
     def reject(self, sid: str, conn: Connection, rej: Rejection, event: object) -> dict:
         """Send `error {code, message}` to the sender and return the negative ack."""
@@ -206,27 +355,16 @@ class RelayNamespace(socketio.Namespace):
             code=rej.code,
             event_name=event if isinstance(event, str) and len(event) <= 64 else None,
         )
-        # The sender is always on this replica: no need to go through Redis.
-        self._safe(self.emit, "error", rej.payload(), to=sid, ignore_queue=True)
+        self.deliver_raw(sid, "error", rej.payload())
         return {"ok": False, "code": rej.code}
 
     # -- helpers ----------------------------------------------------------------------------
 
     def _safe(self, fn, *args, **kwargs) -> bool:
-        """Call an emit/disconnect; log and swallow failures (Redis may be down)."""
+        """Call an emit/disconnect/publish; log and swallow failures (Redis may be down)."""
         try:
             fn(*args, **kwargs)
             return True
         except Exception:
             log_event(self.log, "emit_failed", logging.WARNING, target=getattr(fn, "__name__", "?"))
             return False
-
-    def local_members(self) -> list[tuple[str, Member]]:
-        """(room, member) for every connection on this replica (for resync after Redis loss)."""
-        return [
-            (
-                c.identity.room,
-                Member(sid=c.sid, name=c.identity.name, replica=self.settings.replica_id),
-            )
-            for c in list(self.conns.values())
-        ]

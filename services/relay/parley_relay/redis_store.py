@@ -1,104 +1,46 @@
-"""Room membership in Redis, shared by every relay replica.
+"""Seats in Redis, shared by every relay replica (the rules are in `store.py`).
 
-Keys (all under `parley:`):
-  room:<room>       hash   sid -> "<replica>|<name>"
-  members:<replica> set    "<room>|<sid>" for every member that replica holds (for pruning)
-  alive:<replica>   string heartbeat, expires after `heartbeat_seconds`
-  replicas          set    every replica that ever joined someone
+Keys (all under `parley:`), each with a TTL or an owner that removes it:
+  room:<room>       hash    seat id -> seat JSON (see redis_lua.py); TTL seat_ttl + 60 s,
+                            refreshed on every change and by every replica holding a member
+  conns:<replica>   set     "<room>|<sid>" per seat that replica holds; owner: that replica
+                            (deleted on shutdown, or by any replica pruning it when it died)
+  alive:<replica>   string  the replica's lease, TTL heartbeat_seconds
+  replicas          set     replicas with a lease; dead ones removed by the pruner
+  epoch             string  random id of this Redis data set; TTL max(seat_ttl, 1 day),
+                            renewed by every lease
+  resync            string  present (TTL heartbeat_seconds) while replicas re-register their
+                            connections after Redis lost its data: only restores seat anyone
 
-Joins run as one Lua script, so two simultaneous joins can never make a room of three, and
-members of replicas whose heartbeat has expired are pruned inside the same script. The
-scripts touch keys they compute (alive:/members:), so this needs a single Redis, not Cluster.
+Every decision runs as one Lua script, so two joins can never make a room of three. The
+scripts touch keys they compute (alive:/conns:/room:), so this needs one Redis, not Cluster.
 """
 
 from __future__ import annotations
+
+import json
+import secrets
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .core import DEFAULT_NAME, ROOM_CAPACITY
-from .store import JoinResult, Member, Pruned
+from . import redis_lua
+from .store import (
+    DEFAULT_SEAT_TTL,
+    ROOM_CAPACITY,
+    Conn,
+    Held,
+    JoinRequest,
+    JoinResult,
+    LeaveResult,
+    Pruned,
+)
 
 PREFIX = "parley:"
-
-_JOIN = """
-local room_key, my_set, replicas = KEYS[1], KEYS[2], KEYS[3]
-local sid, replica, name = ARGV[1], ARGV[2], ARGV[3]
-local cap, room, anon, prefix = tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
-local function split(v)
-  local i = string.find(v, '|', 1, true)
-  return string.sub(v, 1, i - 1), string.sub(v, i + 1)
-end
-local entries = redis.call('HGETALL', room_key)
-local members, present = {}, false
-for i = 1, #entries, 2 do
-  local msid = entries[i]
-  local rep, mname = split(entries[i + 1])
-  if rep ~= replica and redis.call('EXISTS', prefix .. 'alive:' .. rep) == 0 then
-    -- a ghost: its replica stopped heartbeating
-    redis.call('HDEL', room_key, msid)
-    redis.call('SREM', prefix .. 'members:' .. rep, room .. '|' .. msid)
-  else
-    if msid == sid then present = true end
-    table.insert(members, {msid, rep, mname})
-  end
-end
-local out = {1, '', '', ''}
-if not present and #members >= cap then
-  local same = {}
-  if name ~= anon then
-    for _, m in ipairs(members) do
-      if m[3] == name then table.insert(same, m) end
-    end
-  end
-  if #same ~= 1 then
-    out = {0, '', '', ''}
-    for _, m in ipairs(members) do
-      table.insert(out, m[1]); table.insert(out, m[2]); table.insert(out, m[3])
-    end
-    return out
-  end
-  local old = same[1]
-  redis.call('HDEL', room_key, old[1])
-  redis.call('SREM', prefix .. 'members:' .. old[2], room .. '|' .. old[1])
-  out = {1, old[1], old[2], old[3]}
-end
-redis.call('HSET', room_key, sid, replica .. '|' .. name)
-redis.call('SADD', my_set, room .. '|' .. sid)
-redis.call('SADD', replicas, replica)
-entries = redis.call('HGETALL', room_key)
-for i = 1, #entries, 2 do
-  local rep, mname = split(entries[i + 1])
-  table.insert(out, entries[i]); table.insert(out, rep); table.insert(out, mname)
-end
-return out
-"""
-
-_PRUNE = """
-local prefix, me = ARGV[1], ARGV[2]
-local out = {}
-for _, rep in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if rep ~= me and redis.call('EXISTS', prefix .. 'alive:' .. rep) == 0 then
-    local set = prefix .. 'members:' .. rep
-    for _, entry in ipairs(redis.call('SMEMBERS', set)) do
-      local i = string.find(entry, '|', 1, true)
-      local room, msid = string.sub(entry, 1, i - 1), string.sub(entry, i + 1)
-      local key = prefix .. 'room:' .. room
-      local val = redis.call('HGET', key, msid)
-      if val then
-        redis.call('HDEL', key, msid)
-        local j = string.find(val, '|', 1, true)
-        table.insert(out, room); table.insert(out, msid)
-        table.insert(out, rep); table.insert(out, string.sub(val, j + 1))
-      end
-    end
-    redis.call('DEL', set)
-    redis.call('SREM', KEYS[1], rep)
-  end
-end
-return out
-"""
+# The epoch outlives every seat, and at least a day: while replicas run they renew it; if it
+# expires anyway, the next lease sees a new epoch and resyncs, which is safe.
+EPOCH_MIN_TTL_MS = 24 * 3600 * 1000
 
 
 def make_client(
@@ -123,70 +65,125 @@ def make_client(
     return redis.Redis(connection_pool=pool)
 
 
-def _triplets(flat: list, start: int) -> tuple[Member, ...]:
-    return tuple(
-        Member(sid=flat[i], replica=flat[i + 1], name=flat[i + 2])
-        for i in range(start, len(flat), 3)
-    )
+def _conns(raw) -> tuple[Conn, ...]:
+    return tuple(Conn(r, s) for r, s in (raw or ()))
 
 
 class RedisStore:
-    """Membership shared through Redis; see the module docstring for the key layout."""
+    """Seats shared through Redis; see the module docstring for the key layout."""
 
-    def __init__(self, client: redis.Redis, replica: str, heartbeat_seconds: float):
+    def __init__(
+        self,
+        client: redis.Redis,
+        replica: str,
+        heartbeat_seconds: float,
+        seat_ttl: float = DEFAULT_SEAT_TTL,
+        capacity: int = ROOM_CAPACITY,
+    ):
         self.client = client
         self.replica = replica
-        self.ttl_ms = max(1, int(heartbeat_seconds * 1000))
-        self._join = client.register_script(_JOIN)
-        self._prune = client.register_script(_PRUNE)
+        self.capacity = capacity
+        self.lease_ms = max(1, int(heartbeat_seconds * 1000))
+        self.seat_ttl_ms = max(1, int(seat_ttl * 1000))
+        self.epoch = ""  # the data set we registered in; "" until the first heartbeat
+        self._join = client.register_script(redis_lua.JOIN)
+        self._leave = client.register_script(redis_lua.LEAVE)
+        self._prune = client.register_script(redis_lua.PRUNE)
+        self._held = client.register_script(redis_lua.HELD)
+        self._beat = client.register_script(redis_lua.HEARTBEAT)
         self._health: redis.Redis | None = None
 
-    def _room_key(self, room: str) -> str:
-        return f"{PREFIX}room:{room}"
+    def _key(self, kind: str, name: str = "") -> str:
+        return f"{PREFIX}{kind}:{name}" if name else PREFIX + kind
 
-    def _members_key(self, replica: str) -> str:
-        return f"{PREFIX}members:{replica}"
-
-    def join(self, room: str, member: Member, capacity: int = ROOM_CAPACITY) -> JoinResult:
-        """Atomic join (Lua): prune ghosts, refuse when full, or take over a stale session."""
-        out = self._join(
-            keys=[self._room_key(room), self._members_key(member.replica), PREFIX + "replicas"],
-            args=[member.sid, member.replica, member.name, capacity, room, DEFAULT_NAME, PREFIX],
+    def join(self, room: str, req: JoinRequest, restore: bool = False) -> JoinResult:
+        """Atomic join (Lua): clean the room, then resume / seat / refuse per the rules."""
+        out = json.loads(
+            self._join(
+                keys=[
+                    self._key("room", room),
+                    self._key("conns", req.replica),
+                    self._key("replicas"),
+                    self._key("epoch"),
+                    self._key("resync"),
+                ],
+                args=[
+                    room,
+                    req.sid,
+                    req.replica,
+                    req.name,
+                    req.instance,
+                    req.secret_hash,
+                    self.capacity,
+                    self.seat_ttl_ms,
+                    PREFIX,
+                    "1" if restore else "0",
+                ],
+            )
         )
-        replaced = None
-        if out[1]:
-            replaced = Member(sid=out[1], replica=out[2], name=out[3])
-        return JoinResult(joined=int(out[0]) == 1, members=_triplets(out, 4), replaced=replaced)
+        replaced = out.get("r") or None
+        return JoinResult(
+            status=out["s"],
+            peers=_conns(out.get("p")),
+            replaced=Conn(replaced[0], replaced[1]) if replaced else None,
+            holder=out.get("n", ""),
+            version=int(out.get("v", 0)),
+        )
 
-    def leave(self, room: str, sid: str) -> bool:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(self._room_key(room), sid)
-        pipe.srem(self._members_key(self.replica), f"{room}|{sid}")
-        removed, _ = pipe.execute()
-        return int(removed) == 1
+    def leave(self, room: str, sid: str, release: bool = False) -> LeaveResult:
+        out = json.loads(
+            self._leave(
+                keys=[self._key("room", room), self._key("conns", self.replica)],
+                args=[room, sid, self.replica, "1" if release else "0", self.seat_ttl_ms, PREFIX],
+            )
+        )
+        if not out.get("ok"):
+            return LeaveResult(False)
+        return LeaveResult(True, out["n"], _conns(out.get("p")), int(out["v"]))
 
-    def heartbeat(self) -> bool:
-        """Refresh our liveness key; True when it had vanished (Redis lost its data)."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(f"{PREFIX}alive:{self.replica}", "1", px=self.ttl_ms, get=True)
-        pipe.sadd(PREFIX + "replicas", self.replica)
-        previous, _ = pipe.execute()
-        return previous is None
+    def held(self) -> list[Held]:
+        out = json.loads(
+            self._held(
+                keys=[self._key("conns", self.replica)],
+                args=[PREFIX, self.replica, self.seat_ttl_ms],
+            )
+        )
+        return [Held(room, sid, _conns(peers), int(v)) for room, sid, peers, v in out or ()]
+
+    def heartbeat(self) -> str:
+        """Renew our lease; "resync" when Redis lost its data, "expired" when we were
+        presumed dead while Redis kept it (see redis_lua.HEARTBEAT)."""
+        status, epoch = self._beat(
+            keys=[
+                self._key("alive", self.replica),
+                self._key("epoch"),
+                self._key("resync"),
+                self._key("replicas"),
+            ],
+            args=[
+                self.replica,
+                self.epoch,
+                secrets.token_hex(8),
+                self.lease_ms,
+                self.lease_ms,  # resync window: every live replica beats within one lease
+                max(self.seat_ttl_ms, EPOCH_MIN_TTL_MS),
+            ],
+        )
+        self.epoch = epoch
+        return status
 
     def prune_dead(self) -> list[Pruned]:
-        out = self._prune(keys=[PREFIX + "replicas"], args=[PREFIX, self.replica])
-        return [
-            Pruned(room=out[i], member=Member(sid=out[i + 1], replica=out[i + 2], name=out[i + 3]))
-            for i in range(0, len(out), 4)
-        ]
+        out = json.loads(
+            self._prune(keys=[self._key("replicas")], args=[PREFIX, self.replica, self.seat_ttl_ms])
+        )
+        return [Pruned(room, name, _conns(peers), int(v)) for room, name, peers, v in out or ()]
 
-    def members(self, room: str) -> list[Member]:
-        """Current members of a room (for tests and diagnostics)."""
-        raw = self.client.hgetall(self._room_key(room))
+    def seats(self, room: str) -> list[dict]:
+        """The room's seats as plain dicts (tests and diagnostics)."""
         out = []
-        for sid, val in raw.items():
-            replica, _, name = val.partition("|")
-            out.append(Member(sid=sid, replica=replica, name=name))
+        for raw in self.client.hvals(self._key("room", room)):
+            s = json.loads(raw)
+            out.append({"secret_hash": s["h"], "name": s["n"], "sid": s["c"], "replica": s["r"]})
         return out
 
     def ping(self) -> bool:
@@ -211,8 +208,8 @@ class RedisStore:
             return False
 
     def close(self) -> None:
-        """Drop our liveness key and registration (after our members have left)."""
+        """Drop our lease and registration (after our members have left)."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.delete(f"{PREFIX}alive:{self.replica}", self._members_key(self.replica))
-        pipe.srem(PREFIX + "replicas", self.replica)
+        pipe.delete(self._key("alive", self.replica), self._key("conns", self.replica))
+        pipe.srem(self._key("replicas"), self.replica)
         pipe.execute()

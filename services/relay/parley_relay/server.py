@@ -1,4 +1,4 @@
-"""Run the relay: gevent WSGI server, heartbeat/pruning loop, graceful SIGTERM.
+"""Run the relay: gevent WSGI server, the janitor loop (janitor.py), graceful SIGTERM.
 
 Imported by `__main__` only after `gevent.monkey.patch_all()` has run.
 """
@@ -14,77 +14,31 @@ import gevent.event
 from gevent.pywsgi import WSGIServer
 
 from . import eiobounds, fastws
-from .app import Relay, Utf8Json, make_app
+from .app import Relay, make_app
 from .config import Settings, listening_line
-from .core import Rejection, sio_room
 from .guard import BoundedServer, SampledEvents
+from .janitor import heartbeat_loop, heartbeat_once
 from .logs import log_event, setup_logging
-from .store import MembershipStore
 
 
 def _build(settings: Settings, logger: logging.Logger) -> Relay:
     if settings.redis_url is None:
-        return make_app(settings, None, logger=logger)
+        return make_app(settings, logger=logger)
     # Imported here: the in-memory relay does not need redis at all.
-    from .manager import ParleyRedisManager
+    from .bus import RedisBus
     from .redis_store import RedisStore, make_client
 
     # Client names show up in Redis CLIENT LIST: which replica holds which connections.
     name = f"parley-{settings.replica_id}"
-    manager = ParleyRedisManager(settings.redis_url, logger, client_name=f"{name}-pub")
-    manager.json = Utf8Json  # publish what is forwarded: UTF-8, as the size limit measures
-    store: MembershipStore = RedisStore(
+    store = RedisStore(
         make_client(settings.redis_url, name=f"{name}-store"),
         settings.replica_id,
         settings.heartbeat_seconds,
+        seat_ttl=settings.seat_ttl_seconds,
     )
-    return make_app(settings, manager, store=store, logger=logger)
-
-
-def heartbeat_once(relay: Relay) -> None:
-    """Refresh liveness, resync after Redis lost our state, prune dead replicas' members."""
-    ns = relay.namespace
-    if relay.store.heartbeat():
-        for room, member in ns.local_members():
-            result = relay.store.join(room, member)
-            if not result.joined:
-                # Someone took the seat while Redis forgot us: this connection must go.
-                ns._safe(
-                    ns.emit,
-                    "error",
-                    Rejection("room_full").payload(),
-                    to=member.sid,
-                    ignore_queue=True,
-                )
-                ns._safe(relay.sio.disconnect, member.sid)
-        log_event(relay.log, "membership_resynced", members=len(ns.local_members()))
-    for pruned in relay.store.prune_dead():
-        relay.metrics.pruned.inc()
-        log_event(
-            relay.log,
-            "pruned",
-            room=pruned.room,
-            sid=pruned.member.sid,
-            replica=pruned.member.replica,
-        )
-        ns._safe(ns.emit, "peer_left", {"name": pruned.member.name}, room=sio_room(pruned.room))
-
-
-def heartbeat_loop(relay: Relay) -> None:
-    """Run heartbeat_once every third of the TTL until shutdown; never raises."""
-    interval = relay.settings.heartbeat_seconds / 3
-    healthy = True
-    while not relay.shutting_down:
-        try:
-            heartbeat_once(relay)
-            if not healthy:
-                log_event(relay.log, "redis_recovered")
-            healthy = True
-        except Exception as exc:
-            if healthy:
-                log_event(relay.log, "heartbeat_failed", logging.WARNING, error=type(exc).__name__)
-            healthy = False
-        gevent.sleep(interval)
+    publisher = make_client(settings.redis_url, decode=False, name=f"{name}-pub")
+    bus = RedisBus(settings.redis_url, settings.replica_id, publisher, logger)
+    return make_app(settings, store, bus, logger=logger)
 
 
 def shutdown(relay: Relay, server: WSGIServer, done: gevent.event.Event) -> None:
@@ -126,18 +80,11 @@ def run(settings: Settings) -> int:
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, lambda: gevent.spawn(shutdown, relay, server, done))
-    if settings.redis_url is not None:
-        try:
-            heartbeat_once(relay)
-        except Exception as exc:
-            log_event(
-                logger, "redis_unreachable_at_start", logging.WARNING, error=type(exc).__name__
-            )
-        gevent.spawn(heartbeat_loop, relay)
-        # Start the pub/sub listener now rather than at the first connection, so /healthz
-        # reports real subscription state from the start.
-        relay.sio.manager_initialized = True
-        relay.sio.manager.initialize()
+    try:
+        heartbeat_once(relay)
+    except Exception as exc:
+        log_event(logger, "redis_unreachable_at_start", logging.WARNING, error=type(exc).__name__)
+    gevent.spawn(heartbeat_loop, relay)
     try:
         server.start()
     except OSError as exc:

@@ -129,10 +129,17 @@ def test_same_key_old_session_lives_only_for_the_grace_period(pair, clock):
     late = old.seal(b'{"id":"late1","ts":1,"kind":"text","body":"in flight"}')
     pair.a.core.handle("received_message", late)
     assert pair.a.texts() == ["in flight"]
+    clock.now += SESSION_GRACE_SECONDS * 3
+    late = old.seal(b'{"id":"late3","ts":1,"kind":"text","body":"still in flight"}')
+    pair.a.core.handle("received_message", late)  # the peer is not on the new one yet
+    assert pair.a.texts() == ["in flight", "still in flight"]
+    pair.b.core.submit("on the new session")  # now it is: the grace period starts
+    pair.pump()
+    assert pair.a.texts()[-1] == "on the new session"
     stale = old.seal(b'{"id":"late2","ts":1,"kind":"text","body":"too late"}')
     clock.now += SESSION_GRACE_SECONDS + 0.1
     pair.a.core.handle("received_message", stale)
-    assert pair.a.texts() == ["in flight"]
+    assert pair.a.texts()[-1] == "on the new session"
 
 
 def test_trust_then_forward_moves_queued_texts_to_the_new_key(pair):
@@ -177,3 +184,32 @@ def test_a_restarted_core_opens_envelopes_sealed_before_the_restart_but_never_se
     again.handle("received_message", held[0])
     assert [e.text for e in events if e.kind == "message"] == ["sealed before alice restarted"]
     assert not [e for e in events if e.kind == "error"]
+
+
+def test_texts_typed_before_the_first_contact_are_bound_to_it_even_after_a_crash(pair, known):
+    from parley_client.core import ChatCore
+
+    pair.a.core.connected()
+    pair.a.core.submit("typed before anyone came")
+    assert [i.to for i in pair.a.core.outbox] == [None]
+    secure(pair)
+    assert pair.b.texts() == ["typed before anyone came"]
+    # a crash between pinning the contact and recording the outbox's address for it
+    state = pair.a.core.room_state
+    state.queued({"id": "x1", "ts": 1.0, "body": "unaddressed", "to": None})
+    again = ChatCore(
+        pair.a.core.me, pair.a.contacts, "demo", lambda *a: None, lambda e: None, state=state
+    )
+    again._check_pin(known("bob").public)
+    assert [i.to for i in again.outbox] == [known("bob").public.key_id]
+
+
+def test_the_user_labels_the_contact_and_texts_follow_the_label_not_the_name(pair):
+    secure(pair)
+    assert not pair.a.core.rename_contact("   ")
+    assert pair.a.core.rename_contact("Robert (work)")
+    pair.b.core.submit("hi")
+    pair.pump()
+    assert pair.a.kinds("message")[-1].data["from"] == "Robert (work)"
+    assert pair.a.core.status()["peer"] == "Robert (work)"
+    assert pair.a.contacts.get("demo").key_id == pair.b.core.me.public.key_id

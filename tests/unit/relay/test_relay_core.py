@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from parley_relay.config import RateLimit
@@ -15,7 +17,6 @@ from parley_relay.core import (
     TokenBucket,
     parse_auth,
     payload_size,
-    sio_room,
 )
 
 
@@ -225,5 +226,26 @@ def test_note_rejection_counts_codes():
     assert conn.rejected == {"bad_request": 2}
 
 
-def test_socketio_room_names_cannot_collide_with_sids():
-    assert sio_room("abc") == "room:abc"
+def test_secret_and_instance_give_the_seat_hash_never_the_secret():
+    secret, instance = "ab" * 32, "cd" * 16
+    ident = parse_auth({"room": "r", "name": "a", "secret": secret, "instance": instance}, None)
+    assert ident.secret_hash == hashlib.sha256(bytes.fromhex(secret)).hexdigest()
+    assert ident.secret_hash != secret and ident.instance == instance
+    assert parse_auth({"room": "r"}, None).secret_hash == ""  # the original client
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"secret": "AB" * 32, "instance": "cd" * 16},  # upper case
+        {"secret": "ab" * 31, "instance": "cd" * 16},  # short
+        {"secret": "ab" * 32},  # no instance
+        {"secret": "ab" * 32, "instance": "cd" * 15},
+        {"secret": 5, "instance": "cd" * 16},
+        {"secret": "ab" * 32, "instance": ["x"]},
+    ],
+)
+def test_malformed_secret_or_instance_is_bad_request(extra):
+    with pytest.raises(Rejection) as err:
+        parse_auth({"room": "r", "name": "a", **extra}, None)
+    assert err.value.code == "bad_request"

@@ -1,162 +1,287 @@
-"""Membership stores: the in-memory one and the Redis one obey the same rules.
+"""Seat stores: one contract suite, run against the in-memory store and the Redis one.
 
-The Redis store runs against a real redis-server (the `redis_server` fixture).
+The Redis store runs against a real redis-server (the `redis_server` fixture). Time: the
+memory store gets a fake clock; for Redis (whose scripts read Redis's own clock) a test
+that needs a reservation to expire uses a short TTL and waits past it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import time
 
 import pytest
 import redis
 
 from parley_relay.redis_store import PREFIX, RedisStore, make_client
-from parley_relay.store import Member, MemoryStore
+from parley_relay.store import Conn, JoinRequest, MemoryStore
+
+LONG = 3600.0
 
 
-@pytest.fixture(params=["memory", "redis"])
-def make_store(request):
-    """Factory for stores that share one backend (one per replica id)."""
-    if request.param == "memory":
-        shared = MemoryStore(replica="A")
+class Backend:
+    """Stores sharing one backend (one per replica), plus a way to let time pass."""
 
-        def factory(replica: str = "A"):
-            return shared
+    def __init__(self, kind: str, redis_url: str | None):
+        self.kind, self.url = kind, redis_url
+        self.now = 1000.0
+        self.shared: dict = {}
+        self.clients: list = []
 
-        yield factory
-        return
-    server = request.getfixturevalue("redis_server")
-    clients = []
-
-    def factory(replica: str = "A"):
-        client = make_client(server.url, max_connections=16)
-        clients.append(client)
-        store = RedisStore(client, replica, heartbeat_seconds=30)
+    def store(self, replica: str = "A", seat_ttl: float = LONG):
+        if self.kind == "memory":
+            # One process has one replica: all "replicas" share the rooms dict.
+            return MemoryStore(
+                replica=replica, seat_ttl=seat_ttl, clock=lambda: self.now, rooms=self.shared
+            )
+        client = make_client(self.url, max_connections=64)
+        self.clients.append(client)
+        store = RedisStore(client, replica, heartbeat_seconds=30, seat_ttl=seat_ttl)
         store.heartbeat()
         return store
 
-    yield factory
-    for client in clients:
-        client.close()
+    def pass_time(self, seconds: float) -> None:
+        if self.kind == "memory":
+            self.now += seconds
+        else:
+            time.sleep(seconds)
 
 
-def m(sid, name, replica="A"):
-    return Member(sid=sid, name=name, replica=replica)
+@pytest.fixture(params=["memory", "redis"])
+def backend(request):
+    url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
+    b = Backend(request.param, url)
+    yield b
+    for c in b.clients:
+        c.close()
 
 
-def test_two_join_third_is_refused(make_store):
-    store = make_store()
-    assert store.join("r", m("s1", "alice")).joined
-    second = store.join("r", m("s2", "bob"))
-    assert second.joined
-    assert {x.sid for x in second.members} == {"s1", "s2"}
-    third = store.join("r", m("s3", "carol"))
-    assert not third.joined
-    assert {x.name for x in third.members} == {"alice", "bob"}
-    # The refusal changed nothing.
-    assert {x.sid for x in store.join("r", m("s2", "bob")).members} == {"s1", "s2"}
+def secret(n: int) -> str:
+    return hashlib.sha256(f"secret-{n}".encode()).hexdigest()
 
 
-def test_rooms_are_independent(make_store):
-    store = make_store()
+def req(sid, name="alice", h="", inst="", replica="A"):
+    return JoinRequest(sid=sid, replica=replica, name=name, secret_hash=h, instance=inst)
+
+
+def test_two_join_third_is_room_full_and_changes_nothing(backend):
+    store = backend.store()
+    assert store.join("r", req("s1", "alice", secret(1), "i1")).joined
+    second = store.join("r", req("s2", "bob", secret(2), "i2"))
+    assert second.joined and second.peers == (Conn("A", "s1"),)
+    assert store.join("r", req("s3", "carol", secret(3), "i3")).status == "room_full"
+    assert store.join("r", req("s4", "carol")).status == "room_full"
+    assert {h.sid for h in store.held()} == {"s1", "s2"}
+
+
+def test_name_never_decides_a_seat(backend):
+    """H1: a stranger with the member's name (and no or another secret) gets room_full."""
+    store = backend.store()
+    store.join("r", req("s1", "alice", secret(1), "i1"))
+    store.join("r", req("s2", "bob", secret(2), "i2"))
+    for attempt in (req("s3", "alice"), req("s4", "alice", secret(9), "i1")):
+        res = store.join("r", attempt)
+        assert res.status == "room_full" and res.replaced is None
+    assert {h.sid for h in store.held()} == {"s1", "s2"}
+
+
+def test_same_secret_same_instance_resumes_and_replaces(backend):
+    store = backend.store("A")
+    other = backend.store("B")
+    store.join("r", req("s1", "alice", secret(1), "i1"))
+    store.join("r", req("s2", "bob", secret(2), "i2"))
+    res = other.join("r", req("s9", "alice", secret(1), "i1", replica="B"))
+    assert res.joined and res.replaced == Conn("A", "s1")
+    assert res.peers == (Conn("A", "s2"),)
+    # The old connection no longer holds anything; its leave changes nothing.
+    assert store.leave("r", "s1").removed is False
+    assert {h.sid for h in store.held() + other.held()} == {"s2", "s9"}
+
+
+def test_same_secret_other_instance_while_live_is_already_connected(backend):
+    store = backend.store()
+    store.join("r", req("s1", "alice", secret(1), "i1"))
+    res = store.join("r", req("s2", "alice", secret(1), "i2"))
+    assert res.status == "already_connected" and res.holder == "alice"
+    assert [h.sid for h in store.held()] == ["s1"]
+
+
+def test_disconnected_secret_seat_is_reserved_then_resumed_by_any_instance(backend):
+    store = backend.store()
+    store.join("r", req("s1", "alice", secret(1), "i1"))
+    store.join("r", req("s2", "bob", secret(2), "i2"))
+    left = store.leave("r", "s1")
+    assert left.removed and left.name == "alice" and left.peers == (Conn("A", "s2"),)
+    assert store.join("r", req("s3", "mallory")).status == "room_full"
+    assert store.join("r", req("s4", "alice", secret(5), "i5")).status == "room_full"
+    res = store.join("r", req("s5", "alice", secret(1), "new-process"))
+    assert res.joined and res.replaced is None and res.peers == (Conn("A", "s2"),)
+
+
+def test_reservation_expires_after_seat_ttl(backend):
+    store = backend.store(seat_ttl=0.2)
+    store.join("r", req("s1", "alice", secret(1), "i1"))
+    store.join("r", req("s2", "bob", secret(2), "i2"))
+    store.leave("r", "s1")
+    backend.pass_time(0.6)
+    assert store.join("r", req("s3", "carol", secret(3), "i3")).joined
+
+
+def test_leave_with_release_frees_a_secret_seat_and_reports_once(backend):
+    store = backend.store()
+    store.join("r", req("s1", "alice", secret(1), "i1"))
+    store.join("r", req("s2", "bob", secret(2), "i2"))
+    assert store.leave("r", "s1", release=True).removed
+    assert store.leave("r", "s1").removed is False
+    assert store.leave("nowhere", "s9").removed is False
+    assert store.join("r", req("s3", "carol", secret(3), "i3")).joined
+
+
+def test_no_secret_seat_is_freed_on_leave_and_never_displaces(backend):
+    store = backend.store()
+    store.join("lobby", req("s1", "anonymous"))
+    store.join("lobby", req("s2", "anonymous"))
+    assert store.join("lobby", req("s3", "anonymous")).status == "room_full"
+    left = store.leave("lobby", "s1")
+    assert left.removed and left.peers == (Conn("A", "s2"),)
+    # Freed at once, and a secret joiner takes it; the secret seat is never displaced.
+    assert store.join("lobby", req("s4", "alice", secret(1), "i1")).joined
+    assert store.join("lobby", req("s5", "anonymous")).status == "room_full"
+
+
+def test_rejoin_of_the_same_connection_is_idempotent(backend):
+    store = backend.store()
+    store.join("r", req("s1", "x"))
+    store.join("r", req("s2", "y", secret(2), "i2"))
+    assert store.join("r", req("s1", "x")).joined
+    assert store.join("r", req("s2", "y", secret(2), "i2")).joined
+    assert len(store.held()) == 2
+
+
+def test_rooms_are_independent(backend):
+    store = backend.store()
     for sid in ("a1", "a2"):
-        assert store.join("ra", m(sid, sid)).joined
-    assert store.join("rb", m("b1", "b1")).joined
-    assert len(store.join("rb", m("b2", "b2")).members) == 2
+        assert store.join("ra", req(sid)).joined
+    assert store.join("rb", req("b1")).joined
+    assert store.join("rb", req("b2")).peers == (Conn("A", "b1"),)
 
 
-def test_leave_frees_the_seat_and_reports_once(make_store):
-    store = make_store()
-    store.join("r", m("s1", "alice"))
-    store.join("r", m("s2", "bob"))
-    assert store.leave("r", "s1") is True
-    assert store.leave("r", "s1") is False
-    assert store.leave("nowhere", "s9") is False
-    assert store.join("r", m("s3", "carol")).joined
+def test_held_lists_only_this_replicas_live_seats(backend):
+    a, b = backend.store("A"), backend.store("B")
+    a.join("r", req("s1", "alice", secret(1), "i1"))
+    b.join("r", req("s2", "bob", secret(2), "i2", replica="B"))
+    held = a.held()
+    if backend.kind == "memory":  # one process, one replica: both are "ours"
+        held = [h for h in held if h.sid == "s1"]
+    assert [(h.room, h.sid, h.peers) for h in held] == [("r", "s1", (Conn("B", "s2"),))]
+    a.leave("r", "s1")
+    assert all(h.sid != "s1" for h in a.held())
 
 
-def test_same_name_replaces_stale_session_when_full(make_store):
-    store = make_store()
-    store.join("r", m("s1", "alice"))
-    store.join("r", m("s2", "bob"))
-    res = store.join("r", m("s3", "alice"))
-    assert res.joined
-    assert res.replaced is not None and res.replaced.sid == "s1"
-    assert {x.sid for x in res.members} == {"s2", "s3"}
-    assert store.leave("r", "s1") is False  # the old session is gone already
+# -- Redis-only behaviour: leases, pruning, epochs, TTLs ---------------------------------------
 
 
-def test_anonymous_never_replaces(make_store):
-    store = make_store()
-    store.join("lobby", m("s1", "anonymous"))
-    store.join("lobby", m("s2", "anonymous"))
-    res = store.join("lobby", m("s3", "anonymous"))
-    assert not res.joined and res.replaced is None
+def rs(url, replica, hb=30.0, seat_ttl=LONG):
+    store = RedisStore(make_client(url, max_connections=64), replica, hb, seat_ttl=seat_ttl)
+    return store
 
 
-def test_duplicate_names_in_full_room_do_not_replace(make_store):
-    store = make_store()
-    store.join("r", m("s1", "alice"))
-    store.join("r", m("s2", "alice"))
-    assert not store.join("r", m("s3", "alice")).joined
-
-
-def test_cross_replica_membership_and_pruning(redis_server):
-    a = RedisStore(make_client(redis_server.url), "A", heartbeat_seconds=30)
-    b = RedisStore(make_client(redis_server.url), "B", heartbeat_seconds=0.3)
-    a.heartbeat()
-    b.heartbeat()
-    assert a.join("r", m("s1", "alice", "A")).joined
-    assert b.join("r", m("s2", "bob", "B")).joined
-    assert not a.join("r", m("s3", "carol", "A")).joined
-    # B stops heartbeating: its key expires, A's janitor prunes bob and reports it.
-    client = redis.Redis.from_url(redis_server.url)
-    client.delete(f"{PREFIX}alive:B")
-    pruned = a.prune_dead()
-    assert [(p.room, p.member.sid, p.member.name) for p in pruned] == [("r", "s2", "bob")]
-    assert a.prune_dead() == []  # exactly once
-    assert {x.sid for x in a.members("r")} == {"s1"}
-    assert a.join("r", m("s3", "carol", "A")).joined
-
-
-def test_join_prunes_ghosts_even_before_the_janitor(redis_server):
-    a = RedisStore(make_client(redis_server.url), "A", heartbeat_seconds=30)
-    b = RedisStore(make_client(redis_server.url), "B", heartbeat_seconds=30)
-    a.heartbeat()
-    b.heartbeat()
-    a.join("r", m("s1", "alice", "A"))
-    b.join("r", m("s2", "bob", "B"))
+def test_dead_replica_seats_are_vacated_secret_ones_stay_reserved(redis_server):
+    a, b = rs(redis_server.url, "A"), rs(redis_server.url, "B")
+    a.heartbeat(), b.heartbeat()
+    a.join("r", req("s1", "alice", secret(1), "i1"))
+    b.join("r", req("s2", "bob", secret(2), "i2", replica="B"))
+    a.join("lobby", req("s3", "anonymous"))
+    b.join("lobby", req("s4", "anonymous", replica="B"))
     redis.Redis.from_url(redis_server.url).delete(f"{PREFIX}alive:B")
-    assert a.join("r", m("s3", "carol", "A")).joined
+    pruned = sorted(a.prune_dead(), key=lambda p: p.room)
+    assert [(p.room, p.name, p.peers) for p in pruned] == [
+        ("lobby", "anonymous", (Conn("A", "s3"),)),
+        ("r", "bob", (Conn("A", "s1"),)),
+    ]
+    assert a.prune_dead() == []  # exactly once
+    # bob's seat is reserved for his secret: a stranger is refused, bob resumes.
+    assert a.join("r", req("s5", "bob")).status == "room_full"
+    assert a.join("r", req("s6", "bob", secret(2), "other")).joined
+    assert a.join("lobby", req("s7", "anonymous")).joined  # no-secret seat was freed
 
 
-def test_heartbeat_reports_lost_state(redis_server):
-    store = RedisStore(make_client(redis_server.url), "A", heartbeat_seconds=30)
-    assert store.heartbeat() is True  # first beat: nothing was there
-    assert store.heartbeat() is False
-    redis.Redis.from_url(redis_server.url).flushall()
-    assert store.heartbeat() is True
+def test_join_cleans_dead_connections_before_the_pruner(redis_server):
+    a, b = rs(redis_server.url, "A"), rs(redis_server.url, "B")
+    a.heartbeat(), b.heartbeat()
+    a.join("lobby", req("s1", "anonymous"))
+    b.join("lobby", req("s2", "anonymous", replica="B"))
+    redis.Redis.from_url(redis_server.url).delete(f"{PREFIX}alive:B")
+    assert a.join("lobby", req("s3", "anonymous")).joined
 
 
-def test_close_deregisters(redis_server):
-    store = RedisStore(make_client(redis_server.url), "A", heartbeat_seconds=30)
-    store.heartbeat()
-    store.close()
+def test_heartbeat_statuses(redis_server):
     raw = redis.Redis.from_url(redis_server.url)
-    assert not raw.exists(f"{PREFIX}alive:A")
-    assert not raw.sismember(f"{PREFIX}replicas", "A")
+    a, b = rs(redis_server.url, "A"), rs(redis_server.url, "B")
+    assert a.heartbeat() == "ok" and a.heartbeat() == "ok"
+    raw.delete(f"{PREFIX}alive:A")  # presumed dead while Redis kept its data
+    assert a.heartbeat() == "expired"
+    assert a.heartbeat() == "ok"
+    raw.flushall()  # Redis lost everything
+    assert a.heartbeat() == "resync"
+    assert raw.exists(f"{PREFIX}resync")
+    assert b.heartbeat() == "ok"  # a replica that never knew the old epoch
+
+
+def test_join_refused_while_the_epoch_is_unknown_or_resyncing(redis_server):
+    """M5: after Redis lost its data, strangers wait; restores of known connections win."""
+    raw = redis.Redis.from_url(redis_server.url)
+    a = rs(redis_server.url, "A")
+    a.heartbeat()
+    a.join("r", req("s1", "alice", secret(1), "i1"))
+    raw.flushall()
+    assert a.join("r", req("s9", "eve")).status == "recovering"  # no epoch yet
+    assert a.heartbeat() == "resync"
+    assert a.join("r", req("s9", "eve")).status == "recovering"
+    assert a.join("r", req("s8", "eve", secret(8), "i8")).status == "recovering"
+    assert a.join("r", req("s1", "alice", secret(1), "i1"), restore=True).joined
+    # A resume of the restored seat is fine (the member reconnecting)...
+    assert a.join("r", req("s2", "alice", secret(1), "i1")).joined
+    # ...a restore never takes a seat from the connection now holding it.
+    assert a.join("r", req("s1", "alice", secret(1), "i1"), restore=True).status == "room_full"
+    raw.delete(f"{PREFIX}resync")
+    assert a.join("r", req("s9", "eve")).joined
+
+
+def test_every_key_has_a_ttl_or_an_owner(redis_server):
+    raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    a = rs(redis_server.url, "A")
+    a.heartbeat()
+    a.join("r", req("s1", "alice", secret(1), "i1"))
+    a.leave("r", "s1")
+    owned = {f"{PREFIX}conns:A", f"{PREFIX}replicas"}
+    for key in raw.keys(f"{PREFIX}*"):
+        assert key in owned or raw.pttl(key) > 0, key
+    a.close()
+    assert raw.keys(f"{PREFIX}conns:*") == [] and not raw.sismember(f"{PREFIX}replicas", "A")
+
+
+def test_only_the_hash_of_the_secret_is_stored(redis_server):
+    raw = redis.Redis.from_url(redis_server.url)
+    a = rs(redis_server.url, "A")
+    a.heartbeat()
+    h = secret(1)
+    a.join("r", req("s1", "alice", h, "i1"))
+    dump = b"".join(raw.hvals(f"{PREFIX}room:r"))
+    assert h.encode() in dump  # the relay is handed the hash; the secret never reaches it
 
 
 def test_concurrent_joins_never_make_a_room_of_three(redis_server):
     """40 threads race for one room through separate connections: exactly two get in."""
-    store = RedisStore(make_client(redis_server.url, max_connections=64), "A", 30)
+    store = rs(redis_server.url, "A")
     store.heartbeat()
     results = []
     barrier = threading.Barrier(40)
 
     def join(i):
         barrier.wait()
-        results.append(store.join("race", m(f"s{i}", f"n{i}")).joined)
+        results.append(store.join("race", req(f"s{i}", f"n{i}", secret(i), "x")).joined)
 
     threads = [threading.Thread(target=join, args=(i,)) for i in range(40)]
     for t in threads:
@@ -164,4 +289,15 @@ def test_concurrent_joins_never_make_a_room_of_three(redis_server):
     for t in threads:
         t.join()
     assert results.count(True) == 2
-    assert len(store.members("race")) == 2
+    assert len(store.seats("race")) == 2
+
+
+def test_versions_order_seat_changes(backend):
+    """Peer updates carry the version of the seat state they describe; later changes have
+    larger versions, so a replica can drop an update that crossed a newer one."""
+    store = backend.store()
+    first = store.join("r", req("s1", "alice", secret(1), "i1")).version
+    second = store.join("r", req("s2", "bob", secret(2), "i2")).version
+    resumed = store.join("r", req("s3", "alice", secret(1), "i1")).version
+    left = store.leave("r", "s2").version
+    assert 0 < first < second < resumed < left

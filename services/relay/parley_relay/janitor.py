@@ -1,0 +1,118 @@
+"""The relay's background loop: lease renewal, fencing, pruning and reconciliation.
+
+Every third of the heartbeat TTL each replica
+1. renews its lease; if Redis lost its data it re-registers (restores) the seats of the
+   connections it holds, inside the resync window in which strangers are refused; if it
+   was presumed dead meanwhile (frozen, cut off) it fences: drops every client, who then
+   resume their seats by secret wherever they reconnect;
+2. vacates the seats of dead replicas and tells their peers (`peer_left`);
+3. reconciles Redis with its sockets: a local connection Redis does not list is dropped, a
+   seat listed under this replica without a local connection is vacated (this also retries
+   leaves that failed while Redis was away), a socket python-socketio finished connecting
+   behind our back is closed, and every connection's cached peers are refreshed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import gevent
+
+from .core import Rejection
+from .handlers import NAMESPACE, pairs
+from .logs import log_event
+from .store import JoinRequest
+
+
+def heartbeat_once(relay) -> None:
+    """One round of the loop above; raises when Redis is unreachable."""
+    ns = relay.namespace
+    started = time.monotonic()
+    status = relay.store.heartbeat()
+    ns.lease.renewed(started)
+    relay.health_probe.observed(True)
+    if status == "resync":
+        resync(relay)
+    elif status == "expired":
+        fence(relay, "lease_expired")
+    for pruned in relay.store.prune_dead():
+        relay.metrics.pruned.inc()
+        log_event(relay.log, "pruned", room=pruned.room, name=pruned.name)
+        ns.vacated(pruned)
+    reconcile(relay)
+
+
+def resync(relay) -> None:
+    """Redis lost its data: restore the seat of every connection this replica holds."""
+    ns = relay.namespace
+    lost = 0
+    for sid, conn in list(ns.conns.items()):
+        ident = conn.identity
+        req = JoinRequest(sid, ns.me, ident.name, ident.secret_hash, ident.instance)
+        result = relay.store.join(ident.room, req, restore=True)
+        if result.joined:
+            conn.peers, conn.version = pairs(result.peers), result.version
+            ns.tell_peers(result.peers, ((ns.me, sid),), None, None, result.version)
+        else:  # someone else holds the seat now: this connection must go
+            lost += 1
+            ns.drop(sid, Rejection("room_full"))
+    log_event(relay.log, "membership_resynced", members=len(ns.conns), lost=lost)
+
+
+def fence(relay, reason: str) -> None:
+    """Drop every client: our seats may have been vacated or resumed elsewhere."""
+    ns = relay.namespace
+    count = len(ns.conns)
+    for sid in list(ns.conns):
+        ns.drop(sid, Rejection("unavailable", "relay replica lost its lease; reconnect"))
+    if count:
+        log_event(relay.log, "fenced", logging.WARNING, reason=reason, connections=count)
+
+
+def reconcile(relay) -> None:
+    """Make this replica's sockets and Redis's seats agree (see the module docstring)."""
+    ns = relay.namespace
+    local = set(ns.conns)
+    held = relay.store.held()
+    listed = set()
+    for h in held:
+        listed.add(h.sid)
+        conn = ns.conns.get(h.sid)
+        if conn is not None:
+            if h.version >= conn.version:
+                conn.peers, conn.version = pairs(h.peers), h.version
+        elif h.sid not in ns.connecting:
+            result = relay.store.leave(h.room, h.sid)
+            if result.removed:
+                log_event(relay.log, "ghost_vacated", room=h.room, sid=h.sid)
+                ns.vacated(result)
+    for sid in local - listed:
+        if sid in ns.conns:
+            ns.drop(sid, Rejection("room_full", "this connection no longer holds a seat"))
+    manager = relay.sio.manager
+    for sid, _ in list(manager.get_participants(NAMESPACE, None)):
+        ours = sid in ns.conns or sid in ns.connecting
+        if not ours and manager.is_connected(sid, NAMESPACE):
+            log_event(relay.log, "stray_socket_closed", sid=sid)
+            ns._safe(relay.sio.disconnect, sid, namespace=NAMESPACE)
+
+
+def heartbeat_loop(relay) -> None:
+    """Run heartbeat_once every third of the TTL until shutdown; never raises."""
+    interval = relay.settings.heartbeat_seconds / 3
+    healthy = True
+    while not relay.shutting_down:
+        try:
+            heartbeat_once(relay)
+            if not healthy:
+                log_event(relay.log, "redis_recovered")
+            healthy = True
+        except Exception as exc:
+            relay.health_probe.observed(False)
+            if healthy:
+                log_event(relay.log, "heartbeat_failed", logging.WARNING, error=type(exc).__name__)
+            healthy = False
+            if relay.namespace.lease.lapsed():
+                fence(relay, "lease_not_renewed")
+        gevent.sleep(interval)
