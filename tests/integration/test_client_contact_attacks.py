@@ -8,6 +8,11 @@ import time
 from parley_client.batch import EXIT_ABSENT, EXIT_VERIFY
 from tests.support.tap import tapped_relay_fixture  # noqa: F401 - fixture
 
+# Seats expire a second after their member left: the relay lets anyone take a free seat, as a
+# hostile relay would (an honest one keeps Bob's seat for PARLEY_SEAT_TTL, 7 days).
+LAX_SEATS = {"PARLEY_SEAT_TTL": "1"}
+SEAT_FREE = 2.0  # seconds to wait after a member left
+
 
 def _bob_was_here(batch_clients, relay, room: str):
     """Alice and Bob pin each other with one text each way, then Bob leaves; returns Alice."""
@@ -22,13 +27,14 @@ def _bob_was_here(batch_clients, relay, room: str):
         lambda e: e.get("event") == "info" and "left the room" in e.get("message", ""),
         what="bob left",
     )
+    time.sleep(SEAT_FREE)
     return alice
 
 
 def test_a_stranger_joining_after_bob_left_gets_nothing_and_alice_is_told(
     relay_factory, batch_clients, tmp_path
 ):
-    relay = relay_factory()
+    relay = relay_factory(env=LAX_SEATS)
     alice = _bob_was_here(batch_clients, relay, "door")
     alice.send("bob, the door code is 4711")
     alice.wait_event(lambda e: e.get("event") == "queued" and "4711" in e["text"])
@@ -43,6 +49,7 @@ def test_a_stranger_joining_after_bob_left_gets_nothing_and_alice_is_told(
     mallory.proc.wait(30)
     assert mallory.received() == []
     assert not [e for e in alice.of("delivered") if "4711" in e["text"]]
+    time.sleep(SEAT_FREE)
     # the text stays queued for bob: his next visit gets it
     alice = batch_clients("alice", "door", relay.url, home=tmp_path / "alice")
     bob = batch_clients("bob", "door", relay.url, home=tmp_path / "bob")
@@ -53,7 +60,7 @@ def test_a_stranger_joining_after_bob_left_gets_nothing_and_alice_is_told(
 def test_lookalike_name_rotation_after_pinning_is_warned_and_blocked(
     relay_factory, batch_clients, tmp_path
 ):
-    relay = relay_factory()
+    relay = relay_factory(env=LAX_SEATS)
     alice = _bob_was_here(batch_clients, relay, "spoof")
     alice.send("for bob's eyes only")
     spoof = batch_clients("b\u043eb", "spoof", relay.url, home=tmp_path / "spoof")  # Cyrillic o
@@ -71,7 +78,7 @@ def test_lookalike_name_rotation_after_pinning_is_warned_and_blocked(
 def test_held_back_impostor_envelope_is_never_shown_as_bobs(
     tapped_relay, terminal, batch_clients, tmp_path
 ):
-    relay = tapped_relay()
+    relay = tapped_relay(env=LAX_SEATS)
     held: list = []
     holding = {"on": False}
 
@@ -91,6 +98,7 @@ def test_held_back_impostor_envelope_is_never_shown_as_bobs(
     alice.expect("bob: the real bob")
     assert bob.wait() == 0
     alice.expect("bob left the room")
+    time.sleep(SEAT_FREE)
 
     holding["on"] = True
     impostor = batch_clients("bob", "held", relay.url, "--timeout", "3", home=tmp_path / "imp")
@@ -103,6 +111,7 @@ def test_held_back_impostor_envelope_is_never_shown_as_bobs(
     impostor.wait(60)
     holding["on"] = False
     alice.expect("left the room")
+    time.sleep(SEAT_FREE)
 
     bob = batch_clients("bob", "held", relay.url, home=tmp_path / "bob")
     bob.wait_secure()
@@ -121,7 +130,7 @@ def test_held_back_impostor_envelope_is_never_shown_as_bobs(
 def test_changed_key_blocks_until_trust_and_old_texts_need_forward(
     relay_factory, terminal, batch_clients, tmp_path
 ):
-    relay = relay_factory()
+    relay = relay_factory(env=LAX_SEATS)
     alice = terminal(
         "--name", "alice", "--room", "trust", "--relay", relay.url, "--home", str(tmp_path / "a")
     )
@@ -131,6 +140,7 @@ def test_changed_key_blocks_until_trust_and_old_texts_need_forward(
     alice.expect("pinned the key of bob")
     assert first.wait() == 0
     alice.expect("bob left the room")
+    time.sleep(SEAT_FREE)
 
     # "bob" comes back with another key (a new device, or someone in the middle)
     second = batch_clients("bob", "trust", relay.url, home=tmp_path / "bob-new")

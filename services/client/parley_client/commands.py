@@ -14,6 +14,7 @@ HELP = [
     "  /verify          show the safety number to compare with your peer",
     "  /trust DIGITS    accept your peer's changed key: the last 5 digits of the safety",
     "                   number you compared (or /trust yes right after /verify)",
+    "  /label NAME      your own name for this room's contact (its key stays the same)",
     "  /forward         after /trust: send what you queued for the old key to the new one",
     "  /discard         after /trust: drop what you queued for the old key",
     "  /who             who is in this chat, with key fingerprints",
@@ -51,6 +52,7 @@ class Commands:
             "/verify": self._verify,
             "/trust": self._trust,
             "/forward": self._forward,
+            "/label": self._label,
             "/discard": self._discard,
             "/who": self._who,
             "/status": self._status,
@@ -119,6 +121,10 @@ class Commands:
                 )
             return
         self.core.trust()
+
+    def _label(self, arg: str) -> None:
+        if not self.core.rename_contact(arg):
+            self.ui._print("usage: /label NAME (once the room has a contact; 1-64 characters)")
 
     def _forward(self, _arg: str) -> None:
         if not self.core.forward():

@@ -84,6 +84,14 @@ class Delivery:
         self.flush()
         return True
 
+    def rename_contact(self, label: str) -> bool:
+        """``/label NAME``: what this room's contact is called here (texts, warnings)."""
+        contact = self.guard.relabel(label)
+        if contact is None:
+            return False
+        self._info(f"the contact of this room ({contact.fingerprint}) is now {contact.label!r}")
+        return True
+
     def forward(self) -> int:
         """``/forward``: send the texts queued for an earlier key to the contact's current key
         (the user's explicit choice, after ``/trust``). Returns how many."""

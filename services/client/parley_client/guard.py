@@ -8,10 +8,11 @@ change (blocked, warned, never shown as the contact). It never looks a pin up by
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from parley_crypto import safety
 
-from .contacts import CHANGED, NEW, Contact, ContactStore, check
+from .contacts import CHANGED, MAX_LABEL, NEW, Contact, ContactStore, check, normalise
 from .events import Event
 
 
@@ -54,6 +55,15 @@ class ContactGuard:
             self._emit(key_changed_event(result.contact, peer, number, result.lookalike))
             return False
         return True
+
+    def relabel(self, label: str) -> Contact | None:
+        """The user's own name for the room's contact (NFC, 1..MAX_LABEL printable)."""
+        contact, label = self.contact, normalise(label.strip())
+        if contact is None or not 0 < len(label) <= MAX_LABEL or not label.isprintable():
+            return None
+        new = replace(contact, label=label)
+        self.contacts.put(new)
+        return new
 
     def trust(self, peer) -> Contact:
         """The user's ``/trust``: the contact (same label) is now pinned to ``peer``'s key."""

@@ -202,3 +202,14 @@ def test_texts_typed_before_the_first_contact_are_bound_to_it_even_after_a_crash
     )
     again._check_pin(known("bob").public)
     assert [i.to for i in again.outbox] == [known("bob").public.key_id]
+
+
+def test_the_user_labels_the_contact_and_texts_follow_the_label_not_the_name(pair):
+    secure(pair)
+    assert not pair.a.core.rename_contact("   ")
+    assert pair.a.core.rename_contact("Robert (work)")
+    pair.b.core.submit("hi")
+    pair.pump()
+    assert pair.a.kinds("message")[-1].data["from"] == "Robert (work)"
+    assert pair.a.core.status()["peer"] == "Robert (work)"
+    assert pair.a.contacts.get("demo").key_id == pair.b.core.me.public.key_id
