@@ -129,3 +129,45 @@ def test_same_key_in_two_homes_stops_instead_of_looping(relay_factory, terminal,
     assert _joins(relay) <= 2
     for term in (first, second):
         assert term.crash_signs() == []
+
+
+def test_failover_to_the_other_relay(two_relays, terminal, batch_clients, tmp_path):
+    a, b = two_relays
+    alice = terminal(
+        "--name", "alice", "--room", "failover", "--relay", f"{a.url},{b.url}",
+        "--home", str(tmp_path / "alice"),
+    )  # fmt: skip
+    alice.expect("alice>")
+    bob = batch_clients("bob", "failover", [b.url, a.url], home=tmp_path / "bob")
+    bob.wait_secure()
+    alice.expect("secure with bob")
+    a.stop()  # alice's relay goes away; bob's stays
+    alice.expect(rf"relay connection lost \({a.url}\); reconnecting")
+    alice.expect(rf"connected to relay {b.url}")
+    alice.expect(r"relay connection back; secure with bob again")
+    alice.line("after the failover")
+    assert bob.wait_received(1) == ["after the failover"]
+    alice.expect(r"alice: after the failover  ✓✓")
+    alice.ctrl("d")
+    assert alice.wait_exit() == 0
+    assert "bob left the room" not in alice.screen_text()
+
+
+def test_same_seat_from_another_terminal_is_refused_by_the_relay(relay_factory, terminal, tmp_path):
+    relay = relay_factory()
+    home, copy = tmp_path / "alice", tmp_path / "copy"
+    args = ("--name", "alice", "--room", "seat", "--relay", relay.url, "--home")
+    first = terminal(*args, str(home))
+    first.expect("waiting for peer")
+    copy.mkdir(mode=0o700)
+    for name in ("identity.json", "seats.json"):  # the same key and seat secret elsewhere
+        shutil.copy2(home / name, copy / name)
+    second = terminal(*args, str(copy))
+    second.expect(r"stopped: you are already connected as 'alice' from another terminal")
+    assert second.wait_exit() == 4
+    first.line("/status")
+    first.expect(r"state: waiting for peer")  # the first terminal is undisturbed
+    time.sleep(2)
+    assert _joins(relay) == 1  # no swapping back and forth
+    first.ctrl("d")
+    assert first.wait_exit() == 0

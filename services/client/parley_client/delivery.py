@@ -16,9 +16,11 @@ from .events import Event, State, looks_legacy_message, short_reason
 from .guard import held_text
 from .messages import (
     MAX_BODY_BYTES,
+    NOTICE_KEY_NOT_ACCEPTED,
     BadPlaintext,
     Pending,
     Plaintext,
+    new_notice,
     new_receipt,
     new_text,
 )
@@ -186,9 +188,21 @@ class Delivery:
             if item is not None:
                 data = {"id": message.body, "text": item.message.body}
                 self._emit(Event("delivered", data=data))
+        elif message.kind == "notice":
+            self._on_notice(message, session)
         else:
             self._on_text(message, session)
         return True
+
+    def _on_notice(self, message: Plaintext, session) -> None:
+        if message.body != NOTICE_KEY_NOT_ACCEPTED:
+            return  # a notice from a later version: nothing to show
+        who = self.guard.label(session.peer) or session.peer.name[:64]
+        text = (
+            f"{who} has not accepted your key yet: they must compare safety numbers "
+            "(/verify) and /trust it; your messages wait until then"
+        )
+        self._emit(Event("peer_notice", text, {"from": who, "notice": message.body}))
 
     def _on_text(self, message: Plaintext, session) -> None:
         sender = self.guard.label(session.peer)  # the session that opened it names the sender
@@ -197,6 +211,8 @@ class Delivery:
             if not self._withheld_reported:
                 self._withheld_reported = True
                 self._error("withheld a message from a changed, untrusted key; see /verify")
+                # Tell the sender why no receipt comes (once), so it does not look "secure".
+                self._seal_and_send(new_notice(NOTICE_KEY_NOT_ACCEPTED))
             return
         ready = self.in_order.accept(message, self.seen)
         if ready is None:

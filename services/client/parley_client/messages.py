@@ -18,7 +18,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
-KINDS = ("text", "receipt")
+KINDS = ("text", "receipt", "notice")
+# A notice's body: the receiver withholds our texts because it has not accepted our key.
+NOTICE_KEY_NOT_ACCEPTED = "key_not_accepted"
 MAX_ID_LEN = 64
 # Limit on the encoded plaintext: sealed, it grows to ~4/3 plus ~1.3 kB, which stays under the
 # relay's default 64 kB payload limit.
@@ -73,6 +75,11 @@ class Plaintext:
 def new_text(body: str) -> Plaintext:
     """A fresh text message with a random id."""
     return Plaintext(secrets.token_hex(8), time.time(), "text", body)
+
+
+def new_notice(body: str) -> Plaintext:
+    """A notice about the conversation itself (``NOTICE_*``), never shown as a text."""
+    return Plaintext(secrets.token_hex(8), time.time(), "notice", body)
 
 
 def new_receipt(message_id: str) -> Plaintext:

@@ -7,6 +7,7 @@ Kept apart from :mod:`.transport` (which only moves events) so each rule is test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,6 +20,7 @@ NOT_ANSWERING_AFTER = 5.0
 # as peer_left a moment before its own disconnect. Hold peer_left this long so a relay stop
 # is not shown as "alice left the room".
 PEER_LEFT_GRACE = 1.0
+PROBE_TIMEOUT = 3.0  # the one extra TCP/TLS attempt that names why a connect failed
 MAX_WATCHED_ACKS = 1000  # acks we wait for at once; older ones are forgotten (never unbounded)
 
 
@@ -48,6 +50,25 @@ def plain_error(url: str, exc: BaseException | str) -> str:
     if "network is unreachable" in low or "no route to host" in low:
         return f"cannot reach {host}: no network route; check your connection and --relay"
     return f"cannot reach the relay at {url}: {_short(text)}"
+
+
+async def probe(url: str, timeout: float = PROBE_TIMEOUT) -> BaseException | None:
+    """Why ``url`` cannot be reached at the TCP/TLS level (python-socketio over websocket only
+    reports "Connection error"); None when TCP (and TLS, for https/wss) is fine."""
+    parsed = urlparse(url)
+    tls = parsed.scheme in ("https", "wss")
+    port = parsed.port or (443 if tls else 80)
+    try:
+        opening = asyncio.open_connection(
+            parsed.hostname, port, ssl=tls or None, server_hostname=parsed.hostname if tls else None
+        )
+        _, writer = await asyncio.wait_for(opening, timeout)
+    except (TimeoutError, OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        return e
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return None
 
 
 def _short(text: str) -> str:

@@ -18,7 +18,7 @@ import socketio
 
 from .core import ChatCore
 from .events import Event, relay_error_fields
-from .relay_status import AckWatch, PeerLeftHold, plain_error
+from .relay_status import AckWatch, PeerLeftHold, plain_error, probe
 from .seats import new_instance, seat_auth
 
 FORWARDED = (
@@ -186,7 +186,8 @@ class Transport:
             self._sio = None
             if self._rejection is None and url not in self._unreachable:
                 self._unreachable.add(url)  # once per outage, not once per retry
-                self._emit(Event("warning", plain_error(url, e), {"url": url}))
+                reason = await probe(url) or e  # websocket-only hides the cause: look again
+                self._emit(Event("warning", plain_error(url, reason), {"url": url}))
             with contextlib.suppress(Exception):
                 await sio.disconnect()
             return False

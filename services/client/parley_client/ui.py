@@ -76,6 +76,7 @@ class TerminalUI:
         self._secure_with: str | None = None  # fingerprint of the peer we were last secure with
         self._gap: str | None = None  # "peer" or "relay" went away since then
         self._hinted = False
+        self._unaccepted: str | None = None  # the peer told us it withholds our texts
         self.app = App(settings, self.show)
         self.core = self.app.core
         self.commands = Commands(self)
@@ -129,6 +130,12 @@ class TerminalUI:
                     "warning",
                 )
 
+    def _on_peer_notice(self, event: Event) -> None:
+        self._hinted = True  # said plainly now: no guessing line
+        if not self._unaccepted:
+            self.say(event.text, "warning")
+        self._unaccepted = f"{event.data['from']} has not accepted your key"
+
     def _on_relayed(self, event: Event) -> None:
         item = self.mine.get(event.data["id"])
         if item is not None and item.state == "pending":
@@ -136,7 +143,7 @@ class TerminalUI:
 
     def _on_delivered(self, event: Event) -> None:
         item = self.mine.pop(event.data["id"], None)
-        self._hinted = False
+        self._hinted, self._unaccepted = False, None
         if item is not None:
             lines = screen.own(self.settings.name, item.text, item.ts, "delivered", self.marks)
             self._lines(lines)
@@ -185,7 +192,8 @@ class TerminalUI:
             "url": transport.url,
             "ever_connected": transport.ever_connected,
         }
-        parts, alarm = screen.status_parts(self.core.status(), relay, time.monotonic())
+        st = {**self.core.status(), "unconfirmed": self._unaccepted}
+        parts, alarm = screen.status_parts(st, relay, time.monotonic())
         line = " " + " | ".join(printable(p) for p in parts)
         if alarm:
             head, _, rest = line.partition(" | ")

@@ -188,6 +188,23 @@ def test_changed_key_blocks_sending_until_trust(pair, clock):
     assert pair.a.texts() == ["trust me"]
 
 
+def test_the_changed_side_is_told_once_that_its_key_is_not_accepted(pair, clock):
+    secure(pair)
+    pair.b.core.me = identity.Identity.generate("bob")  # bob's new laptop
+    pair.connect()
+    assert pair.a.core.blocked_by is not None
+    pair.b.core.submit("it is me")
+    pair.pump()
+    for _ in range(3):  # bob resends; alice withholds each copy
+        clock.now += pair.b.core.resend_after
+        pair.b.core.tick()
+        pair.pump()
+    notices = pair.b.kinds("peer_notice")
+    assert len(notices) == 1 and "has not accepted your key yet" in notices[0].text
+    assert pair.b.texts() == [] and pair.a.texts() == []
+    assert len(pair.b.core.outbox) == 1  # still waiting, not dropped
+
+
 def test_trust_without_a_changed_key_does_nothing(pair):
     secure(pair)
     before = pair.a.contacts.all()
