@@ -52,27 +52,24 @@ def _mask_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     return head + key + masked
 
 
-def _read_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("connection closed")
-        buf += chunk
-    return buf
+def _read_exact(rfile, n: int) -> bytes:
+    data = rfile.read(n)
+    if len(data) != n:
+        raise EOFError("connection closed")
+    return data
 
 
-def _read_frame(sock: socket.socket) -> tuple[int, bytes]:
-    b0, b1 = _read_exact(sock, 2)
+def _read_frame(rfile) -> tuple[int, bytes]:
+    b0, b1 = _read_exact(rfile, 2)
     n = b1 & 0x7F
     if n == 126:
-        (n,) = struct.unpack("!H", _read_exact(sock, 2))
+        (n,) = struct.unpack("!H", _read_exact(rfile, 2))
     elif n == 127:
-        (n,) = struct.unpack("!Q", _read_exact(sock, 8))
-    return b0 & 0x0F, _read_exact(sock, n) if n else b""
+        (n,) = struct.unpack("!Q", _read_exact(rfile, 8))
+    return b0 & 0x0F, _read_exact(rfile, n) if n else b""
 
 
-def _upgrade(sock: socket.socket, host: str) -> None:
+def _upgrade(sock: socket.socket, rfile, host: str) -> None:
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (
@@ -81,40 +78,39 @@ def _upgrade(sock: socket.socket, host: str) -> None:
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise EOFError("closed during upgrade")
-        head += chunk
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise ConnectionError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+    # Read the response head line by line: the OPEN frame may follow in the same segment.
+    status = rfile.readline()
+    if not status.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(status.decode(errors="replace").strip() or "closed")
+    while rfile.readline() not in (b"\r\n", b""):
+        pass
 
 
-def open_client(i: int, host: str, port: int, prefix: str) -> socket.socket:
-    """Connect client `i` up to the Socket.IO CONNECT answer; returns the open socket."""
+def open_client(i: int, host: str, port: int, prefix: str):
+    """Connect client `i` up to the Socket.IO CONNECT answer; returns (socket, reader)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(HANDSHAKE_TIMEOUT)
     sock.bind((SOURCE_ADDRESSES[i % len(SOURCE_ADDRESSES)], 0))
     sock.connect((host, port))
-    _upgrade(sock, f"{host}:{port}")
-    _, opened = _read_frame(sock)
+    rfile = sock.makefile("rb")
+    _upgrade(sock, rfile, f"{host}:{port}")
+    _, opened = _read_frame(rfile)
     if not opened.startswith(b"0"):
         raise ConnectionError(f"no Engine.IO OPEN: {opened[:60]!r}")
     auth = json.dumps({"room": f"{prefix}-{i}", "name": "idle"})
     sock.sendall(_mask_frame(b"40" + auth.encode()))
-    _, answer = _read_frame(sock)
+    _, answer = _read_frame(rfile)
     if not answer.startswith(b"40"):
         raise ConnectionError(f"CONNECT refused: {answer[:120]!r}")
     sock.settimeout(None)
-    return sock
+    return sock, rfile
 
 
-def hold(sock: socket.socket) -> None:
+def hold(sock: socket.socket, rfile) -> None:
     """Answer pings until the server closes; anything else is read and dropped."""
     try:
         while True:
-            opcode, payload = _read_frame(sock)
+            opcode, payload = _read_frame(rfile)
             if opcode == 0x8:
                 return
             if opcode == 0x9:  # websocket ping
@@ -135,7 +131,7 @@ def main(argv=None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     parts = urlsplit(args.url)
     pool = gevent.pool.Pool(CONCURRENT_HANDSHAKES)
-    sockets: list[socket.socket] = []
+    sockets: list[tuple] = []
     errors: list[str] = []
 
     def one(i: int) -> None:
@@ -147,12 +143,12 @@ def main(argv=None) -> int:
     for i in range(args.n):
         pool.spawn(one, i)
     pool.join()
-    holders = [gevent.spawn(hold, s) for s in sockets]
+    holders = [gevent.spawn(hold, s, f) for s, f in sockets]
     first = errors[0] if errors else None
     print(json.dumps({"connected": len(sockets), "failed": len(errors), "first_error": first}))
     sys.stdout.flush()
     gevent.get_hub().threadpool.spawn(sys.stdin.read).get()  # wait for the parent
-    for s in sockets:
+    for s, _ in sockets:
         s.close()
     gevent.killall(holders, timeout=2)
     return 0

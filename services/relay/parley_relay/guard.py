@@ -35,6 +35,10 @@ KEEPALIVE_INTERVAL_SECONDS = 10
 KEEPALIVE_PROBES = 6
 # File descriptors kept free below the process limit for Redis, logs and the listener.
 FD_RESERVE = 64
+# Read buffer per connection (request headers, then websocket frames). pywsgi's default is
+# io.DEFAULT_BUFFER_SIZE (8 kB) for every connection, idle or not; 2 kB holds a request header
+# or a 1 kB message's frame in one recv, and longer reads bypass the buffer anyway.
+READ_BUFFER_BYTES = 2048
 # How long a refused connection may take to receive its one-line answer.
 REFUSAL_SEND_SECONDS = 1.0
 # Refusal log lines: at most this many per second per event, bursts of REFUSAL_LOG_BURST.
@@ -229,7 +233,8 @@ class BoundedServer(WSGIServer):
             set_keepalive(sock)
             # A socket silent for longer than this is dead: reads and writes give up.
             sock.settimeout(self.idle_timeout)
-            super().handle(sock, address)
+            rfile = sock.makefile("rb", READ_BUFFER_BYTES)
+            self.handler_class(sock, address, self, rfile=rfile).handle()
         finally:
             self.active -= 1
             left = self.by_address.get(addr, 1) - 1

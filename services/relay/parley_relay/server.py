@@ -69,6 +69,9 @@ def _drain(relay: Relay, server: WSGIServer) -> None:
 
 def run(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; return the process exit code."""
+    # Greenlets do not record who spawned them (stack, tree locals): nothing here reads it,
+    # and it cost ~1 kB per greenlet, several per connection (docs/operations.md).
+    gevent.config.track_greenlet_tree = False
     logger = setup_logging(settings.log_level)
     logger.addFilter(SampledEvents())  # client-triggered refusals: a few lines, not a flood
     fastws.install(settings.max_frame_bytes)
