@@ -25,10 +25,12 @@ def texts(*bodies: str) -> list[Plaintext]:
 
 def test_sender_names_the_unreceipted_text_before_each_one():
     box = Outbox()
-    one, two, three = (box.add(m) for m in texts("1", "2", "3"))
+    peer_key = "k" * 16  # texts are bound to the recipient's key; only its receipt counts
+    one, two, three = (box.add(m, to=peer_key) for m in texts("1", "2", "3"))
     assert box.stamped(one).after is None
     assert box.stamped(three).after == two.message.id
-    box.delivered(two.message.id)  # receipted: three now follows one
+    assert box.delivered(two.message.id, from_key="x" * 16) is None  # another key: no
+    box.delivered(two.message.id, from_key=peer_key)  # receipted: three now follows one
     assert box.stamped(three).after == one.message.id
     decoded = Plaintext.decode(box.stamped(three).encode())
     assert decoded.after == one.message.id and decoded.body == "3"

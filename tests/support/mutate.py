@@ -41,12 +41,22 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
         "shared/crypto/parley_crypto/aes_cfb.py",
         [f"{UNIT}/crypto/test_crypto_kats.py", f"{UNIT}/test_boundaries.py"],
     ),
-    "dh": ("shared/crypto/parley_crypto/dh.py", [f"{UNIT}/crypto/test_crypto_dh.py"]),
+    "dh": (
+        "shared/crypto/parley_crypto/dh.py",
+        [f"{UNIT}/crypto/test_crypto_dh.py", f"{UNIT}/test_boundaries.py"],
+    ),
     "groups": (
         "shared/crypto/parley_crypto/groups.py",
         [f"{UNIT}/crypto/test_crypto_groups.py", f"{UNIT}/crypto/test_crypto_dh.py"],
     ),
-    "core": ("services/relay/parley_relay/core.py", [f"{UNIT}/relay/test_relay_core.py"]),
+    "core": (
+        "services/relay/parley_relay/core.py",
+        [
+            f"{UNIT}/relay/test_relay_core.py",
+            f"{UNIT}/relay/test_relay_store.py",
+            f"{UNIT}/test_boundaries.py",
+        ],
+    ),
     "store": ("services/relay/parley_relay/store.py", [f"{UNIT}/relay/test_relay_store.py"]),
     "redis_store": (
         "services/relay/parley_relay/redis_store.py",
