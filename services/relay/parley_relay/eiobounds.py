@@ -69,30 +69,23 @@ class BoundedSocket(_BaseSocket):
         self.opened = time.monotonic()  # for the CONNECT deadline
         self._ping_timer = None
 
-    # Pings from a timer, not a greenlet (memory per idle connection, docs/operations.md).
-    # Engine.IO's own schedule_ping spawns a greenlet that sleeps ping_interval: one more
-    # greenlet per connection, with its saved C stack, data-stack chunk and Greenlet object
-    # (about 9 kB of RSS each). A libev timer costs ~100 B; its callback only queues the PING
-    # (an unbounded queue: put never blocks), exactly what the sleeping greenlet did.
+    # Pings from a timer, not a sleeping greenlet (memory per idle connection, see
+    # docs/operations.md). Engine.IO's own schedule_ping spawns a greenlet that sleeps
+    # ping_interval: one more running greenlet per connection, with its saved C stack and
+    # data-stack chunk (several kB of RSS each). gevent.spawn_later creates the greenlet but
+    # only starts it when the ping is due: until then it is a small object and a libev timer.
     def schedule_ping(self):
         if self.last_ping:  # as Engine.IO: one ping cycle at a time
             self.last_ping = None
-            timer = gevent.get_hub().loop.timer(self.server.ping_interval)
-            self._ping_timer = timer
-            timer.start(self._ping_due)
+            self._ping_timer = gevent.spawn_later(self.server.ping_interval, self._ping_due)
 
     def _ping_due(self) -> None:
-        """Timer callback (runs in the hub): queue a PING unless the socket is closing."""
-        timer, self._ping_timer = self._ping_timer, None
-        if timer is not None:
-            timer.close()
+        """Queue a PING unless the socket is closing (what Engine.IO's _send_ping did)."""
+        self._ping_timer = None
         if self.closing or self.closed:
             return
         self.last_ping = time.time()
-        try:
-            self.send(eio_packet.Packet(eio_packet.PING))
-        except Exception:  # never raise into the hub; the ping timeout closes a dead socket
-            log_event(_log, "ping_failed", logging.WARNING, sid=self.sid)
+        self.send(eio_packet.Packet(eio_packet.PING))
 
     def send(self, pkt):
         """Queue `pkt`, or evict this client when its queue would exceed the cap."""
@@ -113,9 +106,9 @@ class BoundedSocket(_BaseSocket):
 
     def close(self, wait=True, abort=False, reason=None):
         """Engine.IO's close, but a waiting close gives up after CLOSE_FLUSH_SECONDS."""
-        timer, self._ping_timer = self._ping_timer, None
-        if timer is not None:
-            timer.close()  # no ping for a closed socket (and the timer lets go of it)
+        pending, self._ping_timer = self._ping_timer, None
+        if pending is not None:
+            pending.kill(block=False)  # not yet due: cancelled, no ping for a closed socket
         super().close(wait=False, abort=abort, reason=reason)
         if wait and not self.queue.join(timeout=CLOSE_FLUSH_SECONDS):
             self.evict()  # still not written: the client does not read, cut it
