@@ -8,8 +8,10 @@ exactly ping_interval + 5 = 30 s before the client returned from the refusal.
 
 from __future__ import annotations
 
+import json
 import time
 
+from tests.support.rawws import RawWs
 from tests.support.relay_clients import (
     clients_fixture,  # noqa: F401 - fixture
     new_instance,
@@ -53,3 +55,18 @@ def test_30_refusals_in_a_row_each_answer_with_their_code_without_stalling(
         assert took < STALLED_SECONDS, f"refusal {i} ({code}) took {took:.1f} s"
     refused = time.monotonic() - started
     assert refused < accepted * 10 + 10, (refused, accepted, slowest)
+
+
+def test_a_refused_session_the_client_keeps_open_is_closed_by_the_relay(
+    redis_server, relay_factory
+):
+    relay = relay_factory(redis_server.url)
+    ws = RawWs(relay.port)
+    try:
+        reply = ws.connect_sio(json.dumps({"room": "bad room", "name": "n"}))
+        assert reply.startswith("44") and "bad_request" in reply, reply
+        # The client neither closes nor sends: the relay closes it (REFUSED_CLOSE_SECONDS,
+        # checked by the sweeper), well before the 10 s CONNECT deadline would.
+        assert ws.closed_by_peer(timeout=20)
+    finally:
+        ws.close()
