@@ -13,7 +13,8 @@
   - limits CONNECT attempts per client address (token bucket), refused before auth is even
     parsed or Redis asked;
   - closes the Engine.IO session after any refused CONNECT, so one socket cannot be reused
-    for thousands of token guesses.
+    for thousands of token guesses: at once on the next packet, else after
+    `REFUSED_CLOSE_SECONDS` unless the client closed it first (see that constant).
 
 `install(settings)` makes Engine.IO build BoundedSockets (once per process, from server.run).
 """
@@ -41,6 +42,13 @@ NAMESPACE = "/"
 # A server-side close waits this long for what is queued (the close packet) to be written;
 # a client that does not read must not hold up a disconnect or the graceful shutdown.
 CLOSE_FLUSH_SECONDS = 2.0
+# After a refused CONNECT the client closes the session itself (python-socketio does so right
+# after connect_error); the relay only closes it when the client has not within this time.
+# Closing at once raced python-engineio's client: its reader, handling our CLOSE while the
+# client was itself disconnecting, emptied the send queue under its writer, which then sat
+# out ping_interval + 5 s (30 s) before the client returned from the refusal (about 1 in 6).
+# Long enough for a loaded client to close, short enough that a refused session costs little.
+REFUSED_CLOSE_SECONDS = 2.0
 _BaseSocket = engineio.socket.Socket
 
 
@@ -67,6 +75,7 @@ class BoundedSocket(_BaseSocket):
         self.evicted = False
         self.ws = None
         self.opened = time.monotonic()  # for the CONNECT deadline
+        self.refused_at: float | None = None  # when its CONNECT was refused (closed soon)
         self._ping_timer = None
 
     # Pings from a timer, not a sleeping greenlet (memory per idle connection, see
@@ -167,7 +176,14 @@ class GuardedServer:
     def _sweep(self, now: float) -> None:
         for eio_sid, sock in list(self.eio.sockets.items()):
             opened = getattr(sock, "opened", None)
-            if opened is None or sock.closed or now - opened < self.connect_timeout:
+            if opened is None or sock.closed:
+                continue
+            refused_at = getattr(sock, "refused_at", None)
+            if refused_at is not None:
+                if now - refused_at >= REFUSED_CLOSE_SECONDS:
+                    self._close_session(eio_sid)  # the refused client did not close it
+                continue
+            if now - opened < self.connect_timeout:
                 continue
             if self.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is None:
                 log_event(_log, "connect_timeout", peer=self._peer(eio_sid))
@@ -177,6 +193,9 @@ class GuardedServer:
         sock = self.eio.sockets.get(eio_sid)
         if sock is None or sock.closed:
             return None  # we closed this session (a refusal): what follows is not read
+        if getattr(sock, "refused_at", None) is not None:
+            self._close_session(eio_sid)  # a second guess after a refusal: not read, closed
+            return None
         # O(1): the Socket.IO packet type is the first character.
         if type(data) is bytes or (type(data) is str and data[:1] in ("5", "6")):
             raise BinaryRefused("binary packets are not accepted")
@@ -195,14 +214,28 @@ class GuardedServer:
                     namespace=namespace or NAMESPACE,
                 ),
             )
-            self._close_session(eio_sid)
+            self._refused(eio_sid)
             return
         super()._handle_connect(eio_sid, namespace, data)
         if self.manager.sid_from_eio_sid(eio_sid, namespace or NAMESPACE) is None:
-            self._close_session(eio_sid)  # refused: no second guess on this session
+            self._refused(eio_sid)  # no second guess on this session
 
     def _peer(self, eio_sid) -> str | None:
         return self.environ.get(eio_sid, {}).get("REMOTE_ADDR")
+
+    def _refused(self, eio_sid) -> None:
+        """Mark a session whose CONNECT was refused: closed by the client, or soon by us.
+
+        Not closed here: see REFUSED_CLOSE_SECONDS. Any further packet closes it at once
+        (_handle_eio_message), else the sweeper does after REFUSED_CLOSE_SECONDS.
+        """
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is None:
+            return
+        if hasattr(sock, "refused_at"):
+            sock.refused_at = time.monotonic()
+        else:  # not a BoundedSocket (install() not called): close as before
+            self._close_session(eio_sid)
 
     def _close_session(self, eio_sid) -> None:
         """Close the Engine.IO session after what is queued (the refusal) has been sent."""
