@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / ".mutation"
 UNIT = "tests/unit"
+CRYPTO = "shared/crypto/parley_crypto"
 
 # name -> (module, test files). Only modules that stay through the protocol v2 rewrite and
 # the relay's decision code; the tests are the ones that exercise each module directly.
@@ -57,7 +58,69 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
             f"{UNIT}/test_boundaries.py",
         ],
     ),
-    "store": ("services/relay/parley_relay/store.py", [f"{UNIT}/relay/test_relay_store.py"]),
+    # the memory store's half of the contract suite plus the core tests that drive it (the
+    # Redis half tests redis_store and would start a redis-server per mutant)
+    "store": (
+        "services/relay/parley_relay/store.py",
+        [
+            f"{UNIT}/relay/test_relay_store.py",
+            f"{UNIT}/relay/test_relay_core.py",
+            "-k 'memory or relay_core'",
+        ],
+    ),
+    # protocol v2 (the crypto package's own fast unit tests; the 10,000-message burst is left
+    # out: it proves capacity, not a decision, and would cost seconds per mutant)
+    "handshake": (
+        f"{CRYPTO}/handshake.py",
+        [
+            f"{UNIT}/crypto/test_crypto_handshake.py",
+            f"{UNIT}/crypto/test_crypto_handshake_rules.py",
+            f"{UNIT}/crypto/test_crypto_schedule.py",
+        ],
+    ),
+    "ratchet": (
+        f"{CRYPTO}/ratchet.py",
+        [
+            f"{UNIT}/crypto/test_crypto_ratchet.py",
+            f"{UNIT}/crypto/test_crypto_schedule.py",
+            f"--deselect={UNIT}/crypto/test_crypto_ratchet.py::test_ten_thousand_message_burst",
+        ],
+    ),
+    "safety": (f"{CRYPTO}/safety.py", [f"{UNIT}/crypto/test_crypto_safety.py"]),
+    "session": (
+        f"{CRYPTO}/session.py",
+        [f"{UNIT}/crypto/test_crypto_session.py", f"{UNIT}/crypto/test_crypto_handshake.py"],
+    ),
+    "session_state": (
+        f"{CRYPTO}/session_state.py",
+        [
+            f"{UNIT}/crypto/test_crypto_session.py",
+            f"{UNIT}/crypto/test_crypto_ratchet.py",
+            f"--deselect={UNIT}/crypto/test_crypto_ratchet.py::test_ten_thousand_message_burst",
+        ],
+    ),
+    "padding": (
+        f"{CRYPTO}/padding.py",
+        [
+            f"{UNIT}/crypto/test_crypto_session.py",
+            f"{UNIT}/crypto/test_crypto_ratchet.py",
+            f"--deselect={UNIT}/crypto/test_crypto_ratchet.py::test_ten_thousand_message_burst",
+        ],
+    ),
+    "elgamal": (f"{CRYPTO}/elgamal.py", [f"{UNIT}/crypto/test_crypto_elgamal.py"]),
+    # the client's contact and outbox decisions
+    "contacts": (
+        "services/client/parley_client/contacts.py",
+        [f"{UNIT}/client/test_client_contacts.py", f"{UNIT}/client/test_client_core.py"],
+    ),
+    "guard": (
+        "services/client/parley_client/guard.py",
+        [f"{UNIT}/client/test_client_contacts.py", f"{UNIT}/client/test_client_core.py"],
+    ),
+    "sessions": (
+        "services/client/parley_client/sessions.py",
+        [f"{UNIT}/client/test_client_binding.py", f"{UNIT}/client/test_client_core.py"],
+    ),
     "redis_store": (
         "services/relay/parley_relay/redis_store.py",
         [f"{UNIT}/relay/test_relay_store.py"],
@@ -90,7 +153,12 @@ def make_copy() -> Path:
 
 def config(module: str, tests: list[str], quick: bool) -> str:
     paths = "shared/crypto:services/relay:services/client:."
-    command = f"env PYTHONPATH={paths} {sys.executable} -m pytest -x -q -p no:cacheprovider "
+    # hypothesis' pytest plugin only adds options and reporting; leaving it out saves half a
+    # second of start-up per mutant (hypothesis tests still run)
+    command = (
+        f"env PYTHONPATH={paths} {sys.executable} -m pytest -x -q -p no:cacheprovider "
+        "-p no:hypothesispytest "
+    )
     lines = [
         "[cosmic-ray]",
         f'module-path = "{module}"',
@@ -167,6 +235,8 @@ def main(argv=None) -> int:
             )
             for s in r["survivors"]:
                 print(f"  survived {s['operator']} line {s['line']}:\n{s['diff']}")
+            OUT.mkdir(exist_ok=True)
+            (OUT / f"{name}.json").write_text(json.dumps(r, indent=2))
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     OUT.mkdir(exist_ok=True)
