@@ -107,7 +107,15 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
             f"--deselect={UNIT}/crypto/test_crypto_ratchet.py::test_ten_thousand_message_burst",
         ],
     ),
-    "elgamal": (f"{CRYPTO}/elgamal.py", [f"{UNIT}/crypto/test_crypto_elgamal.py"]),
+    "elgamal": (
+        f"{CRYPTO}/elgamal.py",
+        [f"{UNIT}/crypto/test_crypto_elgamal.py", f"{UNIT}/crypto/test_crypto_elgamal_bounds.py"],
+    ),
+    # the verification equation itself (elgamal.py does the range and subgroup checks)
+    "elgamal_raw": (
+        f"{CRYPTO}/_primitives/elgamal.py",
+        [f"{UNIT}/crypto/test_crypto_elgamal.py", f"{UNIT}/crypto/test_crypto_elgamal_bounds.py"],
+    ),
     # the client's contact and outbox decisions
     "contacts": (
         "services/client/parley_client/contacts.py",
