@@ -69,3 +69,33 @@ def test_signature_payload_round_trip_and_refusals():
     for bad in ({"r": "0", "s": "1"}, {"r": "1", "s": "0"}, {"r": "1"}, "x"):
         with pytest.raises(errors.HandshakeError, match="^sig"):
             elgamal.Signature.from_payload(bad, GROUP, errors.HandshakeError, "sig")
+
+
+def test_s_equal_to_q_is_refused_though_the_equation_holds():
+    """s = q acts as s = 0 (r^q = 1): with x = h / r the equation holds for (r, q), so only
+    the range check s < q stops this second signature of the same (message, k)."""
+    message = b"boundary"
+    h = int.from_bytes(elgamal.digest(message), "big")
+    r = pow(GROUP.g, 777, P)
+    key = elgamal.SigningKey(GROUP, h * modexp.invert(r, Q) % Q)
+    assert raw.verify(P, GROUP.g, key.verify_key.y, h, r, Q)  # the raw equation is fooled
+    assert not elgamal.verify(key.verify_key, message, elgamal.Signature(r, Q))
+
+
+def test_generate_uses_the_group_it_is_given():
+    other = groups.get("ffdhe3072")
+    key = elgamal.generate(other)
+    assert key.group is other and key.verify_key.group is other
+    assert elgamal.generate().group.name == groups.DEFAULT
+
+
+def test_largest_y_below_p_minus_1_is_accepted():
+    """p - 2 is a valid key where it lies in the subgroup: p = 11 (3 mod 8, where -2 is a
+    residue), q = 5, subgroup {1, 3, 4, 5, 9}. (In the built-in groups, all 7 mod 8, it never
+    does.)"""
+    toy = groups.Group("toy-11", 11, 3)
+    assert elgamal.VerifyKey(toy, 9).y == 9
+    assert [y for y in range(2, 10) if toy.in_subgroup(y)] == [3, 4, 5, 9]
+    for bad in (10, 11, 1):
+        with pytest.raises(errors.InvalidPublicKey):
+            elgamal.VerifyKey(toy, bad)
