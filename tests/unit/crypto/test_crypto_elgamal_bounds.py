@@ -99,3 +99,17 @@ def test_largest_y_below_p_minus_1_is_accepted():
     for bad in (10, 11, 1):
         with pytest.raises(errors.InvalidPublicKey):
             elgamal.VerifyKey(toy, bad)
+
+
+def test_r_above_p_is_refused_though_the_equation_holds():
+    """r' = r + p is the same base mod p; with s computed for r' the raw equation holds, so
+    only the range check r < p keeps signatures canonical (one encoding per signature)."""
+    message = b"boundary"
+    h = int.from_bytes(elgamal.digest(message), "big")
+    key = elgamal.SigningKey(GROUP, 987654321)
+    k = 4242
+    r_big = pow(GROUP.g, k, P) + P
+    s = modexp.invert(k, Q) * (h - key.x * r_big) % Q
+    assert raw.verify(P, GROUP.g, key.verify_key.y, h, r_big, s)  # the raw equation is fooled
+    assert GROUP.in_subgroup(r_big)  # and so is the subgroup test
+    assert not elgamal.verify(key.verify_key, message, elgamal.Signature(r_big, s))
