@@ -3,6 +3,8 @@ value, the key ranges beyond p and q, the smallest valid s, the payload parser."
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
 from parley_crypto import elgamal, errors, groups
@@ -113,3 +115,25 @@ def test_r_above_p_is_refused_though_the_equation_holds():
     assert raw.verify(P, GROUP.g, key.verify_key.y, h, r_big, s)  # the raw equation is fooled
     assert GROUP.in_subgroup(r_big)  # and so is the subgroup test
     assert not elgamal.verify(key.verify_key, message, elgamal.Signature(r_big, s))
+
+
+def _forged(r: int, key: elgamal.SigningKey, h: int, k: int) -> int:
+    """The s that makes y^r g^(k s) = g^h hold for this exponent r (base g^k mod p)."""
+    return modexp.invert(k, Q) * (h - key.x * r) % Q
+
+
+@pytest.mark.parametrize("shift", [-P, 0], ids=["r-p", "r=1"])
+def test_r_of_1_or_below_is_refused_though_the_equation_holds(shift):
+    """verify() takes any object with r and s (never trusting the Signature class's own
+    checks): r = 1 (y^1 = g^h for the key x = h) and a negative r congruent to a valid one
+    both satisfy the raw equation and must still be refused."""
+    message = b"boundary"
+    h = int.from_bytes(elgamal.digest(message), "big")
+    if shift == 0:  # r = 1: any s verifies for the key whose x is h
+        key, r, s = elgamal.SigningKey(GROUP, h % Q), 1, 5
+    else:
+        key, k = elgamal.SigningKey(GROUP, 987654321), 4242
+        r = pow(GROUP.g, k, P) + shift
+        s = _forged(r, key, h, k)
+    assert raw.verify(P, GROUP.g, key.verify_key.y, h, r, s)
+    assert not elgamal.verify(key.verify_key, message, types.SimpleNamespace(r=r, s=s))
