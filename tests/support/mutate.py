@@ -127,7 +127,11 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     ),
     "sessions": (
         "services/client/parley_client/sessions.py",
-        [f"{UNIT}/client/test_client_binding.py", f"{UNIT}/client/test_client_core.py"],
+        [
+            f"{UNIT}/client/test_client_sessions.py",
+            f"{UNIT}/client/test_client_binding.py",
+            f"{UNIT}/client/test_client_core.py",
+        ],
     ),
     "redis_store": (
         "services/relay/parley_relay/redis_store.py",
