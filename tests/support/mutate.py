@@ -9,6 +9,7 @@ editable installs via PYTHONPATH.
     python -m tests.support.mutate                # the bounded subset (a few minutes)
     python -m tests.support.mutate --full         # every operator, every target
     python -m tests.support.mutate kdf core       # some targets only
+    python -m tests.support.mutate --recheck kdf  # only the last run's survivors, again
 
 Prints the score per target and every survivor's diff; writes .mutation/report.json.
 docs/testing.md records the scores and why each remaining survivor is equivalent.
@@ -206,7 +207,41 @@ def results(session: Path) -> dict:
     return {"mutants": len(rows), **counts, "score_pct": score, "survivors": survivors}
 
 
-def run_target(tree: Path, name: str, quick: bool) -> dict:
+def only_previous_survivors(session: Path, previous: dict) -> int:
+    """Mark every mutant that is not at a previous survivor's (operator, line) as judged
+    before, so `exec` runs only those; returns how many will run. Sound because tests are
+    only ever added: a mutant killed before stays killed."""
+    again = {(s["operator"], s["line"]) for s in previous["survivors"]}
+    db = sqlite3.connect(session)
+    pending = db.execute(
+        "SELECT s.job_id, s.operator_name, s.start_pos_row FROM mutation_specs s "
+        "WHERE s.job_id NOT IN (SELECT job_id FROM work_results)"
+    ).fetchall()
+    skip = [(job,) for job, op, line in pending if (op, line) not in again]
+    db.executemany(
+        "INSERT INTO work_results (worker_outcome, output, job_id) "
+        "VALUES ('SKIPPED', 'judged in the previous run', ?)",
+        skip,
+    )
+    db.commit()
+    return len(pending) - len(skip)
+
+
+def rechecked(report: dict, previous: dict) -> dict:
+    """The previous run's verdicts with its survivors re-judged by this run."""
+    judged = previous["killed"] + previous["survived"]
+    survived = report["survived"]
+    score = round(100 * (judged - survived) / judged, 1) if judged else None
+    return {
+        **report,
+        "killed": judged - survived,
+        "incompetent": previous["incompetent"],
+        "score_pct": score,
+        "rechecked": previous["survived"],
+    }
+
+
+def run_target(tree: Path, name: str, quick: bool, recheck: bool = False) -> dict:
     module, tests = TARGETS[name]
     cfg = tree / f"mutate-{name}.toml"
     cfg.write_text(config(module, tests, quick))
@@ -216,9 +251,15 @@ def run_target(tree: Path, name: str, quick: bool) -> dict:
     subprocess.run([*cr, "init", cfg.name, session.name], cwd=tree, check=True)
     filt = Path(sys.executable).with_name("cr-filter-operators")
     subprocess.run([str(filt), session.name, cfg.name], cwd=tree, check=True)
+    previous_file = OUT / f"{name}.json"
+    previous = json.loads(previous_file.read_text()) if recheck and previous_file.exists() else None
+    if previous is not None:
+        print(f"mutate {name}: re-running {only_previous_survivors(session, previous)} mutants")
     subprocess.run([*cr, "baseline", cfg.name], cwd=tree, check=True)
     subprocess.run([*cr, "exec", cfg.name, session.name], cwd=tree, check=True)
     report = results(session)
+    if previous is not None:
+        report = rechecked(report, previous)
     report["seconds"] = round(time.monotonic() - started, 1)
     return report
 
@@ -227,6 +268,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="mutation testing of Parley's decision code")
     p.add_argument("targets", nargs="*", help=f"some of {', '.join(TARGETS)}")
     p.add_argument("--full", action="store_true", help="every target and every operator")
+    p.add_argument(
+        "--recheck",
+        action="store_true",
+        help="re-run only the survivors of the last run (.mutation/<target>.json) "
+        "after adding tests",
+    )
     args = p.parse_args(argv)
     names = args.targets or (list(TARGETS) if args.full else QUICK)
     unknown = [n for n in names if n not in TARGETS]
@@ -237,7 +284,7 @@ def main(argv=None) -> int:
     report = {}
     try:
         for name in names:
-            report[name] = run_target(tree, name, quick=not args.full)
+            report[name] = run_target(tree, name, not args.full, args.recheck)
             r = report[name]
             judged = r["killed"] + r["survived"]
             print(
