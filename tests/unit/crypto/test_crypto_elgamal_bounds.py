@@ -82,6 +82,9 @@ def test_s_equal_to_q_is_refused_though_the_equation_holds():
     key = elgamal.SigningKey(GROUP, h * modexp.invert(r, Q) % Q)
     assert raw.verify(P, GROUP.g, key.verify_key.y, h, r, Q)  # the raw equation is fooled
     assert not elgamal.verify(key.verify_key, message, elgamal.Signature(r, Q))
+    # and s = 0 itself (which the Signature class cannot even hold)
+    assert raw.verify(P, GROUP.g, key.verify_key.y, h, r, 0)
+    assert not elgamal.verify(key.verify_key, message, types.SimpleNamespace(r=r, s=0))
 
 
 def test_generate_uses_the_group_it_is_given():
