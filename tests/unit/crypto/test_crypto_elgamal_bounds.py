@@ -140,3 +140,14 @@ def test_r_of_1_or_below_is_refused_though_the_equation_holds(shift):
         s = _forged(r, key, h, k)
     assert raw.verify(P, GROUP.g, key.verify_key.y, h, r, s)
     assert not elgamal.verify(key.verify_key, message, types.SimpleNamespace(r=r, s=s))
+
+
+def test_negative_s_congruent_to_a_valid_one_is_refused():
+    """(r, s - q) is the same signature mod q; only the range check 0 < s refuses it."""
+    key = elgamal.SigningKey(GROUP, 987654321)
+    signature = elgamal.sign(key, b"m")
+    h = int.from_bytes(elgamal.digest(b"m"), "big")
+    shifted = types.SimpleNamespace(r=signature.r, s=signature.s - Q)
+    assert raw.verify(P, GROUP.g, key.verify_key.y, h, shifted.r, shifted.s)  # r^-q = 1
+    assert elgamal.verify(key.verify_key, b"m", signature)
+    assert not elgamal.verify(key.verify_key, b"m", shifted)
