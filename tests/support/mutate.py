@@ -120,11 +120,19 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     # the client's contact and outbox decisions
     "contacts": (
         "services/client/parley_client/contacts.py",
-        [f"{UNIT}/client/test_client_contacts.py", f"{UNIT}/client/test_client_core.py"],
+        [
+            f"{UNIT}/client/test_client_contacts.py",
+            f"{UNIT}/client/test_client_guard.py",
+            f"{UNIT}/client/test_client_core.py",
+        ],
     ),
     "guard": (
         "services/client/parley_client/guard.py",
-        [f"{UNIT}/client/test_client_contacts.py", f"{UNIT}/client/test_client_core.py"],
+        [
+            f"{UNIT}/client/test_client_contacts.py",
+            f"{UNIT}/client/test_client_guard.py",
+            f"{UNIT}/client/test_client_core.py",
+        ],
     ),
     "sessions": (
         "services/client/parley_client/sessions.py",
