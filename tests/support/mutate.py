@@ -6,7 +6,8 @@ tests do not fail "survived". To keep the working tree (and anything running fro
 everything happens in a throw-away copy of the tracked files, imported ahead of the
 editable installs via PYTHONPATH.
 
-    python -m tests.support.mutate                # the bounded subset (a few minutes)
+    python -m tests.support.mutate                # every decision module (about an hour)
+    python -m tests.support.mutate --ci           # the bounded subset CI runs (~10 minutes)
     python -m tests.support.mutate --full         # every operator, every target
     python -m tests.support.mutate kdf core       # some targets only
     python -m tests.support.mutate --recheck kdf  # only the last run's survivors, again
@@ -147,7 +148,12 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
         [f"{UNIT}/relay/test_relay_store.py"],
     ),
 }
-QUICK = ["kdf", "aes_cfb", "dh", "core", "store"]
+# `make mutate`: every module a security decision rests on (an hour or so on a loaded 2-core
+# machine); `--full` adds the group loader and the Redis store and every operator.
+DEFAULT = [n for n in TARGETS if n not in ("groups", "redis_store")]
+# `--ci`: the bounded subset a CI job can afford (about ten minutes here): the safety number,
+# the handshake's checks, the relay's seat rules and the client's session choice.
+CI = ["safety", "handshake", "store", "sessions"]
 
 # The bounded run drops the binary-operator swaps that rarely say anything new: each `+`
 # otherwise yields eleven mutants (Add_Pow, Add_RShift, ...) where Add_Sub and Add_Mul
@@ -276,6 +282,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="mutation testing of Parley's decision code")
     p.add_argument("targets", nargs="*", help=f"some of {', '.join(TARGETS)}")
     p.add_argument("--full", action="store_true", help="every target and every operator")
+    p.add_argument("--ci", action="store_true", help=f"the bounded subset: {', '.join(CI)}")
     p.add_argument(
         "--recheck",
         action="store_true",
@@ -283,7 +290,7 @@ def main(argv=None) -> int:
         "after adding tests",
     )
     args = p.parse_args(argv)
-    names = args.targets or (list(TARGETS) if args.full else QUICK)
+    names = args.targets or (list(TARGETS) if args.full else CI if args.ci else DEFAULT)
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
         print(f"mutate: unknown target(s) {unknown}; choose from {list(TARGETS)}")
