@@ -87,6 +87,7 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
         f"{CRYPTO}/ratchet.py",
         [
             f"{UNIT}/crypto/test_crypto_schedule.py",  # known answers first: they fail fastest
+            f"{UNIT}/crypto/test_crypto_ratchet_rules.py",
             f"{UNIT}/crypto/test_crypto_ratchet.py",
             f"--deselect={UNIT}/crypto/test_crypto_ratchet.py::test_ten_thousand_message_burst",
             f"--deselect={UNIT}/crypto/{RANDOM_CONVERSATIONS}",
