@@ -96,7 +96,12 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "safety": (f"{CRYPTO}/safety.py", [f"{UNIT}/crypto/test_crypto_safety.py"]),
     "session": (
         f"{CRYPTO}/session.py",
-        [f"{UNIT}/crypto/test_crypto_session.py", f"{UNIT}/crypto/test_crypto_handshake.py"],
+        [
+            f"{UNIT}/crypto/test_crypto_session_rules.py",
+            f"{UNIT}/crypto/test_crypto_session.py",
+            f"{UNIT}/crypto/test_crypto_handshake.py",
+            f"{UNIT}/crypto/test_crypto_prekeys.py",  # the initial message rides on envelopes
+        ],
     ),
     "session_state": (
         f"{CRYPTO}/session_state.py",
