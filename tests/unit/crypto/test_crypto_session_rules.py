@@ -42,3 +42,10 @@ def test_a_live_session_refuses_any_init(alice, bob):
     with pytest.raises(InvalidMessage, match="another session"):
         sb.open(dict(genuine, init=first.seal(b"x")["init"]))
     assert sb.open(genuine) == b"hello"
+
+
+def test_needs_rekey_is_a_false_property(alice, bob):
+    """Older callers ask `needs_rekey`; the ratchet renews keys itself, so it is always False
+    (a method object in its place would read as True and trigger rekeys forever)."""
+    sa, _ = connect(alice, bob)
+    assert sa.needs_rekey is False
