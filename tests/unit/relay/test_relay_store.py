@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from parley_relay.redis_store import PREFIX, RedisStore, make_client
-from parley_relay.store import Conn, JoinRequest, MemoryStore
+from parley_relay.store import Conn, JoinRequest, MemoryStore, Pruned
 
 LONG = 3600.0
 
@@ -202,10 +202,22 @@ def test_a_connection_is_seated_once_whatever_the_sid_order(backend):
     assert sorted(h.sid for h in store.held()) == ["a", "b"]
 
 
-def test_join_results_are_immutable(backend):
-    result = backend.store().join("r", req("s1"))
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        result.status = "room_full"
+def test_joined_is_a_boolean_the_relay_can_branch_on(backend):
+    """The relay refuses on `not result.joined`: a refusal must read False, not a method."""
+    store = backend.store()
+    assert store.join("r", req("s1")).joined is True
+    assert store.join("r", req("s2")).joined is True
+    assert store.join("r", req("s3")).joined is False
+
+
+def test_store_results_are_immutable(backend):
+    store = backend.store()
+    joined = store.join("r", req("s1"))
+    left = store.leave("r", "s1")
+    pruned = Pruned("r", "alice", ())
+    for obj, attr in ((joined, "status"), (left, "removed"), (pruned, "name")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, attr, "changed")
 
 
 # -- Redis-only behaviour: leases, pruning, epochs, TTLs ---------------------------------------
