@@ -162,7 +162,7 @@ class BatchClient:
     def _drained(self) -> bool:
         """Nothing left to wait for: every line receipted, or (unless --wait-delivered) at
         least stored in the away contact's mailbox; and the backlog is in."""
-        if self.core.backlog_pending:
+        if self.core.backlog_pending or self.core.receipts_pending:
             return False
         outbox = self.core.outbox
         return len(outbox) == 0 or (not self.settings.wait_delivered and outbox.all_stored())

@@ -37,12 +37,16 @@ from .messages import (
     Pacer,
     SeenIds,
 )
-from .offline import Offline
+from .offline import QUIET_CODES, Offline
 from .roomstate import MemoryRoomState, RoomState
 from .sessions import SessionSet
 
 DH_EVENTS = ("DEFF_HELLMAN_PK_BC", "DIFF_HELLMAN_PK_BC")
 MAX_EARLY_ENVELOPES = 64  # envelopes that arrive before our session exists (a rare race)
+# Receipts per second / burst: with texts' 30/s (messages.SEND_RATE) this stays under the
+# relay's default 50 events/s, also while a backlog of hundreds is receipted at once.
+RECEIPT_RATE, RECEIPT_BURST = 15.0, 60.0
+MAX_QUEUED_RECEIPTS = 10_000  # beyond a mailbox's 1,000: the oldest are dropped (resends fix it)
 
 
 class ChatCore(Delivery, Offline):
@@ -91,6 +95,8 @@ class ChatCore(Delivery, Offline):
         self._early: deque = deque(maxlen=MAX_EARLY_ENVELOPES)
         self._withheld_reported = False
         self._pacer = Pacer(clock())
+        self._receipts: deque[str] = deque(maxlen=MAX_QUEUED_RECEIPTS)
+        self._receipt_pacer = Pacer(clock(), RECEIPT_RATE, RECEIPT_BURST)
         # ``request(event, payload, on_reply)``: only with a seat secret (offline delivery).
         self._init_offline(request)
         self._restore_session()
@@ -358,6 +364,8 @@ class ChatCore(Delivery, Offline):
 
     def _on_relay_error(self, payload: Any) -> None:
         code, message = relay_error_fields(payload)
+        if code in QUIET_CODES and self._request is not None:
+            return  # offline.py says it in plain words (once) from the request's reply
         self._emit(Event("relay_error", f"relay error {code}: {message}", {"code": code}))
 
     # ----- output helpers ----------------------------------------------------------------

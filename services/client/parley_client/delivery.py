@@ -119,8 +119,27 @@ class Delivery:
         """Call about once a second: resends texts whose receipt is overdue."""
         self.flush()
 
+    def _send_receipt(self, message_id: str) -> None:
+        """Receipts go out at once while the receipt pacer allows (live chat), else in order
+        from :meth:`flush`: a drained backlog of hundreds must not trip the relay's rate limit."""
+        self._receipts.append(message_id)
+        self._flush_receipts()
+
+    def _flush_receipts(self) -> None:
+        session, now = self.session, self._clock()
+        if session is None or not self._speaks_for_contact(session):
+            return  # only for the contact's key; without a session the resend brings it back
+        while self._receipts and self._receipt_pacer.take(now):
+            self._seal_and_send(new_receipt(self._receipts.popleft()))
+
+    @property
+    def receipts_pending(self) -> int:
+        """Receipts waiting for the pacer (batch mode waits for them before it exits)."""
+        return len(self._receipts) if self.session is not None else 0
+
     def flush(self) -> None:
         """Seal and send every outbox item that is due (to the mailbox: once)."""
+        self._flush_receipts()
         self._maybe_fetch()
         if self._acks and not self._in_backlog:
             self._flush_acks()
@@ -239,7 +258,7 @@ class Delivery:
         ready = self.in_order.accept(message, self.seen)
         if ready is None:
             # Receipt even a duplicate: the first receipt may be what got lost.
-            self._seal_and_send(new_receipt(message.id))
+            self._send_receipt(message.id)
             return "duplicate"
         # [] = held back until the text it follows arrives; no receipt, so it is re-sent.
         if not ready and self._entry is not None:
@@ -251,6 +270,6 @@ class Delivery:
             if self._in_backlog:
                 data["backlog"] = True  # shown under the "while you were away" divider
             self._emit(Event("message", text.body, data))
-            self._seal_and_send(new_receipt(text.id))
+            self._send_receipt(text.id)
             self._entry_shown(text.id)
         return "shown" if ready else "held"

@@ -35,6 +35,8 @@ ACK_BATCH = 500
 # is not known to be complete; batch mode waits for it before it exits.
 BACKLOG_WAIT_SECONDS = 5.0
 MAX_ENTRY_ID = 64
+# Relay `error` codes that come with a reply this module turns into its own plain line.
+QUIET_CODES = ("no_peer", "mailbox_full")
 DIVIDER = "── while you were away ──"
 
 
