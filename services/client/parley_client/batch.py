@@ -82,7 +82,7 @@ class BatchClient:
         elif event.kind in ("secure", "key_changed"):
             number = safety.format_safety_number(event.data["safety_number"])
             self._status(f"{event.text}; safety number: {number}")
-        elif event.kind in ("queued", "sent", "delivered", "stored"):
+        elif event.kind in ("queued", "sent", "delivered", "stored", "prekeys"):
             return
         elif event.kind == "state":
             self._status(f"state: {event.text}")

@@ -37,7 +37,7 @@ from .messages import (
     Pacer,
     SeenIds,
 )
-from .offline import QUIET_CODES, Offline
+from .offline import Offline
 from .roomstate import MemoryRoomState, RoomState
 from .sessions import SessionSet
 
@@ -364,8 +364,8 @@ class ChatCore(Delivery, Offline):
 
     def _on_relay_error(self, payload: Any) -> None:
         code, message = relay_error_fields(payload)
-        if code in QUIET_CODES and self._request is not None:
-            return  # offline.py says it in plain words (once) from the request's reply
+        if self._offline_quiet(code, message):
+            return  # offline.py says it in plain words (once), or an older relay
         self._emit(Event("relay_error", f"relay error {code}: {message}", {"code": code}))
 
     # ----- output helpers ----------------------------------------------------------------
