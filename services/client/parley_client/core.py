@@ -151,6 +151,7 @@ class ChatCore(Delivery, Offline):
         self._hs = self._next_identity = None
         self.outbox.mark_unsent()
         self._set_state(State.WAITING)
+        self._sessions.rearm()
         self._offline_connected()
 
     def disconnected(self) -> None:

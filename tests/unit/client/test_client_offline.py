@@ -236,3 +236,18 @@ def test_stored_marks_survive_a_restart_on_disk(tmp_path):
     assert (tmp_path / "room" / "prekeys.json").stat().st_mode & 0o777 == 0o600
     assert state.prekeys() == {"v": 2}
     state.close()
+
+
+def test_receipts_for_a_restored_session_open_after_a_slow_start(relay, clock):
+    """Alice's next run restores the session the receipts were sealed for; its grace period
+    starts when she joins (and slides while the backlog opens), not at start-up."""
+    bob_was_here(relay)
+    alice_sends_away(relay, ["x", "y"])
+    relay.leave("alice")
+    relay.join("bob")
+    relay.leave("bob")
+    relay.start("alice")  # a new process: the session comes from the saved state
+    clock.now += 60  # a slow start (far beyond the grace period)
+    relay.join("alice")
+    assert len(relay["alice"].kinds("delivered")) == 2
+    assert len(relay["alice"].core.outbox) == 0
