@@ -42,7 +42,6 @@ class App:
             on_event,
             hash=settings.hash,
             deniable=settings.deniable,
-            rekey_after=settings.rekey_after,
             resend_after=settings.resend_after,
             on_session=self.keylog.record if self.keylog else None,
             state=self.room_state,

@@ -48,7 +48,6 @@ class Settings:
     batch: bool = False
     json: bool = False
     timeout: float = 30.0
-    rekey_after: int = 1000
     resend_after: float = 5.0
     keylog: Path | None = None
     accept_new_key: str | None = None  # batch: the one contact whose changed key is accepted
@@ -102,7 +101,6 @@ def _parser() -> argparse.ArgumentParser:
         help="batch mode: accept a CHANGED key of this one contact (after you compared "
         "safety numbers another way); PARLEY_ACCEPT_NEW_KEY",
     )
-    p.add_argument("--rekey-after", help="ignored since protocol v2 (the ratchet rekeys)")
     p.add_argument("--resend-after", help="resend unreceipted messages after N seconds (5)")
     return p
 
@@ -234,9 +232,6 @@ def load_settings(
         batch=batch,
         json=_truthy(_pick(args.json, env, "PARLEY_JSON", False)),
         timeout=_number(_pick(args.timeout, env, "PARLEY_TIMEOUT", 30.0), "--timeout"),
-        rekey_after=_number(
-            _pick(args.rekey_after, env, "PARLEY_REKEY_AFTER", 1000), "--rekey-after", kind=int
-        ),
         resend_after=_number(
             _pick(args.resend_after, env, "PARLEY_RESEND_AFTER", 5.0), "--resend-after"
         ),
