@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ MAX_NAME_CHARS = 64
 # Inside a name besides letters and digits (a space too, but not at either end).
 NAME_PUNCTUATION = "._-@' "
 MAX_PORT = 65535
+# `parley --new-room`: 16 random bytes (128 bits: nobody finds the room by guessing),
+# URL-safe base64 (22 of A-Z a-z 0-9 - _, within the room rule) after an "r-".
+NEW_ROOM_BYTES = 16
 
 
 class ConfigError(Exception):
@@ -60,6 +64,22 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see parley --help)")
 
 
+def new_room_name() -> str:
+    """A fresh, unguessable room name to share with the person you want to talk to."""
+    return "r-" + secrets.token_urlsafe(NEW_ROOM_BYTES)
+
+
+class _NewRoom(argparse.Action):
+    """`--new-room`: print a fresh room name and exit 0 (like --version: nothing else runs)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(new_room_name(), flush=True)  # on stdout, so `ROOM=$(parley --new-room)` works
+        parser.exit(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="parley",
@@ -67,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Each option can also be set with its PARLEY_* environment variable.",
     )
     p.add_argument("--version", action="version", version=f"parley {_version()}")
+    p.add_argument(
+        "--new-room",
+        action=_NewRoom,
+        help="print a fresh, unguessable room name (to share with your peer) and exit",
+    )
     p.add_argument("--name", help="your display name (PARLEY_NAME; default: your login name)")
     p.add_argument("--room", help="room to join (PARLEY_ROOM; default: lobby)")
     p.add_argument(
