@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--home",
-        help="home folder: identity, contacts, outbox (PARLEY_HOME; ~/.local/share/parley)",
+        help="home folder: identity, contacts, outbox (PARLEY_HOME; default "
+        "PARLEY_HOMES/NAME when PARLEY_HOMES is set, else ~/.local/share/parley)",
     )
     p.add_argument("--group", help="DH group (PARLEY_GROUP; default ffdhe2048)")
     p.add_argument("--hash", help="signature hash sha256|sha1 (PARLEY_HASH; default sha256)")
@@ -214,7 +215,13 @@ def _relays(value: str) -> tuple[str, ...]:
     return tuple(_relay_url(url) for url in urls)
 
 
-def _default_home(env: Mapping[str, str]) -> Path:
+def _default_home(env: Mapping[str, str], name: str) -> Path:
+    """``PARLEY_HOMES/<name>`` when PARLEY_HOMES is set (one home per display name, as the
+    client image sets it for compose's keys volume), else ``$XDG_DATA_HOME/parley``."""
+    homes = env.get("PARLEY_HOMES")
+    if homes:
+        # display_name() already refused "/", "." and ".."; the name is one folder.
+        return Path(homes).expanduser() / name
     data = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", "~")) / ".local" / "share")
     return Path(data).expanduser() / "parley"
 
@@ -242,7 +249,7 @@ def load_settings(
     if hash_name not in HASHES:
         raise ConfigError(f"unknown hash {hash_name!r}; choose sha256 or sha1")
     home = _pick(args.home, env, "PARLEY_HOME", None)
-    home_path = Path(home).expanduser() if home else _default_home(env)
+    home_path = Path(home).expanduser() if home else _default_home(env, name)
     batch = _truthy(_pick(args.batch, env, "PARLEY_BATCH", False)) or not stdin_is_tty
     keylog = env.get("PARLEY_KEYLOG_FILE") or None
     return Settings(
