@@ -62,7 +62,6 @@ class ChatCore(Delivery, Offline):
         *,
         hash: str = "sha256",
         deniable: bool = False,
-        rekey_after: int = 1000,
         resend_after: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         on_session: Callable[[Any], None] | None = None,
@@ -74,7 +73,6 @@ class ChatCore(Delivery, Offline):
         self.room = room
         self._send = send
         self._emit = on_event
-        # rekey_after is accepted for older callers; the v2 ratchet renews keys every turn.
         self._hs_options = {"hash": hash, "deniable": deniable}
         self.resend_after = resend_after
         self._clock = clock
