@@ -72,8 +72,6 @@ class SessionSet:
             except errors.ParleyError as e:
                 last = e
                 continue
-            if session is self._restored and self._newest is None:  # a backlog: keep going
-                self._older = [(session, now + SESSION_GRACE_SECONDS)]
             if session is self._newest:  # the peer has switched: the grace period starts
                 deadline = now + SESSION_GRACE_SECONDS
                 self._older = [(s, deadline if t is None else t) for s, t in self._older]

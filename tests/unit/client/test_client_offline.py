@@ -240,7 +240,7 @@ def test_stored_marks_survive_a_restart_on_disk(tmp_path):
 
 def test_receipts_for_a_restored_session_open_after_a_slow_start(relay, clock):
     """Alice's next run restores the session the receipts were sealed for; its grace period
-    starts when she joins (and slides while the backlog opens), not at start-up."""
+    starts when she joins, not at start-up."""
     bob_was_here(relay)
     alice_sends_away(relay, ["x", "y"])
     relay.leave("alice")
