@@ -57,7 +57,6 @@ class ChatCore(Delivery):
         *,
         hash: str = "sha256",
         deniable: bool = False,
-        rekey_after: int = 1000,
         resend_after: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         on_session: Callable[[Any], None] | None = None,
@@ -68,7 +67,6 @@ class ChatCore(Delivery):
         self.room = room
         self._send = send
         self._emit = on_event
-        # rekey_after is accepted for older callers; the v2 ratchet renews keys every turn.
         self._hs_options = {"hash": hash, "deniable": deniable}
         self.resend_after = resend_after
         self._clock = clock

@@ -43,6 +43,8 @@ MAX_BACKOFF = 5.0
 # A whole connection attempt (TCP, Engine.IO and Socket.IO handshakes). aiohttp's own default
 # is five minutes, which is how long a frozen relay would otherwise hold us.
 CONNECT_TIMEOUT = 10.0
+# How long /leave waits for the relay's ack (it answers at once unless Redis is unreachable).
+LEAVE_TIMEOUT = 5.0
 
 
 class Transport:
@@ -139,6 +141,26 @@ class Transport:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sio.disconnect(), 3)
             await _close(sio)
+
+    async def leave(self, timeout: float = LEAVE_TIMEOUT) -> str | None:
+        """Ask the relay to release our seat (`leave`): None once it acked, else why not.
+
+        The relay closes the connection after its ack, so from here on this transport
+        stops (no reconnect) whatever the answer.
+        """
+        sio = self._sio
+        if sio is None or self.url is None:
+            return "not connected to a relay"
+        await self.drain(1.0)  # what the user typed before /leave goes out first
+        self._stopping = True
+        try:
+            ack = await sio.call("leave", {}, timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - a lost link or no answer: say so
+            return _reason(e)
+        if isinstance(ack, dict) and ack.get("ok") is True:
+            return None
+        code, message = relay_error_fields(ack)
+        return f"{code}: {message}"
 
     async def drain(self, timeout: float = 2.0) -> None:
         """Wait until queued payloads have been handed to the socket (best effort)."""

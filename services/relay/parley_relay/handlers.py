@@ -113,8 +113,10 @@ class RelayNamespace(socketio.Namespace):
             answer = self.on_client_event(sid, event, args[1:])
             # Yield after every event: a client whose frames are already buffered would
             # otherwise keep this greenlet (and the whole process) busy until its buffer is
-            # drained, and a flooder could delay everyone else's messages.
-            gevent.sleep(0)
+            # drained, and a flooder could delay everyone else's messages. Not after
+            # `leave`: its closing greenlet would run first and the ack never leave.
+            if event != "leave":
+                gevent.sleep(0)
             return answer
         except socketio.exceptions.ConnectionRefusedError:
             raise
@@ -271,6 +273,7 @@ class RelayNamespace(socketio.Namespace):
         if conn.identity.secret_hash:  # the seat is gone: nobody can ever drain it
             self._safe(self.mailbox.drop_seat, conn.identity.room, conn.identity.secret_hash)
         log_event(self.log, "released", sid=sid, room=conn.identity.room)
+        # Runs at this greenlet's next yield, after python-socketio queued the ack.
         gevent.spawn(self._safe, self.server.disconnect, sid, namespace=NAMESPACE)
         return {"ok": True}
 
