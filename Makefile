@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST  := $(BIN)/python -m pytest
-DOCKERFILES := Dockerfile.relay Dockerfile.client .ci/redis.Dockerfile
+DOCKERFILES := Dockerfile.relay Dockerfile.client Dockerfile.lb .ci/redis.Dockerfile
 # Images built locally by .ci/docker-setup.sh when no container registry is reachable.
 LOCAL_BASE_IMAGE  ?= parley-base:bookworm
 LOCAL_REDIS_IMAGE ?= parley-redis:bookworm
@@ -65,7 +65,7 @@ redis-image:
 
 # Relay and client images from the local base (users with a registry just `docker compose build`).
 images: docker-setup
-	BASE_IMAGE=$(LOCAL_BASE_IMAGE) docker compose --profile client --profile replicas build
+	BASE_IMAGE=$(LOCAL_BASE_IMAGE) docker compose --profile client --profile replicas --profile lb build
 
 # Mutation testing (cosmic-ray) of the crypto package and the relay's and client's decision
 # code, in a throw-away copy of the tree, one mutant at a time; not part of `make test`.
