@@ -202,6 +202,35 @@ def test_a_connection_is_seated_once_whatever_the_sid_order(backend):
     assert sorted(h.sid for h in store.held()) == ["a", "b"]
 
 
+def test_leave_takes_only_its_own_seat_never_a_reservation(backend):
+    """A reserved seat has no sid; leaving must find the leaver's seat, not the first one."""
+    store = backend.store()
+    store.join("r", req("s1", "alice", secret(1), "i1"))
+    store.leave("r", "s1")  # alice's seat is now reserved
+    store.join("r", req("s2", "bob", secret(2), "i2"))
+    left = store.leave("r", "s2")
+    assert left.removed and left.name == "bob"
+    assert store.held() == []
+    assert store.join("r", req("s3", "alice", secret(1), "i9")).joined  # alice's reservation
+    assert store.join("r", req("s4", "bob", secret(2), "i9")).joined  # and bob's
+
+
+def test_leave_on_another_replica_takes_nothing(backend):
+    a, b = backend.store("A"), backend.store("B")
+    a.join("r", req("s1", "alice", secret(1), "i1"))
+    b.join("r", req("s2", "bob", secret(2), "i2", replica="B"))
+    assert not b.leave("r", "s1").removed  # "s1" lives on A
+    assert not a.leave("r", "s2").removed  # "s2" lives on B
+    assert sorted(h.sid for h in a.held() + b.held()) == ["s1", "s2"]
+
+
+def test_replica_names_compare_by_value(backend):
+    name = "".join(["rep", "lica-1"])  # equal to the literal, another object
+    store = backend.store(name)
+    store.join("r", req("s1", "alice", secret(1), "i1", replica="replica-1"))
+    assert [h.sid for h in store.held()] == ["s1"]
+
+
 def test_joined_is_a_boolean_the_relay_can_branch_on(backend):
     """The relay refuses on `not result.joined`: a refusal must read False, not a method."""
     store = backend.store()
