@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from parley_relay.redis_store import PREFIX, RedisStore, make_client
-from parley_relay.store import Conn, JoinRequest, MemoryStore, Pruned
+from parley_relay.store import Conn, Held, JoinRequest, JoinResult, MemoryStore, Pruned
 
 LONG = 3600.0
 
@@ -229,6 +229,33 @@ def test_replica_names_compare_by_value(backend):
     store = backend.store(name)
     store.join("r", req("s1", "alice", secret(1), "i1", replica="replica-1"))
     assert [h.sid for h in store.held()] == ["s1"]
+    assert store.leave("r", "s1").removed
+
+
+def test_resume_and_already_connected_whatever_the_sid_order(backend):
+    """The seat rules compare sids for equality only: a newer connection whose sid sorts
+    before the old one's is refused (other instance) or replaces it (same instance)."""
+    store = backend.store()
+    store.join("r", req("s9", "alice", secret(1), "i1"))
+    refused = store.join("r", req("s1", "alice", secret(1), "i2"))
+    assert refused.status == "already_connected" and refused.joined is False
+    resumed = store.join("r", req("s1", "alice", secret(1), "i1"))
+    assert resumed.joined and resumed.replaced == Conn("A", "s9")
+    again = store.join("r", req("s1", "alice", secret(1), "i1"))  # the same connection again
+    assert again.joined and again.replaced is None  # never told to drop itself
+
+
+def test_memory_store_default_reservation_lasts_seven_days():
+    """PARLEY_SEAT_TTL's default: a mailbox keeps messages as long (services/relay/README.md)."""
+    now = [0.0]
+    store = MemoryStore(replica="A", clock=lambda: now[0])
+    store.join("r", req("s1", "alice", secret(1), "i1"))
+    store.join("r", req("s2", "bob", secret(2), "i2"))
+    store.leave("r", "s1")
+    now[0] = 7 * 24 * 3600.0 - 0.5
+    assert store.join("r", req("s3", "carol", secret(3), "i3")).status == "room_full"
+    now[0] = 7 * 24 * 3600.0  # the reservation ends at exactly the TTL
+    assert store.join("r", req("s3", "carol", secret(3), "i3")).joined
 
 
 def test_joined_is_a_boolean_the_relay_can_branch_on(backend):
@@ -237,14 +264,16 @@ def test_joined_is_a_boolean_the_relay_can_branch_on(backend):
     assert store.join("r", req("s1")).joined is True
     assert store.join("r", req("s2")).joined is True
     assert store.join("r", req("s3")).joined is False
+    for status in ("already_connected", "room_full", "recovering"):  # sorting around "joined"
+        assert JoinResult(status).joined is False
 
 
 def test_store_results_are_immutable(backend):
     store = backend.store()
     joined = store.join("r", req("s1"))
     left = store.leave("r", "s1")
-    pruned = Pruned("r", "alice", ())
-    for obj, attr in ((joined, "status"), (left, "removed"), (pruned, "name")):
+    pruned, held = Pruned("r", "alice", ()), Held("r", "s1", ())
+    for obj, attr in ((joined, "status"), (left, "removed"), (pruned, "name"), (held, "sid")):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, attr, "changed")
 
