@@ -241,8 +241,13 @@ def test_resume_and_already_connected_whatever_the_sid_order(backend):
     assert refused.status == "already_connected" and refused.joined is False
     resumed = store.join("r", req("s1", "alice", secret(1), "i1"))
     assert resumed.joined and resumed.replaced == Conn("A", "s9")
-    again = store.join("r", req("s1", "alice", secret(1), "i1"))  # the same connection again
-    assert again.joined and again.replaced is None  # never told to drop itself
+    # The same connection again, its sid another (equal) str object as the network gives:
+    # never told to drop itself, never its own peer.
+    again = store.join("r", req("".join(["s", "1"]), "alice", secret(1), "i1"))
+    assert again.joined and again.replaced is None and again.peers == ()
+    plain = store.join("r", req("".join(["s", "7"]), "bob"))
+    assert plain.peers == (Conn("A", "s1"),)
+    assert store.join("r", req("".join(["s", "7"]), "bob")).peers == (Conn("A", "s1"),)
 
 
 def test_memory_store_default_reservation_lasts_seven_days():
