@@ -250,6 +250,15 @@ def test_resume_and_already_connected_whatever_the_sid_order(backend):
     assert store.join("r", req("".join(["s", "7"]), "bob")).peers == (Conn("A", "s1"),)
 
 
+def test_memory_store_is_always_healthy_and_close_forgets_the_rooms():
+    """/healthz asks ping(); the memory store has no backend that could be down."""
+    store = MemoryStore(replica="A")
+    assert store.ping() is True and store.heartbeat() == "ok" and store.prune_dead() == []
+    store.join("r", req("s1"))
+    store.close()
+    assert store.held() == [] and store.seats("r") == []
+
+
 def test_memory_store_default_reservation_lasts_seven_days():
     """PARLEY_SEAT_TTL's default: a mailbox keeps messages as long (services/relay/README.md)."""
     now = [0.0]
