@@ -20,3 +20,15 @@ def test_sending_stops_before_the_message_number_overflows(alice, bob):
     with pytest.raises(errors.InvalidMessage, match="no sending chain"):
         sender.seal(b"one too many")
     assert sender._state.Ns == 4294967295 and sender._state.CKs == chain  # nothing advanced
+
+
+def test_first_envelopes_have_no_previous_chain_and_skip_nothing(alice, bob):
+    """PN starts at 0: nothing was sent on an earlier chain, so a receiver's DH step must not
+    store skipped keys for messages that never existed."""
+    x, y = connect(alice, bob, a=DENIABLE, b=DENIABLE)
+    for side in (x, y):
+        assert side._state.PN == 0 and side._state.Ns == 0 and side._state.Nr == 0
+    one, two = x.seal(b"one"), y.seal(b"two")
+    assert (one["pn"], one["n"], two["pn"], two["n"]) == (0, 0, 0, 0)
+    assert y.open(one) == b"one" and x.open(two) == b"two"
+    assert x._state.MKSKIPPED == {} and y._state.MKSKIPPED == {}
