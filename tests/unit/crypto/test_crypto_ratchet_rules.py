@@ -32,3 +32,18 @@ def test_first_envelopes_have_no_previous_chain_and_skip_nothing(alice, bob):
     assert (one["pn"], one["n"], two["pn"], two["n"]) == (0, 0, 0, 0)
     assert y.open(one) == b"one" and x.open(two) == b"two"
     assert x._state.MKSKIPPED == {} and y._state.MKSKIPPED == {}
+
+
+def test_skipped_keys_last_exactly_as_long_as_the_relay_mailbox(alice, bob):
+    """A skipped key lives 7 days (PARLEY_MAILBOX_TTL's default, 604800 s): a message the relay
+    still delivers still opens; an hour later its key is gone."""
+    now = [1_000_000.0]
+    opts = dict(DENIABLE, clock=lambda: now[0])
+    x, y = connect(alice, bob, a=opts, b=opts)
+    late, later, last = x.seal(b"late"), x.seal(b"later"), x.seal(b"last")
+    assert y.open(last) == b"last"  # stores the keys of "late" and "later" at this time
+    now[0] += 604800.0  # the boundary itself still opens
+    assert y.open(late) == b"late"
+    now[0] += 3600.0
+    with pytest.raises(errors.InvalidMessage):
+        y.open(later)
