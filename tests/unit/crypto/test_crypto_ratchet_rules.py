@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 
 from parley_crypto import errors, ratchet
@@ -47,3 +50,24 @@ def test_skipped_keys_last_exactly_as_long_as_the_relay_mailbox(alice, bob):
     now[0] += 3600.0
     with pytest.raises(errors.InvalidMessage):
         y.open(later)
+
+
+@pytest.mark.parametrize("bad", ["0", "1", "p-1", "p+1"])
+def test_a_header_key_outside_the_group_is_an_invalid_message_and_changes_nothing(alice, bob, bad):
+    """The envelope parser only reads hex; the ratchet's DH step must turn a bad header key
+    into InvalidMessage (what callers catch for a hostile envelope), before any state moves."""
+    x, y = connect(alice, bob, a=DENIABLE, b=DENIABLE)
+    p = x._state.group.p
+    value = {"0": 0, "1": 1, "p-1": p - 1, "p+1": p + 1}[bad]
+    genuine = x.seal(b"genuine")
+    before = json.dumps(y.to_state(), sort_keys=True)
+    with pytest.raises(errors.InvalidMessage, match="bad ratchet key"):
+        y.open(dict(genuine, dh=format(value, "x")))
+    assert json.dumps(y.to_state(), sort_keys=True) == before
+    assert y.open(genuine) == b"genuine"
+
+
+def test_headers_are_immutable():
+    header = ratchet.Header(5, 0, 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        header.n = 1
