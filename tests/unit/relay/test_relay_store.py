@@ -248,6 +248,19 @@ def test_resume_and_already_connected_whatever_the_sid_order(backend):
     plain = store.join("r", req("".join(["s", "7"]), "bob"))
     assert plain.peers == (Conn("A", "s1"),)
     assert store.join("r", req("".join(["s", "7"]), "bob")).peers == (Conn("A", "s1"),)
+    # its own sid under another instance is still this connection: joined, not refused
+    assert store.join("r", req("".join(["s", "1"]), "alice", secret(1), "i0")).joined
+    assert store.leave("r", "".join(["s", "7"])).removed  # leave finds it by value too
+
+
+def test_instances_compare_for_equality_whatever_their_order(backend):
+    store = backend.store()
+    store.join("r", req("s1", "alice", secret(1), "i2"))
+    refused = store.join("r", req("s2", "alice", secret(1), "i1"))  # "i1" sorts first
+    assert refused.status == "already_connected"
+    same = "".join(["i", "2"])  # the same instance as another str object, as JSON gives it
+    resumed = store.join("r", req("s3", "alice", secret(1), same))
+    assert resumed.joined and resumed.replaced == Conn("A", "s1")
 
 
 def test_memory_store_is_always_healthy_and_close_forgets_the_rooms():
@@ -287,7 +300,9 @@ def test_store_results_are_immutable(backend):
     joined = store.join("r", req("s1"))
     left = store.leave("r", "s1")
     pruned, held = Pruned("r", "alice", ()), Held("r", "s1", ())
-    for obj, attr in ((joined, "status"), (left, "removed"), (pruned, "name"), (held, "sid")):
+    objects = [(joined, "status"), (left, "removed"), (pruned, "name"), (held, "sid")]
+    objects += [(Conn("A", "s1"), "sid"), (req("s1"), "secret_hash")]
+    for obj, attr in objects:
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, attr, "changed")
 
