@@ -293,6 +293,7 @@ def test_joined_is_a_boolean_the_relay_can_branch_on(backend):
     assert store.join("r", req("s3")).joined is False
     for status in ("already_connected", "room_full", "recovering"):  # sorting around "joined"
         assert JoinResult(status).joined is False
+    assert JoinResult("".join(["jo", "ined"])).joined is True  # as decoded from a script reply
 
 
 def test_store_results_are_immutable(backend):
