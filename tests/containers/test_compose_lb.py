@@ -5,7 +5,9 @@ and HAProxy (Dockerfile.lb). Two real clients talk through the LB's one URL. The
 holding Alice is stopped in the middle of the conversation, while lines are in flight from
 both sides; the conversation goes on through the others and every line arrives exactly once,
 in order. The LB's health checks must mark the stopped replica down within seconds, and
-then every new connection through the LB is answered by a live replica.
+then every new connection through the LB is answered by a live replica. Then another
+replica holding a member freezes (docker pause): the LB closes its sessions, so the
+conversation is back long before the clients' own ping timeout would have noticed.
 
 The project's .env carries a relay setting (PARLEY_SEAT_TTL) to check compose hands the
 relay settings to the replicas and the relay applies it. Always torn down with
@@ -30,6 +32,10 @@ LB_URL = "http://lb:5000"
 REPLICAS = 3
 # Set in the project's .env; the relay's seat key must then live this long (+60 s), not 7 days.
 SEAT_TTL = 3600
+# After a replica freezes the conversation must be back well before the clients' own
+# dead-peer detection (Engine.IO ping interval + timeout = 45 s) could have done it; the LB
+# needs about 2 s (two 1 s check timeouts), the clients a few more to resume and resend.
+FREEZE_RECOVERY_SECONDS = 40
 PROBE = (
     "import urllib.request as u; print(u.urlopen('http://127.0.0.1:5000/healthz', timeout=3)"
     ".read().decode())"
@@ -126,6 +132,7 @@ def test_replicas_behind_one_url_survive_a_stop_mid_conversation(lb_stack):
     alice = Peer(project, "alice", room, [LB_URL])
     bob = Peer(project, "bob", room, [LB_URL])
     peers = [alice, bob]
+    frozen = ""
     try:
         wait_for(lambda: alice.of("secure") and bob.of("secure"), 90, 0.2, "both sides secure")
         a_sent, b_sent = [f"alice {i} through the LB" for i in range(3)], ["bob 0, über ✓"]
@@ -174,6 +181,25 @@ def test_replicas_behind_one_url_survive_a_stop_mid_conversation(lb_stack):
         # The stopped replica's member is back, on a survivor: both are connected again.
         wait_for(lambda: _connections(project) == 2, 30, 0.5, "both members on the survivors")
 
+        # Then a replica holding a member freezes (docker pause): no FIN, no answer, its
+        # connections stay open. The LB's checks time out, it marks the replica down and
+        # closes the sessions still on it, so that member reconnects at once instead of at
+        # its Engine.IO ping timeout (25 + 20 s, past this wait).
+        holding = {n: h for n, h in _replica_health(project).items() if h.get("connections")}
+        frozen, frozen_health = sorted(holding.items())[0]
+        project.pause_container(frozen)
+        frozen_at = time.monotonic()
+        for i in range(11, 14):
+            for peer, sent in ((alice, a_sent), (bob, b_sent)):
+                line = f"{peer.name} {i} after the freeze"
+                peer.proc.send(line)
+                sent.append(line)
+        bob.expect(a_sent, timeout=FREEZE_RECOVERY_SECONDS)
+        alice.expect(b_sent, timeout=FREEZE_RECOVERY_SECONDS)
+        print(f"conversation back {time.monotonic() - frozen_at:.1f} s after docker pause")
+        survivors -= {frozen_health["replica"]}
+        wait_for(lambda: _connections(project) == 2, 30, 0.5, "both members on the last one")
+
         for peer in peers:
             peer.proc.close_input()
         for peer in peers:
@@ -185,7 +211,8 @@ def test_replicas_behind_one_url_survive_a_stop_mid_conversation(lb_stack):
         # Both members ended on the surviving replicas; the stopped one is out of the pool.
         assert healthz(lb_port).get("replica") in survivors
         now = _replica_health(project)
-        assert victim not in now and {h.get("replica") for h in now.values()} == survivors
+        assert victim not in now and frozen not in now
+        assert {h.get("replica") for h in now.values()} == survivors
         _assert_seat_ttl_applied(project, room)
     except BaseException:
         for peer in peers:
@@ -195,3 +222,5 @@ def test_replicas_behind_one_url_survive_a_stop_mid_conversation(lb_stack):
     finally:
         for peer in peers:
             peer.proc.kill()
+        if frozen:
+            project.pause_container(frozen, paused=False)  # so `down` stops it normally
