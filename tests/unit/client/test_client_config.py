@@ -25,7 +25,7 @@ def test_defaults(tmp_path):
         False,
         False,
     )
-    assert s.timeout == 30.0 and s.rekey_after == 1000
+    assert s.timeout == 30.0
 
 
 def test_xdg_data_home_is_respected(tmp_path):
@@ -68,7 +68,6 @@ def test_flag_beats_env_beats_default(tmp_path):
         "PARLEY_HASH": "sha1",
         "PARLEY_RELAY_TOKEN": "envtoken",
         "PARLEY_TIMEOUT": "7",
-        "PARLEY_REKEY_AFTER": "50",
         "PARLEY_DENIABLE": "1",
         "PARLEY_JSON": "yes",
     }
@@ -81,7 +80,7 @@ def test_flag_beats_env_beats_default(tmp_path):
         "sha1",
         "envtoken",
     )
-    assert s.home == tmp_path / "envhome" and s.timeout == 7 and s.rekey_after == 50
+    assert s.home == tmp_path / "envhome" and s.timeout == 7
     assert s.deniable and s.json
     s = load_settings(
         [
@@ -152,7 +151,7 @@ def test_settings_are_frozen():
         ([], {"PARLEY_HASH": "md5"}, "unknown hash"),
         (["--timeout", "soon"], {}, "--timeout"),
         (["--timeout", "-1"], {}, "--timeout"),
-        (["--rekey-after", "0"], {}, "--rekey-after"),
+        (["--rekey-after", "5"], {}, "unrecognized arguments: --rekey-after"),
         (["--name", " padded"], {}, "name"),
         (["--name", "bob\u202e"], {}, "name"),  # a bidi override
         (["--name", "a\x1b[31m"], {}, "name"),
