@@ -249,6 +249,7 @@ BAD_EVENTS = [
     ("mailbox_ack", {"ids": ["1-0"] * 501}),
     ("mailbox_ack", {"ids": ["+", "-"]}),
     ("mailbox_ack", {"ids": [1]}),
+    ("mailbox_ack", {"ids": ["18446744073709551616-0"]}),  # past Redis's 64-bit ids
     ("mailbox_ack", {"ids": ["1-0"], "seat": "bob"}),
     ("prekeys", []),
     ("prekeys", {"bundle": "x"}),
@@ -278,6 +279,8 @@ def test_malformed_offline_events_get_a_clear_error_and_change_nothing(two_relay
     errors = alice.wait_for("error", len(BAD_EVENTS))
     assert all(e["code"] == "bad_request" and e["message"] for e in errors)
     assert alice.call("prekeys", {}) == {"ok": True, "one_time_left": 1}
+    top = "18446744073709551615-18446744073709551615"  # the largest id: valid, names nothing
+    assert alice.call("mailbox_ack", {"ids": [top]}) == {"ok": True, "removed": 0}
     bob = bob_m.connect(r2.url)
     assert bob.wait_for("mailbox_done") == [{"count": 1}] and stored_texts(bob) == ["kept"]
     assert bob.call("fetch_prekeys", {})["one_time"] == {"id": "1" * 16, "dh": "ab"}
