@@ -193,8 +193,8 @@ def test_replicas_behind_one_url_survive_a_stop_mid_conversation(lb_stack):
         assert not stopper.is_alive(), "docker stop hung"
         assert {r["Name"]: r["State"] for r in project.containers("replica")}[victim] == "exited"
 
-        # The LB's health checks mark it down within seconds (about 1.5 s after its listener
-        # closed, by design); from then on every new connection is answered by a live one.
+        # The LB's health checks mark it down within seconds (within 1.5 s of its listener
+        # closing, by design); from then on every new connection is answered by a live one.
         # (A connection made in that window to the vanished address can be cut when the
         # replica is marked down: shutdown-sessions; the client then simply retries.)
         wait_for(lambda: "is DOWN" in _lb_log(project), 20, 0.2, "the LB to mark it down")
