@@ -37,7 +37,7 @@ from .lease import Lease
 from .logs import log_event
 from .mailbox import MailboxStore
 from .metrics import Metrics
-from .offline import Offline
+from .offline import Held, Offline
 from .store import Conn, JoinRequest, JoinResult, SeatStore
 
 NAMESPACE = "/"
@@ -96,7 +96,7 @@ class RelayNamespace(socketio.Namespace):
         self.early: dict[str, tuple] = {}
         # Live events for a connection that is joining or draining its mailbox backlog:
         # emitted in order once the backlog is out (offline.py), never before it.
-        self.holding: dict[str, list] = {}
+        self.holding: dict[str, Held] = {}
         self.mailbox = mailbox
         self.offline = Offline(self, mailbox)
 
@@ -143,7 +143,7 @@ class RelayNamespace(socketio.Namespace):
             self._refused(sid, rej, peer=environ.get("REMOTE_ADDR"))
         req = JoinRequest(sid, self.me, identity.name, identity.secret_hash, identity.instance)
         self.connecting.add(sid)
-        self.holding[sid] = []
+        self.holding[sid] = Held()
         try:
             try:
                 result = self.store.join(identity.room, req)
@@ -342,7 +342,7 @@ class RelayNamespace(socketio.Namespace):
         whose event this is."""
         held = self.holding.get(sid)
         if held is not None:
-            held.append((event, data, sender))
+            self.offline.hold(sid, held, event, data, sender)
         elif sid in self.conns:
             self.server.emit(event, data, to=sid, skip_sid=sender, namespace=NAMESPACE)
 

@@ -106,7 +106,7 @@ local id = redis.call('XADD', mbox, '*', 'p', payload, 'f', string.sub(hash, 1, 
 redis.call('INCRBY', mbytes, size)
 redis.call('PEXPIRE', mbox, ttl + 60000)
 redis.call('PEXPIRE', mbytes, ttl + 60000)
-return cjson.encode({s = 'stored', id = id, e = gone})
+return cjson.encode({s = 'stored', id = id, e = gone, n = n})
 """
 )
 
@@ -249,7 +249,9 @@ class RedisMailbox:
             return Stored("live", peer=Conn(out["r"], out["c"]))
         if status == "stored":
             # Outside the script: the index is one global key (another slot under Cluster).
-            self.client.sadd(INDEX_KEY, f"{room}|{self.peer_tags[room]}")
+            # Only for a new stream: the janitor keeps a member while its stream exists.
+            if out["n"] == 0:
+                self.client.sadd(INDEX_KEY, f"{room}|{self.peer_tags[room]}")
             return Stored("stored", id=out["id"], expired=int(out["e"]))
         return Stored(status, expired=int(out.get("e", 0)))
 
