@@ -151,9 +151,17 @@ def parse_ack(args: tuple) -> list[str]:
         raise Rejection("bad_request", 'mailbox_ack needs {"ids": [entry id, ...]}')
     if len(ids) > MAX_ACK_IDS:
         raise Rejection("bad_request", f"mailbox_ack takes at most {MAX_ACK_IDS} ids")
-    if not all(isinstance(i, str) and ENTRY_ID_RE.fullmatch(i) for i in ids):
+    if not all(isinstance(i, str) and _entry_id(i) for i in ids):
         raise Rejection("bad_request", "mailbox_ack ids must be entry ids like 1700000000000-0")
     return list(dict.fromkeys(ids))
+
+
+def _entry_id(text: str) -> bool:
+    """A Redis Stream id: "<ms>-<seq>", both unsigned 64-bit."""
+    if not ENTRY_ID_RE.fullmatch(text):
+        return False
+    ms, _, seq = text.partition("-")
+    return int(ms) < 2**64 and int(seq) < 2**64
 
 
 def parse_prekeys(args: tuple) -> tuple[dict | None, list[dict]]:
