@@ -110,3 +110,16 @@ def test_the_verifier_sees_exactly_what_was_signed():
     header, ct, sig, mac = ratchet.RatchetEncrypt(a, b"again", ad, sign=lambda data: b"SIG")
     with pytest.raises(errors.InvalidMessage, match="refused by the verifier"):
         ratchet.RatchetDecrypt(new, header, ct, sig, mac, ad, verify=refuse)
+
+
+def test_a_replay_is_named_a_replay_and_changes_nothing(alice, bob):
+    """Any number below Nr of the current chain is refused before its (long deleted) key is
+    even looked for: the last message, and the first."""
+    x, y = connect(alice, bob, a=DENIABLE, b=DENIABLE)
+    first, last = x.seal(b"first"), x.seal(b"last")
+    assert y.open(first) == b"first" and y.open(last) == b"last"
+    before = json.dumps(y.to_state(), sort_keys=True)
+    for replay in (last, first):
+        with pytest.raises(errors.InvalidMessage, match="^replayed message"):
+            y.open(replay)
+        assert json.dumps(y.to_state(), sort_keys=True) == before
