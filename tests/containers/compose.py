@@ -147,12 +147,22 @@ class ComposeProject:
         rows = [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
         return sorted(rows, key=lambda row: row.get("Name", ""))
 
-    def stop_container(self, name: str) -> None:
-        """`docker stop` one container of this project (e.g. one replica of a scaled service)."""
+    def _assert_ours(self, name: str) -> None:
         ours = {row["Name"] for service in ("replica", "relay", "relay2")
                 for row in self.containers(service)}  # fmt: skip
-        assert name in ours, f"{name} is not a container of project {self.name}"
+        assert name in ours, f"{name} is not a relay container of project {self.name}"
+
+    def stop_container(self, name: str) -> None:
+        """`docker stop` one container of this project (e.g. one replica of a scaled service)."""
+        self._assert_ours(name)
         _run(["docker", "stop", "--time", "10", name], 60)
+
+    def pause_container(self, name: str, paused: bool = True) -> None:
+        """`docker pause` (freeze) one container of this project, or unpause it. A frozen
+        process says nothing: its kernel still holds its connections open, unlike a killed one
+        (whose sockets the kernel closes, which peers notice at once)."""
+        self._assert_ours(name)
+        _run(["docker", "pause" if paused else "unpause", name], 60)
 
     def container_state(self, service: str) -> str:
         out = self.run("ps", "--all", "--format", "json", service).stdout

@@ -1,14 +1,18 @@
 """Relay replicas behind one address: the compose `lb` profile, end to end in containers.
 
-`docker compose --profile lb up --scale replica=3 lb` brings up Redis, three relay replicas
-and HAProxy (Dockerfile.lb). Two real clients talk through the LB's one URL. The replica
+`docker compose --profile lb up lb` brings up Redis, two relay replicas (the default) and
+HAProxy (Dockerfile.lb); `--scale replica=3` adds a third, which the running LB picks up
+without a restart. The relays require a token; the LB's health checks (/healthz) need none,
+/metrics through the LB still does. Two real clients talk through the LB's one URL. The replica
 holding Alice is stopped in the middle of the conversation, while lines are in flight from
 both sides; the conversation goes on through the others and every line arrives exactly once,
 in order. The LB's health checks must mark the stopped replica down within seconds, and
-then every new connection through the LB is answered by a live replica.
+then every new connection through the LB is answered by a live replica. Then another
+replica holding a member freezes (docker pause): the LB closes its sessions, so the
+conversation is back long before the clients' own ping timeout would have noticed.
 
-The project's .env carries a relay setting (PARLEY_SEAT_TTL) to check compose hands the
-relay settings to the replicas and the relay applies it. Always torn down with
+The project's .env carries relay settings (PARLEY_SEAT_TTL, PARLEY_RELAY_TOKEN) to check
+compose hands them to the replicas and the relay applies them. Always torn down with
 `docker compose down -v`, also on failure.
 """
 
@@ -27,9 +31,15 @@ from tests.support.servers import free_port, wait_for
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]
 
 LB_URL = "http://lb:5000"
+DEFAULT_REPLICAS = 2  # deploy.replicas of the replica service
 REPLICAS = 3
+TOKEN = secrets.token_urlsafe(32)
 # Set in the project's .env; the relay's seat key must then live this long (+60 s), not 7 days.
 SEAT_TTL = 3600
+# After a replica freezes the conversation must be back well before the clients' own
+# dead-peer detection (Engine.IO ping interval + timeout = 45 s) could have done it; the LB
+# needs about 2 s (two 1 s check timeouts), the clients a few more to resume and resend.
+FREEZE_RECOVERY_SECONDS = 40
 PROBE = (
     "import urllib.request as u; print(u.urlopen('http://127.0.0.1:5000/healthz', timeout=3)"
     ".read().decode())"
@@ -39,11 +49,12 @@ PROBE = (
 @pytest.fixture(scope="module")
 def lb_stack(docker_ready):
     ports = {"relay": free_port(), "relay2": free_port(), "lb": free_port()}
-    project = ComposeProject(ports=ports, settings={"PARLEY_SEAT_TTL": str(SEAT_TTL)})
+    settings = {"PARLEY_SEAT_TTL": str(SEAT_TTL), "PARLEY_RELAY_TOKEN": TOKEN}
+    project = ComposeProject(ports=ports, settings=settings)
     try:
         project.build("relay", "client", "lb")
-        # Only the LB and what it depends on: Redis, its password, the scaled replicas.
-        project.up("lb", "--scale", f"replica={REPLICAS}")
+        # Only the LB and what it depends on: Redis, its password, the replicas.
+        project.up("lb")
         yield project
     except BaseException:
         print(project.logs())
@@ -62,6 +73,16 @@ def _replica_health(project: ComposeProject) -> dict[str, dict]:
                           "python3", "-c", PROBE, check=False)  # fmt: skip
         found[row["Name"]] = json.loads(out.stdout) if out.returncode == 0 else {}
     return found
+
+
+def _scale(project: ComposeProject, replicas: int) -> None:
+    """The README's `docker compose --profile lb up -d --wait --scale replica=N lb`."""
+    project.up("lb", "--scale", f"replica={replicas}")
+
+
+def _started_at(project: ComposeProject, service: str) -> str:
+    (row,) = project.containers(service)
+    return project.run("exec", "-T", service, "cat", "/proc/1/stat").stdout.split()[21] + row["ID"]
 
 
 def _connections(project: ComposeProject) -> int:
@@ -89,6 +110,22 @@ def _assert_seat_ttl_applied(project: ComposeProject, room: str) -> None:
     assert any(0 < ttl <= SEAT_TTL + 60 for ttl in ttls), dict(zip(keys, ttls, strict=True))
 
 
+def test_scale_up_reaches_the_running_lb(lb_stack):
+    project: ComposeProject = lb_stack
+    lb_port = project.ports["lb"]
+    assert len(_replica_health(project)) == DEFAULT_REPLICAS
+    lb_before = _started_at(project, "lb")
+    _scale(project, REPLICAS)
+    replica_ids = {h.get("replica") for h in _replica_health(project).values()}
+    assert len(replica_ids) == REPLICAS, replica_ids
+    # The new replica gets connections through the same LB process (Docker DNS, no reload).
+    wait_for(lambda: set(_ids_through_lb(lb_port, 6)) == replica_ids, 30, 0.5, "all in the LB")
+    assert _started_at(project, "lb") == lb_before, "the LB was restarted"
+    # /healthz answers without the relay's token (the LB's checks need none); /metrics not.
+    assert http_status(lb_port, "/lb/healthz") == 200
+    assert http_status(lb_port, "/metrics") == 401
+
+
 def test_the_lb_profile_is_hardened_and_hides_the_replicas(lb_stack):
     project: ComposeProject = lb_stack
     services = json.loads(project.run("config", "--format", "json").stdout)["services"]
@@ -107,16 +144,17 @@ def test_the_lb_profile_is_hardened_and_hides_the_replicas(lb_stack):
     out = project.run("exec", "-T", "lb", "touch", "/etc/x", check=False)
     assert "Read-only file system" in out.stderr, out.stderr
     # The relay settings of .env reach every replica.
-    for index in range(1, REPLICAS + 1):
-        env = project.run("exec", "-T", "--index", str(index), "replica", "printenv",
-                          "PARLEY_SEAT_TTL").stdout  # fmt: skip
-        assert env.strip() == str(SEAT_TTL), index
+    for row in project.containers("replica"):
+        index = row["Name"].rsplit("-", 1)[1]
+        env = project.run("exec", "-T", "--index", index, "replica", "printenv",
+                          "PARLEY_SEAT_TTL", "PARLEY_RELAY_TOKEN").stdout  # fmt: skip
+        assert env.split() == [str(SEAT_TTL), TOKEN], index
 
 
 def test_replicas_behind_one_url_survive_a_stop_mid_conversation(lb_stack):
     project: ComposeProject = lb_stack
     lb_port = project.ports["lb"]
-    assert http_status(lb_port, "/lb/healthz") == 200
+    _scale(project, REPLICAS)  # a no-op when the test above already scaled
     replica_ids = {h.get("replica") for h in _replica_health(project).values()}
     assert len(replica_ids) == REPLICAS, replica_ids
     # The LB spreads new connections over all replicas.
@@ -126,6 +164,7 @@ def test_replicas_behind_one_url_survive_a_stop_mid_conversation(lb_stack):
     alice = Peer(project, "alice", room, [LB_URL])
     bob = Peer(project, "bob", room, [LB_URL])
     peers = [alice, bob]
+    frozen = ""
     try:
         wait_for(lambda: alice.of("secure") and bob.of("secure"), 90, 0.2, "both sides secure")
         a_sent, b_sent = [f"alice {i} through the LB" for i in range(3)], ["bob 0, über ✓"]
@@ -174,6 +213,25 @@ def test_replicas_behind_one_url_survive_a_stop_mid_conversation(lb_stack):
         # The stopped replica's member is back, on a survivor: both are connected again.
         wait_for(lambda: _connections(project) == 2, 30, 0.5, "both members on the survivors")
 
+        # Then a replica holding a member freezes (docker pause): no FIN, no answer, its
+        # connections stay open. The LB's checks time out, it marks the replica down and
+        # closes the sessions still on it, so that member reconnects at once instead of at
+        # its Engine.IO ping timeout (25 + 20 s, past this wait).
+        holding = {n: h for n, h in _replica_health(project).items() if h.get("connections")}
+        frozen, frozen_health = sorted(holding.items())[0]
+        project.pause_container(frozen)
+        frozen_at = time.monotonic()
+        for i in range(11, 14):
+            for peer, sent in ((alice, a_sent), (bob, b_sent)):
+                line = f"{peer.name} {i} after the freeze"
+                peer.proc.send(line)
+                sent.append(line)
+        bob.expect(a_sent, timeout=FREEZE_RECOVERY_SECONDS)
+        alice.expect(b_sent, timeout=FREEZE_RECOVERY_SECONDS)
+        print(f"conversation back {time.monotonic() - frozen_at:.1f} s after docker pause")
+        survivors -= {frozen_health["replica"]}
+        wait_for(lambda: _connections(project) == 2, 30, 0.5, "both members on the last one")
+
         for peer in peers:
             peer.proc.close_input()
         for peer in peers:
@@ -185,7 +243,8 @@ def test_replicas_behind_one_url_survive_a_stop_mid_conversation(lb_stack):
         # Both members ended on the surviving replicas; the stopped one is out of the pool.
         assert healthz(lb_port).get("replica") in survivors
         now = _replica_health(project)
-        assert victim not in now and {h.get("replica") for h in now.values()} == survivors
+        assert victim not in now and frozen not in now
+        assert {h.get("replica") for h in now.values()} == survivors
         _assert_seat_ttl_applied(project, room)
     except BaseException:
         for peer in peers:
@@ -195,3 +254,5 @@ def test_replicas_behind_one_url_survive_a_stop_mid_conversation(lb_stack):
     finally:
         for peer in peers:
             peer.proc.kill()
+        if frozen:
+            project.pause_container(frozen, paused=False)  # so `down` stops it normally

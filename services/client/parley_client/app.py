@@ -46,6 +46,8 @@ class App:
             resend_after=settings.resend_after,
             on_session=self.keylog.record if self.keylog else None,
             state=self.room_state,
+            # offline delivery needs a seat of our own (a secret): mailbox and prekeys
+            request=self.transport.request if self.transport.has_seat else None,
         )
         self.transport.core = self.core
         self._tasks: list[asyncio.Task] = []

@@ -55,6 +55,7 @@ class Settings:
     resend_after: float = 5.0
     keylog: Path | None = None
     accept_new_key: str | None = None  # batch: the one contact whose changed key is accepted
+    wait_delivered: bool = False  # batch: exit only on receipts (✓✓), not once stored (✓)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", default=None, help="JSON lines in batch mode")
     p.add_argument(
         "--timeout", help="batch mode: seconds to wait for receipts at end of input (30)"
+    )
+    p.add_argument(
+        "--wait-delivered",
+        action="store_true",
+        default=None,
+        help="batch mode: wait for the contact's receipts (✓✓) even when it is away and the "
+        "relay stored the messages (PARLEY_WAIT_DELIVERED=1)",
     )
     p.add_argument(
         "--accept-new-key",
@@ -269,4 +277,5 @@ def load_settings(
         ),
         keylog=Path(keylog) if keylog else None,
         accept_new_key=display_name(accept, "--accept-new-key") if accept else None,
+        wait_delivered=_truthy(_pick(args.wait_delivered, env, "PARLEY_WAIT_DELIVERED", False)),
     )

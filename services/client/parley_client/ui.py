@@ -250,7 +250,9 @@ class TerminalUI:
             state = "pending" if item.state == "pending" else "sent"
             lines = screen.own(self.settings.name, item.text, item.ts, state, self.marks)
             self._lines(lines, "ansiyellow")
-        self.say(f"{len(self.mine)} message(s) were not delivered", "warning")
+        stored = sum(1 for item in self.core.outbox if item.stored)
+        note = f" ({stored} stored in the relay's mailbox: ✓)" if stored else ""
+        self.say(f"{len(self.mine)} message(s) were not delivered{note}", "warning")
         return status
 
     def _released(self, why: str | None) -> int:

@@ -43,6 +43,11 @@ PREFIX = "parley:"
 EPOCH_MIN_TTL_MS = 24 * 3600 * 1000
 
 
+def room_key(room: str, part: str) -> str:
+    """A per-room key in the room's hash slot: `parley:{<room>}:<part>` (DECISIONS.md)."""
+    return f"{PREFIX}{{{room}}}:{part}"
+
+
 def make_client(
     url: str, *, max_connections: int = 512, decode: bool = True, name: str | None = None
 ) -> redis.Redis:
@@ -96,6 +101,10 @@ class RedisStore:
 
     def _key(self, kind: str, name: str = "") -> str:
         return f"{PREFIX}{kind}:{name}" if name else PREFIX + kind
+
+    def seats_key(self, room: str) -> str:
+        """The key of the room's seats hash (read by the mailbox scripts, redis_mailbox.py)."""
+        return self._key("room", room)
 
     def join(self, room: str, req: JoinRequest, restore: bool = False) -> JoinResult:
         """Atomic join (Lua): clean the room, then resume / seat / refuse per the rules."""

@@ -3,6 +3,7 @@ value, the key ranges beyond p and q, the smallest valid s, the payload parser."
 
 from __future__ import annotations
 
+import dataclasses
 import types
 
 import pytest
@@ -151,3 +152,20 @@ def test_negative_s_congruent_to_a_valid_one_is_refused():
     assert raw.verify(P, GROUP.g, key.verify_key.y, h, shifted.r, shifted.s)  # r^-q = 1
     assert elgamal.verify(key.verify_key, b"m", signature)
     assert not elgamal.verify(key.verify_key, b"m", shifted)
+
+
+def test_signature_objects_hold_positive_ints_only():
+    assert elgamal.Signature(1, 1) == elgamal.Signature(1, 1)  # ranges are verify()'s job
+    for r, s in ((0, 1), (1, 0), (-1, 1), (1, -1)):
+        with pytest.raises(ValueError, match="positive"):
+            elgamal.Signature(r, s)
+    for r, s in ((True, 1), (1, 1.0), ("1", 1)):
+        with pytest.raises(TypeError):
+            elgamal.Signature(r, s)
+
+
+def test_key_and_signature_objects_are_immutable():
+    key = elgamal.SigningKey(GROUP, 5)
+    for obj, attr in ((key, "x"), (key.verify_key, "y"), (elgamal.Signature(3, 4), "s")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, attr, 7)
