@@ -12,7 +12,7 @@ of what it must have caused, from the relays' structured logs and the clients' o
 * cut_client:reset: the cut client connected to a relay again after the restore;
 * bounds:<attack>:k: the relay refused the attack as it must (tests/faults/bounds.py), its
   peak RSS grew by less than ATTACK_RSS_BOUND_KB meanwhile, /healthz answered 200, and for
-  seat_by_name the attacked pair noticed nothing (no new connection, no new handshake).
+  seat_by_name the attacked pair only ever shook hands with each other's key.
 """
 
 from __future__ import annotations
@@ -100,17 +100,17 @@ def _reconnected(soak, fault: FaultRecord) -> bool:
     return any(at > fault.ended for at, _ in _connections(soak.clients[soak.cut_name]))
 
 
-def _undisturbed(soak, fault: FaultRecord) -> bool:
-    """Neither member of the attacked pair reconnected or shook hands again meanwhile."""
+def _undisturbed(soak) -> bool:
+    """The attacked pair only ever met each other: every handshake of either member was with
+    the same key and none saw a changed key (a seat taken by name would show a stranger's
+    key). Reconnects do not count: a loaded machine may fence a replica meanwhile."""
     room, _ = soak.victim()
     pair = [name for name, c in soak.clients.items() if c.args[c.args.index("--room") + 1] == room]
     for name in pair:
-        for at, e in soak.clients[name].timed_events():
-            fresh = e.get("event") == "secure" or (
-                e.get("event") == "info" and str(e.get("message", "")).startswith(CONNECTED)
-            )
-            if fresh and fault.began <= at <= fault.ended + 2:
-                return False
+        events = [e for _, e in soak.clients[name].timed_events()]
+        keys = {e.get("fingerprint") for e in events if e.get("event") == "secure"}
+        if len(keys) != 1 or any(e.get("event") == "key_changed" for e in events):
+            return False
     return len(pair) == 2
 
 
@@ -118,7 +118,7 @@ def _attack_held(soak, fault: FaultRecord) -> bool:
     attack = soak.attacks.get(fault)
     if attack is None or not attack.refused or attack.growth_kb >= ATTACK_RSS_BOUND_KB:
         return False
-    return _undisturbed(soak, fault) if fault.action.startswith("bounds:seat_by_name") else True
+    return _undisturbed(soak) if fault.action.startswith("bounds:seat_by_name") else True
 
 
 def _next_main(soak, n: int, fault: FaultRecord) -> float:
