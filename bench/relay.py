@@ -243,9 +243,10 @@ def run_stored(args) -> int:
     print(
         f"drain:  {r['drained']} drained by {args.pairs} clients reconnecting at once in "
         f"{r['drain_s']} s; per client median {r['drain_msgs_per_s_per_client_median']} "
-        f"msgs/s (slowest {r['drain_msgs_per_s_per_client_min']}); relays + Redis CPU "
-        f"{r['cpu_us_per_drained']} us per drained message (acks included); lost "
-        f"{r['lost']}, out of order {r['out_of_order']}"
+        f"msgs/s from connect (slowest {r['drain_msgs_per_s_per_client_min']}), "
+        f"{r['stream_msgs_per_s_per_client_median']} msgs/s from the first entry; relays + "
+        f"Redis CPU {r['cpu_us_per_drained']} us per drained message (acks included); lost "
+        f"{r['lost']}, out of order {r['out_of_order']}; load generator CPU {r['client_cpu_s']} s"
     )
     print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(

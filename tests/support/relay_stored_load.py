@@ -9,7 +9,10 @@ Runs in its own process with gevent (every client a greenlet). Phases:
    `mailbox_done`, and acknowledges in batches of 500 as a client does; measured per client
    (connect to mailbox_done) and the CPU of the pids over the phase.
 Prints one JSON object: stored, stored_s, cpu_us_per_stored, drained, lost, out_of_order,
-drain_msgs_per_s_per_client (median, min), drain_s (slowest client), cpu_us_per_drained.
+drain_msgs_per_s_per_client (median, min: connect to mailbox_done), stream_msgs_per_s_per_client
+(first stored_message to mailbox_done), drain_s (slowest client), cpu_us_per_drained and the
+load generator's own CPU (all clients run in this one process: on a small machine it is
+often the bottleneck).
 
     python -m tests.support.relay_stored_load --url-a URL --url-b URL --pids 1,2,3
 """
@@ -53,10 +56,16 @@ class Member:
         self.sio: socketio.Client | None = None
         self.done = gevent.event.Event()
         self.entries: list = []
+        self.first = 0.0  # when the first stored_message arrived
+
+    def on_entry(self, data) -> None:
+        if not self.entries:
+            self.first = time.perf_counter()
+        self.entries.append(data)
 
     def connect(self) -> socketio.Client:
         sio = socketio.Client(reconnection=False)
-        sio.on("stored_message", self.entries.append)
+        sio.on("stored_message", self.on_entry)
         sio.on("mailbox_done", lambda data: self.done.set())
         auth = {"room": self.room, "name": self.name, "secret": self.secret}
         auth["instance"] = self.instance
@@ -91,8 +100,9 @@ def drain(member: Member, timings: list) -> None:
     start = time.perf_counter()
     sio = member.connect()
     member.done.wait(timeout=300)
-    elapsed = time.perf_counter() - start
-    timings.append((len(member.entries), elapsed))
+    end = time.perf_counter()
+    # (entries, connect to mailbox_done, first entry to mailbox_done)
+    timings.append((len(member.entries), end - start, end - (member.first or end)))
     ids = [e["id"] for e in member.entries]
     for i in range(0, len(ids), ACK_BATCH):
         sio.call("mailbox_ack", {"ids": ids[i : i + ACK_BATCH]}, timeout=30)
@@ -138,8 +148,9 @@ def main(argv=None) -> int:
         lost += args.messages - len(set(seqs))
         out_of_order += sum(1 for x, y in zip(seqs, seqs[1:], strict=False) if y <= x)
         b.sio.disconnect()
-    rates = [n / t for n, t in timings if t > 0]
-    drained = sum(n for n, _ in timings)
+    rates = [n / t for n, t, _ in timings if t > 0]
+    stream_rates = [n / t for n, _, t in timings if t > 0]
+    drained = sum(n for n, _, _ in timings)
     print(
         json.dumps(
             {
@@ -154,6 +165,8 @@ def main(argv=None) -> int:
                 "drain_s": round(drain_s, 2),
                 "drain_msgs_per_s_per_client_median": round(statistics.median(rates), 1),
                 "drain_msgs_per_s_per_client_min": round(min(rates), 1),
+                "stream_msgs_per_s_per_client_median": round(statistics.median(stream_rates), 1),
+                "client_cpu_s": round(cpu_seconds([os.getpid()]), 1),
                 "cpu_us_per_drained": round(cpu_drain * 1e6 / max(1, drained), 1),
             }
         )

@@ -37,7 +37,7 @@ from .lease import Lease
 from .logs import log_event
 from .mailbox import MailboxStore
 from .metrics import Metrics
-from .offline import Offline
+from .offline import Held, Offline
 from .store import Conn, JoinRequest, JoinResult, SeatStore
 
 NAMESPACE = "/"
@@ -96,7 +96,7 @@ class RelayNamespace(socketio.Namespace):
         self.early: dict[str, tuple] = {}
         # Live events for a connection that is joining or draining its mailbox backlog:
         # emitted in order once the backlog is out (offline.py), never before it.
-        self.holding: dict[str, list] = {}
+        self.holding: dict[str, Held] = {}
         self.mailbox = mailbox
         self.offline = Offline(self, mailbox)
 
@@ -143,7 +143,7 @@ class RelayNamespace(socketio.Namespace):
             self._refused(sid, rej, peer=environ.get("REMOTE_ADDR"))
         req = JoinRequest(sid, self.me, identity.name, identity.secret_hash, identity.instance)
         self.connecting.add(sid)
-        self.holding[sid] = []
+        self.holding[sid] = Held()
         try:
             try:
                 result = self.store.join(identity.room, req)
@@ -205,6 +205,12 @@ class RelayNamespace(socketio.Namespace):
     def _announce(self, sid: str, announce: int, early: tuple | None) -> None:
         """Once `sid` is connected: if the room is complete, KEY_EXCHANGE to it and to its
         peers, who learn its place; an event of an early peer update is emitted now."""
+        joiner = ((self.me, sid),)
+        conn = self.conns.get(sid)
+        if conn is not None and announce and conn.peers:
+            # The peers learn the joiner's place at once: their live events then reach this
+            # connection (held until its backlog is out), not one it replaced.
+            self.tell_peers(conn.peers, joiner, None, None, announce)
         manager = self.server.manager
         for _ in range(200):
             if manager.is_connected(sid, NAMESPACE):
@@ -219,11 +225,9 @@ class RelayNamespace(socketio.Namespace):
         self.offline.drain(sid, conn)  # the backlog first; then the held live events
         if not announce or not conn.peers or sid not in self.conns:
             return
-        joiner = ((self.me, sid),)
         local = tuple(p for p in conn.peers if p[0] == self.me)
-        self.tell_peers(local, joiner, None, None, announce)  # they learn the joiner's place...
-        # ...and one emit reaches every local member (an emit wrapper such as
-        # scripts/relay_tap.py then sees the room's KEY_EXCHANGE as one event, as before).
+        # One emit reaches every local member (an emit wrapper such as scripts/relay_tap.py
+        # then sees the room's KEY_EXCHANGE as one event, as before).
         targets = [sid] + [p for _, p in local if p in self.conns and p not in self.holding]
         self.server.emit("KEY_EXCHANGE", 1, to=targets, namespace=NAMESPACE)
         for _, p in local:
@@ -342,7 +346,7 @@ class RelayNamespace(socketio.Namespace):
         whose event this is."""
         held = self.holding.get(sid)
         if held is not None:
-            held.append((event, data, sender))
+            self.offline.hold(sid, held, event, data, sender)
         elif sid in self.conns:
             self.server.emit(event, data, to=sid, skip_sid=sender, namespace=NAMESPACE)
 

@@ -18,7 +18,7 @@ import time
 
 import gevent
 
-from .core import Connection, Rejection
+from .core import Connection, Rejection, payload_size
 from .logs import log_event
 from .mailbox import (
     DRAIN_BATCH,
@@ -34,6 +34,13 @@ NAMESPACE = "/"
 PACE_SECONDS = 0.005  # how often a paced drain looks at the connection's outbound queue
 
 
+class Held(list):
+    """Live events held for a connection until its backlog is out, and their bytes."""
+
+    bytes = 0
+    overflow = False
+
+
 class Offline:
     """Mailbox and prekey work for one relay process (a part of its namespace)."""
 
@@ -45,6 +52,9 @@ class Offline:
         # outbound queue past the cap that evicts slow readers (room for one largest frame).
         self.queue_room = max(0, settings.outbound_queue_bytes - settings.max_frame_bytes)
         self.pace_timeout = settings.idle_timeout
+        # Held live events count like queued ones: a member that reads its backlog slowly
+        # while its peer floods would otherwise make the relay buffer without end.
+        self.held_max = settings.outbound_queue_bytes
 
     # -- message storage ---------------------------------------------------------------------
 
@@ -110,6 +120,23 @@ class Offline:
                 return False
             gevent.sleep(PACE_SECONDS)
         return sid in self.ns.conns
+
+    def hold(self, sid: str, held: Held, event: str, data: object, sender: str | None) -> None:
+        """Keep a live event for after the backlog; past the cap the connection is cut (as
+        a slow consumer: it resumes its seat, and gets the backlog again, when it returns)."""
+        try:
+            held.bytes += payload_size(data) if isinstance(data, str | dict) else 16
+        except Rejection:
+            held.bytes += self.held_max  # cannot happen: it was size checked when sent
+        if held.bytes > self.held_max:
+            if not held.overflow:  # cut once; nothing more is held (nor sent) for it
+                held.overflow = True
+                log_event(self.ns.log, "held_overflow", logging.WARNING, sid=sid)
+                rej = Rejection("unavailable", "too much live traffic during the backlog")
+                self.ns.deliver_raw(sid, "error", rej.payload())
+                gevent.spawn(self.ns._safe, self.ns.server.disconnect, sid, namespace=NAMESPACE)
+            return
+        held.append((event, data, sender))
 
     def release(self, sid: str) -> None:
         """Emit the live events held during the drain, in order, then stop holding."""
