@@ -204,7 +204,7 @@ class RelayNamespace(socketio.Namespace):
         targets = [sid] + [p for _, p in local if p in self.conns]
         self.server.emit("KEY_EXCHANGE", 1, to=targets, namespace=NAMESPACE)
         remote = tuple(p for p in conn.peers if p not in local)
-        self.tell_peers(remote, joiner, "KEY_EXCHANGE", 1, announce)
+        self.tell_peers(remote, joiner, "KEY_EXCHANGE", 1, announce, reliable=True)
         log_event(self.log, "key_exchange", room=conn.identity.room, sid=sid)
 
     def on_disconnect(self, sid: str) -> None:
@@ -269,17 +269,25 @@ class RelayNamespace(socketio.Namespace):
             self.kicked.add(sid)  # its own connect handler rolls it back
 
     def tell_peers(
-        self, peers, joiner: tuple, event: str | None, data: object, version: int
+        self,
+        peers,
+        joiner: tuple,
+        event: str | None,
+        data: object,
+        version: int,
+        reliable: bool = False,
     ) -> None:
         """Each peer's peers become `joiner` + the other peers as of seat state `version`;
-        then it gets `event`."""
+        then it gets `event`. `reliable` waits out a Redis failover (bus.ClusterBus): only
+        where nothing else waits on us (never the janitor, whose lease would lapse)."""
         peers = pairs(peers)
         for replica, sid in peers:
             theirs = list(joiner) + [p for p in peers if p != (replica, sid)]
             if replica == self.me:
                 self.peer_update(sid, theirs, event, data, version)
             else:
-                self._safe(self.bus.send, replica, ["p", sid, theirs, event, data, version])
+                message = ["p", sid, theirs, event, data, version]
+                self._safe(self.bus.send, replica, message, reliable=reliable)
 
     def peer_update(self, sid: str, peers, event: str | None, data: object, version: int) -> None:
         """Apply a peer update unless the connection already knows a newer seat state."""
@@ -335,7 +343,7 @@ class RelayNamespace(socketio.Namespace):
                 if replica == self.me:
                     self.deliver(peer, fwd.event, payload, sid)
                 else:
-                    self.bus.send(replica, ["m", peer, fwd.event, payload])
+                    self.bus.send(replica, ["m", peer, fwd.event, payload], reliable=True)
         except Exception:
             log_event(self.log, "forward_failed", logging.WARNING, sid=sid, room=fwd.room)
             return self.reject(sid, conn, Rejection("unavailable"), event)
