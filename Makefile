@@ -8,7 +8,7 @@ DOCKERFILES := Dockerfile.relay Dockerfile.client .ci/redis.Dockerfile
 LOCAL_BASE_IMAGE  ?= parley-base:bookworm
 LOCAL_REDIS_IMAGE ?= parley-redis:bookworm
 
-.PHONY: setup lint format test test-unit test-integration test-containers test-faults demo \
+.PHONY: setup lint format test test-unit test-integration test-containers test-faults test-random demo \
         bench mutate clean docker-setup redis-image images
 
 setup: $(VENV)/.installed
@@ -43,6 +43,13 @@ test-containers: setup
 
 test-faults: setup
 	$(PYTEST) tests/faults
+
+# The whole suite in a random order (test modules and tests shuffled; the seed is printed,
+# re-run one with RANDOM_ORDER_SEED=<n>): proves no test depends on another having run first.
+RANDOM_ORDER_SEED ?= $(shell python3 -c 'import random; print(random.randrange(10**6))')
+test-random: lint
+	$(PYTEST) --random-order-bucket=global \
+	  --random-order-seed=$(RANDOM_ORDER_SEED) tests
 
 # Two scripted clients talk through an in-memory relay; needs only Python 3.11+.
 demo: setup

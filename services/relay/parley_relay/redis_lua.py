@@ -78,9 +78,25 @@ JOIN = (
 local room_key = KEYS[1]
 local sid, me, name, inst, hash = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local cap, ttl, restore = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == '1'
-local epoch, resync, dead = ARGV[9], ARGV[10] == '1', parse_dead(ARGV[11])
+-- resync window: '1' only restores seat anyone; 'p' (a new replica began this data set)
+-- new seats are provisional, and a restore evicts them (see HEARTBEAT)
+local epoch, window, dead = ARGV[9], ARGV[10], parse_dead(ARGV[11])
 local now = now_ms()
 local seats = load(room_key, me, now, ttl, dead)
+local evicted = {}
+if restore then
+  local kept = {}
+  for _, e in ipairs(seats) do
+    local s = e[2]
+    if s.p == 1 and s.c ~= sid and not ct_eq(s.h, hash) then
+      redis.call('HDEL', room_key, e[1])
+      if s.c ~= '' then table.insert(evicted, {s.r, s.c}) end
+    else
+      table.insert(kept, e)
+    end
+  end
+  seats = kept
+end
 local mine = nil
 for _, e in ipairs(seats) do
   if ct_eq(e[2].h, hash) then mine = e end
@@ -99,24 +115,26 @@ else
   local present = false
   for _, e in ipairs(seats) do if e[2].c == sid then present = true end end
   if not present then
-    if not restore and resync then return cjson.encode({s = 'recovering'}) end
+    if not restore and window == '1' then return cjson.encode({s = 'recovering'}) end
     if restore and #seats >= cap then
       -- a live seat taken under an older epoch was taken in the instant after Redis lost
       -- its data, before its joiner noticed: that join is being rolled back; a restore wins
       for i, e in ipairs(seats) do
         if e[2].c ~= '' and e[2].e ~= epoch then
-          redis.call('HDEL', room_key, e[1]); table.remove(seats, i); break
+          redis.call('HDEL', room_key, e[1]); table.remove(seats, i)
+          table.insert(evicted, {e[2].r, e[2].c}); break
         end
       end
     end
     if #seats >= cap then return cjson.encode({s = 'room_full'}) end
     local s = {h = hash, n = name, i = inst, r = me, c = sid, x = 0, t = now, e = epoch}
+    if not restore and window == 'p' then s.p = 1 end
     redis.call('HSET', room_key, sid, cjson.encode(s))
     table.insert(seats, {sid, s})
   end
 end
 touch(room_key, ttl)
-return cjson.encode({s = 'joined', p = peers(seats, sid), r = replaced, v = stamp()})
+return cjson.encode({s = 'joined', p = peers(seats, sid), r = replaced, e = evicted, v = stamp()})
 """
 )
 
@@ -172,45 +190,60 @@ return cjson.encode({ok = 1, p = peers(all, sid), v = stamp()})
 """
 )
 
-# Renew the lease (the hash `leases`: replica -> lease end in ms); detect that Redis lost
-# its data (epoch changed) or that we were presumed dead (lease gone or run out, same
-# epoch). A new epoch opens the resync window, in which only restores may create seats,
-# when some replica knew an older epoch. Returns the replicas whose lease ran out.
+# Renew the lease (the hash `leases`: replica -> "<lease end ms>|<token>"); detect that Redis
+# lost its data (epoch changed) or that we were presumed dead (lease gone, run out or not
+# ours, same epoch). Returns the replicas whose lease ran out, for the room scripts.
+# The lease holds a token the script picks whenever the replica's own is not found: a replica
+# adopts the token of every reply, so an "expired" reply lost on the way is reported again
+# at the next beat (the lease then holds a token the replica never received), never missed.
+# Resync window (resync key, PX window): a replica that knew an older epoch sets '1': only
+# restores seat anyone. The replica that creates the epoch without knowing an older one
+# (a new replica after a Redis restart, or a first start: the two look alike) sets 'p',
+# unless a window is open already: joins still get seats, but provisional ones that an
+# older replica's restore evicts, so strangers racing a restart take no member's seat.
 HEARTBEAT = """
 local leases, epoch_key, resync_key = KEYS[1], KEYS[2], KEYS[3]
-local me, known, fresh = ARGV[1], ARGV[2], ARGV[3]
+local me, known, fresh, token = ARGV[1], ARGV[2], ARGV[3], ARGV[7]
 local lease, window, keep = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local had = tonumber(redis.call('HGET', leases, me) or '0')
-redis.call('HSET', leases, me, now + lease)
+local function lease_end(v) return tonumber(string.match(v or '', '^(%d+)')) or 0 end
+local had = redis.call('HGET', leases, me)
+local ours = token ~= '' and had ~= false and string.match(had, '|(.*)$') == token
+  and lease_end(had) > now
+if not ours then token = fresh end
+redis.call('HSET', leases, me, (now + lease) .. '|' .. token)
 redis.call('PEXPIRE', leases, keep)
 local epoch = redis.call('GET', epoch_key)
 if not epoch then
   redis.call('SET', epoch_key, fresh)
   epoch = fresh
+  if known == '' then redis.call('SET', resync_key, 'p', 'PX', window, 'NX') end
 end
 redis.call('PEXPIRE', epoch_key, keep)
 local status = 'ok'
 if known ~= '' and epoch ~= known then
   status = 'resync'
-  redis.call('SET', resync_key, '1', 'PX', window, 'NX')
-elseif known ~= '' and had <= now then
+  redis.call('SET', resync_key, '1', 'PX', window)
+elseif known ~= '' and not ours then
   status = 'expired'
 end
 local dead = {}
 local all = redis.call('HGETALL', leases)
 for i = 1, #all, 2 do
-  if tonumber(all[i + 1]) <= now then table.insert(dead, all[i] .. '=' .. all[i + 1]) end
+  local until_ms = lease_end(all[i + 1])
+  if until_ms <= now then table.insert(dead, all[i] .. '=' .. until_ms) end
 end
-return {status, epoch, table.concat(dead, ',')}
+return {status, epoch, table.concat(dead, ','), token}
 """
 
 # After pruning a dead replica: forget its lease, unless it renewed meanwhile.
 FORGET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local exp = redis.call('HGET', KEYS[1], ARGV[1])
-if exp and tonumber(exp) <= now then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and (tonumber(string.match(v, '^(%d+)')) or 0) <= now then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
 return 0
 """

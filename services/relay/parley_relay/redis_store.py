@@ -9,12 +9,12 @@ below (`room_key`, `replica_key`, `global_key`):
                                     holding a member. Other per-room keys share the tag.
   parley:{r:<replica>}:conns set    "<room>|<sid>" per seat that replica holds; owner: that
                                     replica (deleted on shutdown, or pruned when it died)
-  parley:{g}:leases         hash    replica -> lease end (Redis ms); TTL max(seat_ttl, 1 day),
+  parley:{g}:leases         hash    replica -> "<lease end ms>|<token>"; TTL max(seat_ttl, 1 day),
                                     renewed by every lease; dead entries removed by the pruner
   parley:{g}:epoch          string  random id of this Redis data set; same TTL as leases
   parley:{g}:resync         string  present (TTL heartbeat_seconds) while replicas re-register
-                                    their connections after Redis lost its data: only restores
-                                    seat anyone
+                                    their connections after Redis lost its data: "1" only
+                                    restores seat anyone, "p" new seats are provisional
 
 A join is three steps: register "<room>|<sid>" under our replica and read the epoch, run the
 room's JOIN script, re-read the epoch. If the epoch changed in between (Redis lost its data),
@@ -139,6 +139,7 @@ class RedisStore:
         # Replicas whose lease had run out at our last heartbeat: "rep=lease end,..." (the
         # room scripts free their seats; they cannot read other slots' leases themselves).
         self.dead = ""
+        self.lease_token = ""  # what our lease holds while it is ours (redis_lua.HEARTBEAT)
         self._conns_key = replica_key(replica, "conns")
         self._join = client.register_script(redis_lua.JOIN)
         self._leave = client.register_script(redis_lua.LEAVE)
@@ -174,7 +175,7 @@ class RedisStore:
                     self.seat_ttl_ms,
                     "1" if restore else "0",
                     epoch,
-                    "1" if resync is not None else "0",
+                    _text(resync) or "",
                     self.dead,
                 ],
             )
@@ -192,6 +193,7 @@ class RedisStore:
             peers=_conns(out.get("p")),
             replaced=Conn(replaced[0], replaced[1]) if replaced else None,
             version=int(out.get("v", 0)),
+            evicted=_conns(out.get("e")),
         )
 
     def _refused(self, req: JoinRequest, entry: str, result: JoinResult) -> JoinResult:
@@ -253,7 +255,7 @@ class RedisStore:
     def heartbeat(self) -> str:
         """Renew our lease; "resync" when Redis lost its data, "expired" when we were
         presumed dead while Redis kept it (see redis_lua.HEARTBEAT)."""
-        status, epoch, dead = self._beat(
+        status, epoch, dead, token = self._beat(
             keys=[LEASES_KEY, EPOCH_KEY, RESYNC_KEY],
             args=[
                 self.replica,
@@ -262,9 +264,10 @@ class RedisStore:
                 self.lease_ms,
                 self.lease_ms,  # resync window: every live replica beats within one lease
                 max(self.seat_ttl_ms, EPOCH_MIN_TTL_MS),
+                self.lease_token,
             ],
         )
-        self.epoch, self.dead = _text(epoch), _text(dead)
+        self.epoch, self.dead, self.lease_token = _text(epoch), _text(dead), _text(token)
         return _text(status)
 
     def prune_dead(self) -> list[Pruned]:

@@ -254,6 +254,57 @@ def test_heartbeat_statuses(redis_server):
     assert b.heartbeat() == "ok"  # a replica that never knew the old epoch
 
 
+def test_an_expired_reply_lost_on_the_way_is_reported_again(redis_server):
+    """The lease was gone (presumed dead) and the beat that found out lost its reply: the
+    next beat must still say "expired", or the replica serves seats others vacated."""
+    raw = redis.Redis.from_url(redis_server.url)
+    a = rs(redis_server.url, "A")
+    assert a.heartbeat() == "ok"
+    raw.hdel(LEASES_KEY, "A")
+    lost = rs(redis_server.url, "A")  # the same beat, whose reply never reached A
+    lost.epoch, lost.lease_token = a.epoch, a.lease_token
+    assert lost.heartbeat() == "expired"
+    assert a.heartbeat() == "expired"  # before: "ok" (the lost beat had renewed the lease)
+    assert a.heartbeat() == "ok"
+
+
+def test_first_start_opens_no_window_that_refuses_joins(redis_server):
+    """A fresh data set's first replica cannot tell a first start from a Redis restart:
+    its joins are granted (provisionally), never kept waiting."""
+    a = rs(redis_server.url, "A")
+    assert a.heartbeat() == "ok"
+    assert a.join("r", req("s1", "alice", secret(1), "i1")).joined
+    assert a.join("r", req("s2", "bob")).joined
+
+
+def test_restore_evicts_seats_taken_before_the_resync_window_opened(redis_server):
+    """M5 gap: after a Redis restart a NEW replica beat first (it knows no older epoch, so
+    it opened no resync window) and strangers joined through it; the old replica's
+    restores must win those seats back."""
+    raw = redis.Redis.from_url(redis_server.url)
+    old = rs(redis_server.url, "O")
+    old.heartbeat()
+    old.join("r", req("s1", "alice", secret(1), "i1"))
+    old.join("r", req("s2", "bob", secret(2), "i2"))
+    raw.flushall()  # Redis restarted empty
+    new = rs(redis_server.url, "N")
+    assert new.heartbeat() == "ok"
+    eve = new.join("r", req("e1", "alice", secret(7), "i7", replica="N"))
+    mallory = new.join("r", req("e2", "bob", replica="N"))
+    assert eve.joined and mallory.joined
+    assert old.heartbeat() == "resync"
+    first = old.join("r", req("s1", "alice", secret(1), "i1", replica="O"), restore=True)
+    assert first.joined and first.peers == ()  # not paired with a stranger, not even briefly
+    assert set(first.evicted) == {Conn("N", "e1"), Conn("N", "e2")}
+    second = old.join("r", req("s2", "bob", secret(2), "i2", replica="O"), restore=True)
+    assert second.joined and second.peers == (Conn("O", "s1"),) and second.evicted == ()
+    assert sorted(s["sid"] for s in old.seats("r")) == ["s1", "s2"]
+    assert new.held() == []
+    assert new.join("r", req("e3", "eve", secret(9), "i9", replica="N")).status == "recovering"
+    raw.delete(RESYNC_KEY)
+    assert new.join("r", req("e3", "eve", secret(9), "i9", replica="N")).status == "room_full"
+
+
 def test_join_refused_while_the_epoch_is_unknown_or_resyncing(redis_server):
     """M5: after Redis lost its data, strangers wait; restores of known connections win."""
     raw = redis.Redis.from_url(redis_server.url)
