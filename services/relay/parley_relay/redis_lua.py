@@ -71,7 +71,7 @@ end
 """
 
 # Seat a connection. The caller checked the epoch first (and re-checks it afterwards:
-# redis_store.RedisStore.join) and passes it with the resync flag it read.
+# redis_store.RedisStore.join) and passes it with the resync window value it read.
 JOIN = (
     _COMMON
     + """

@@ -304,6 +304,9 @@ class RedisStore:
         if self._health is None:
             self._health = _health_client(self.client)
         try:
+            if self._cluster:  # the leases' master: what the heartbeat needs (not every node)
+                node = self._health.get_node_from_key(LEASES_KEY)
+                return bool(self._health.ping(target_nodes=node))
             return bool(self._health.ping())
         except (redis.RedisError, OSError):
             return False
@@ -321,10 +324,10 @@ def _text(value) -> str | None:
 
 
 def _health_client(client):
-    from .redis_cluster import is_cluster_client
+    from .redis_cluster import cluster_health_client, is_cluster_client
 
     if is_cluster_client(client):
-        return client  # a cluster PING goes to one node with the client's own timeouts
+        return cluster_health_client(client)
     pool = client.connection_pool
     kwargs = {
         **pool.connection_kwargs,
