@@ -18,6 +18,14 @@ the stock RedisManager broadcast decodes everything everywhere). Last line:
     python bench/relay.py --quick    # 10 pairs x 50 messages, 1 round (development)
     python bench/relay.py --baseline node   # against Node socket.io + redis-adapter (baselines.py)
     python bench/relay.py --cluster  # Redis Cluster replica sweep 1, 2, 4 (bench/cluster.py)
+
+Stored-and-forwarded mode (issue 15, offline delivery): 50 pairs, B away while A sends
+--stored-messages (default 1,000) each, all kept in B's mailbox in Redis; then every B
+reconnects at once and drains. Reports relay + Redis CPU per stored message and per drained
+message, and the drain rate per reconnecting client (tests/support/relay_stored_load.py):
+
+    python bench/relay.py --stored                         # 50 pairs x 1,000
+    python bench/relay.py --stored --stored-messages 200   # shorter
 """
 
 from __future__ import annotations
@@ -181,6 +189,74 @@ def fanout_tax(pair: list, idle: list, args, tag: str) -> dict:
     return result
 
 
+def run_stored(args) -> int:
+    """The stored-and-forwarded bench (see the module docstring); one round, Parley only."""
+    sys.path.insert(0, str(ROOT))
+    from tests.support.servers import RedisServer
+
+    print(
+        f"stored bench: {args.pairs} pairs over 2 replicas + 1 Redis (AOF everysec), "
+        f"{args.stored_messages} x {args.size} B stored per pair while its B is away",
+        flush=True,
+    )
+    redis_server = RedisServer(appendonly=True).start()
+    relays: list = []
+    try:
+        relays = start_relays("parley", redis_server.url)
+        pids = [r.proc.pid for r in relays] + [redis_server.proc.pid]
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.relay_stored_load",
+                "--url-a",
+                relays[0].url,
+                "--url-b",
+                relays[1].url,
+                "--pids",
+                ",".join(map(str, pids)),
+                "--pairs",
+                str(args.pairs),
+                "--messages",
+                str(args.stored_messages),
+                "--size",
+                str(args.size),
+                "--window",
+                str(args.window),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"stored load failed:\n{proc.stderr[-3000:]}")
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        for relay in relays:
+            relay.cleanup()
+        redis_server.cleanup()
+    print(
+        f"store:  {r['stored']} stored ({r['refused']} refused) in {r['stored_s']} s = "
+        f"{r['store_msgs_per_s']} msgs/s; relays + Redis CPU {r['cpu_us_per_stored']} us "
+        "per stored message"
+    )
+    print(
+        f"drain:  {r['drained']} drained by {args.pairs} clients reconnecting at once in "
+        f"{r['drain_s']} s; per client median {r['drain_msgs_per_s_per_client_median']} "
+        f"msgs/s from connect (slowest {r['drain_msgs_per_s_per_client_min']}), "
+        f"{r['stream_msgs_per_s_per_client_median']} msgs/s from the first entry; relays + "
+        f"Redis CPU {r['cpu_us_per_drained']} us per drained message (acks included); lost "
+        f"{r['lost']}, out of order {r['out_of_order']}; load generator CPU {r['client_cpu_s']} s"
+    )
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(
+        f"stored_us={r['cpu_us_per_stored']} drained_us={r['cpu_us_per_drained']} "
+        f"drain_per_client={r['drain_msgs_per_s_per_client_median']} lost={r['lost']}"
+    )
+    return 0 if r["lost"] == 0 and r["out_of_order"] == 0 and r["refused"] == 0 else 1
+
+
 def describe(name: str, r: dict) -> str:
     return (
         f"{name:9s} {r['msgs_per_s']:9.1f} msgs/s  p50 {r['p50_ms']:8.2f} ms  "
@@ -205,6 +281,10 @@ def main(argv=None) -> int:
         default="python",
         help="python: bare python-socketio + RedisManager; node: socket.io 4 + redis-adapter",
     )
+    p.add_argument("--stored", action="store_true", help="stored-and-forwarded mode")
+    p.add_argument(
+        "--stored-messages", type=int, default=1000, help="messages stored per pair (--stored)"
+    )
     p.add_argument(
         "--cluster",
         action="store_true",
@@ -222,6 +302,8 @@ def main(argv=None) -> int:
         from cluster import main as cluster_main
 
         return cluster_main(["--seconds", "2", "--pairs", "10"] if args.quick else [])
+    if args.stored:
+        return run_stored(args)
     if args.quick:
         args.pairs, args.messages, args.rounds = 10, 50, 1
         args.fanout_seconds = min(args.fanout_seconds, 2.0)

@@ -45,6 +45,7 @@ def heartbeat_once(relay) -> None:
         log_event(relay.log, "pruned", room=pruned.room, name=pruned.name)
         ns.vacated(pruned)
     reconcile(relay)
+    ns.offline.janitor_round()
 
 
 def resync(relay) -> None:

@@ -151,6 +151,10 @@ class RedisStore:
 
         self._cluster = is_cluster_client(client)
 
+    def seats_key(self, room: str) -> str:
+        """The key of the room's seats hash (read by the mailbox scripts, redis_mailbox.py)."""
+        return room_key(room, "seats")
+
     def join(self, room: str, req: JoinRequest, restore: bool = False) -> JoinResult:
         """Join in three single-slot steps (module docstring): resume / seat / refuse."""
         entry = _entry(room, req.sid)

@@ -115,12 +115,11 @@ class Bundle:
     deniable: bool
 
     def entry(self) -> bytes:
-        """Canonical bytes of the responder's part of the transcript (also what SPK's
-        signature covers, under its own label)."""
+        """Canonical bytes of the responder's part of the transcript. Not the display name:
+        the owner may rename itself between publishing and opening (its key is who it is)."""
         group = self.owner.verify_key.group
         return _wire.lp(
             _V + b"responder",
-            self.owner.name.encode(),
             group.name.encode(),
             self.owner.key_id.encode("ascii"),
             _fixed(group, self.owner.y),
@@ -132,8 +131,9 @@ class Bundle:
 
 
 def spk_sig_input(bundle: Bundle) -> bytes:
-    """What the identity signature on a signed prekey covers."""
-    return _wire.lp(_V + b"spk-sig", bundle.entry())
+    """What the identity signature on a signed prekey covers: the owner's display name (the
+    label a first contact pins) and the responder entry."""
+    return _wire.lp(_V + b"spk-sig", bundle.owner.name.encode(), bundle.entry())
 
 
 def make_bundle(me: Identity, spk_id: str, spk: dh.DHPrivateKey, hash: str, deniable: bool) -> dict:

@@ -5,6 +5,7 @@ recomputed independently from the raw DH secrets (``pow`` and the `cryptography`
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import hmac as std_hmac
 import struct
@@ -70,6 +71,15 @@ def test_without_one_time_key_still_works(alice, bob, store):
     assert prekeys.respond(bob, ROOM, store, envelope)[1] == b"no otk"
 
 
+def test_responder_renamed_after_publishing_still_opens(alice, bob, store):
+    """Bob publishes as "bob", renames himself before he comes back: the start still opens
+    (his key is who he is), and Alice pinned the name the bundle carried."""
+    sa = start(alice, store)
+    renamed = dataclasses.replace(bob, name="robert")
+    sb, text = prekeys.respond(renamed, ROOM, store, sa.seal(b"hi"))
+    assert text == b"hi" and sa.peer.name == "bob"
+
+
 def test_deniable_and_options_follow_the_bundle(alice, bob):
     store = PrekeyStore(bob)
     bundle = store.bundle(deniable=True)
@@ -85,14 +95,15 @@ def test_deniable_and_options_follow_the_bundle(alice, bob):
 def _independent_transcript(room, bob_id, spk_id, spk, alice_id, init, otk):
     w = GROUP.byte_length
 
-    def party(label, who, extra):
-        return lp(b"parley/v2/x3dh/" + label, who.name.encode(), GROUP.name.encode(),
+    def party(label, who, extra, name=True):
+        named = [who.name.encode()] if name else []
+        return lp(b"parley/v2/x3dh/" + label, *named, GROUP.name.encode(),
                   hashlib.sha256(lp(b"parley/v1/identity-key", GROUP.name.encode(),
                                     who.y.to_bytes(w, "big"))).hexdigest().encode(),
                   who.y.to_bytes(w, "big"), *extra)  # fmt: skip
 
     bob_part = party(b"responder", bob_id, [bytes.fromhex(spk_id), spk.to_bytes(w, "big"),
-                                            b"sha256", b"\x00"])  # fmt: skip
+                                            b"sha256", b"\x00"], name=False)  # fmt: skip
     ek = int(init["ek"], 16)
     nonce = bytes.fromhex(init["nonce"])
     alice_part = party(b"initiator", alice_id, [ek.to_bytes(w, "big"), nonce, b"sha256", b"\x00"])

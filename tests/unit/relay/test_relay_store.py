@@ -7,6 +7,7 @@ that needs a reservation to expire uses a short TTL and waits past it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -22,7 +23,7 @@ from parley_relay.redis_store import (
     replica_key,
     room_key,
 )
-from parley_relay.store import Conn, JoinRequest, MemoryStore
+from parley_relay.store import Conn, JoinRequest, MemoryStore, Pruned
 
 LONG = 3600.0
 
@@ -192,6 +193,46 @@ def test_held_lists_only_this_replicas_live_seats(backend):
     assert [(h.room, h.sid, h.peers) for h in held] == [("r", "s1", (Conn("B", "s2"),))]
     a.leave("r", "s1")
     assert all(h.sid != "s1" for h in a.held())
+
+
+def test_held_of_each_replica_lists_only_its_own_connections(backend):
+    a, b = backend.store("A"), backend.store("B")
+    a.join("r", req("s1", "alice", secret(1), "i1"))
+    b.join("r", req("s2", "bob", secret(2), "i2", replica="B"))
+    assert [h.sid for h in a.held()] == ["s1"]
+    assert [h.sid for h in b.held()] == ["s2"]  # "A" sorts before "B": not a range check
+
+
+def test_a_connection_is_seated_once_whatever_the_sid_order(backend):
+    """Seat creation checks for this very sid, not for any sid ordering: "z" then "a" are two
+    seats, and "b" re-joining a full room it sits in is still joined."""
+    store = backend.store()
+    assert store.join("r", req("z", "first")).joined
+    assert store.join("r", req("a", "second")).joined
+    assert sorted(h.sid for h in store.held()) == ["a", "z"]
+    store.leave("r", "z")
+    assert store.join("r", req("b", "third")).joined  # room now holds "a" and "b"
+    again = store.join("r", req("b", "third"))
+    assert again.joined and again.peers == (Conn("A", "a"),)
+    assert sorted(h.sid for h in store.held()) == ["a", "b"]
+
+
+def test_joined_is_a_boolean_the_relay_can_branch_on(backend):
+    """The relay refuses on `not result.joined`: a refusal must read False, not a method."""
+    store = backend.store()
+    assert store.join("r", req("s1")).joined is True
+    assert store.join("r", req("s2")).joined is True
+    assert store.join("r", req("s3")).joined is False
+
+
+def test_store_results_are_immutable(backend):
+    store = backend.store()
+    joined = store.join("r", req("s1"))
+    left = store.leave("r", "s1")
+    pruned = Pruned("r", "alice", ())
+    for obj, attr in ((joined, "status"), (left, "removed"), (pruned, "name")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, attr, "changed")
 
 
 # -- Redis-only behaviour: leases, pruning, epochs, TTLs ---------------------------------------
