@@ -162,6 +162,7 @@ class RelayNamespace(socketio.Namespace):
             early = self.early.pop(sid, None)
             if early is not None and early[3] > conn.version:
                 conn.peers, conn.version = pairs(early[0]), early[3]
+            conn.event_version = conn.version
             # No yield from here to the end of the handler: python-socketio marks the socket
             # connected right after we return, so what we checked above still holds then.
             self.conns[sid] = conn
@@ -326,10 +327,10 @@ class RelayNamespace(socketio.Namespace):
             if sid in self.connecting and version > self.early.get(sid, (0, 0, 0, 0))[3]:
                 self.early[sid] = (peers, event, data, version)
             return
-        if version < conn.version:
-            return  # crossed on the wire with a newer change: stale
-        conn.peers, conn.version = pairs(peers), version
-        if event:
+        if version >= conn.version:  # else: crossed on the wire with a newer change
+            conn.peers, conn.version = pairs(peers), version
+        if event and version > conn.event_version:
+            conn.event_version = version
             self.deliver(sid, event, data)
 
     def on_bus(self, message: list) -> None:
