@@ -260,6 +260,8 @@ class Offline:
         self._entry = entry
         try:
             outcome = self._open_outcome(envelope, report=False)
+        except Exception:  # noqa: BLE001 - hostile input: counted, acknowledged, never a crash
+            outcome = "rejected"
         finally:
             self._entry = None
         if outcome == "rejected":

@@ -206,6 +206,12 @@ class RelayNamespace(socketio.Namespace):
     def _announce(self, sid: str, announce: int, early: tuple | None) -> None:
         """Once `sid` is connected: if the room is complete, KEY_EXCHANGE to it and to its
         peers, who learn its place; an event of an early peer update is emitted now."""
+        joiner = ((self.me, sid),)
+        conn = self.conns.get(sid)
+        if conn is not None and announce and conn.peers:
+            # The peers learn the joiner's place at once: their live events then reach this
+            # connection (held until its backlog is out), not one it replaced.
+            self.tell_peers(conn.peers, joiner, None, None, announce)
         manager = self.server.manager
         for _ in range(200):
             if manager.is_connected(sid, NAMESPACE):
@@ -220,11 +226,9 @@ class RelayNamespace(socketio.Namespace):
         self.offline.drain(sid, conn)  # the backlog first; then the held live events
         if not announce or not conn.peers or sid not in self.conns:
             return
-        joiner = ((self.me, sid),)
         local = tuple(p for p in conn.peers if p[0] == self.me)
-        self.tell_peers(local, joiner, None, None, announce)  # they learn the joiner's place...
-        # ...and one emit reaches every local member (an emit wrapper such as
-        # scripts/relay_tap.py then sees the room's KEY_EXCHANGE as one event, as before).
+        # One emit reaches every local member (an emit wrapper such as scripts/relay_tap.py
+        # then sees the room's KEY_EXCHANGE as one event, as before).
         targets = [sid] + [p for _, p in local if p in self.conns and p not in self.holding]
         self.server.emit("KEY_EXCHANGE", 1, to=targets, namespace=NAMESPACE)
         for _, p in local:

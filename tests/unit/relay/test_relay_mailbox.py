@@ -277,3 +277,21 @@ def test_redis_keys_live_in_the_rooms_slot_and_expire(redis_server):
     finally:
         for c in b.clients:
             c.close()
+
+
+def test_redis_index_names_each_mailbox_that_holds_entries(redis_server):
+    """The janitor's index lists room|tag of every non-empty mailbox, whichever seat asked."""
+    b = Backend("redis", redis_server.url)
+    try:
+        seats, box = away_pair(b, room="ix")
+        assert box.store("ix", ALICE, "for bob", 7).status == "stored"
+        assert seats.leave("ix", "a1").removed  # alice away now, bob back
+        join(seats, "ix", "b2", BOB, "bob")
+        assert box.store("ix", BOB, "for alice", 9).status == "stored"
+        assert box.store("ix", BOB, "again", 5).status == "stored"
+        members = box.client.smembers(INDEX_KEY)
+        assert members == {f"ix|{seat_tag(BOB)}", f"ix|{seat_tag(ALICE)}"}
+        assert box.peer_tags[("ix", seat_tag(BOB))] == seat_tag(ALICE)
+    finally:
+        for c in b.clients:
+            c.close()
