@@ -23,7 +23,7 @@ from parley_relay.redis_store import (
     replica_key,
     room_key,
 )
-from parley_relay.store import Conn, JoinRequest, MemoryStore, Pruned
+from parley_relay.store import Conn, Held, JoinRequest, JoinResult, MemoryStore, Pruned
 
 LONG = 3600.0
 
@@ -217,20 +217,108 @@ def test_a_connection_is_seated_once_whatever_the_sid_order(backend):
     assert sorted(h.sid for h in store.held()) == ["a", "b"]
 
 
+def test_leave_takes_only_its_own_seat_never_a_reservation(backend):
+    """A reserved seat has no sid; leaving must find the leaver's seat, not the first one."""
+    store = backend.store()
+    store.join("r", req("s1", "alice", secret(1), "i1"))
+    store.leave("r", "s1")  # alice's seat is now reserved
+    store.join("r", req("s2", "bob", secret(2), "i2"))
+    left = store.leave("r", "s2")
+    assert left.removed and left.name == "bob"
+    assert store.held() == []
+    assert store.join("r", req("s3", "alice", secret(1), "i9")).joined  # alice's reservation
+    assert store.join("r", req("s4", "bob", secret(2), "i9")).joined  # and bob's
+
+
+def test_leave_on_another_replica_takes_nothing(backend):
+    a, b = backend.store("A"), backend.store("B")
+    a.join("r", req("s1", "alice", secret(1), "i1"))
+    b.join("r", req("s2", "bob", secret(2), "i2", replica="B"))
+    assert not b.leave("r", "s1").removed  # "s1" lives on A
+    assert not a.leave("r", "s2").removed  # "s2" lives on B
+    assert sorted(h.sid for h in a.held() + b.held()) == ["s1", "s2"]
+
+
+def test_replica_names_compare_by_value(backend):
+    name = "".join(["rep", "lica-1"])  # equal to the literal, another object
+    store = backend.store(name)
+    store.join("r", req("s1", "alice", secret(1), "i1", replica="replica-1"))
+    assert [h.sid for h in store.held()] == ["s1"]
+    assert store.leave("r", "s1").removed
+
+
+def test_resume_and_already_connected_whatever_the_sid_order(backend):
+    """The seat rules compare sids for equality only: a newer connection whose sid sorts
+    before the old one's is refused (other instance) or replaces it (same instance)."""
+    store = backend.store()
+    store.join("r", req("s9", "alice", secret(1), "i1"))
+    refused = store.join("r", req("s1", "alice", secret(1), "i2"))
+    assert refused.status == "already_connected" and refused.joined is False
+    resumed = store.join("r", req("s1", "alice", secret(1), "i1"))
+    assert resumed.joined and resumed.replaced == Conn("A", "s9")
+    # The same connection again, its sid another (equal) str object as the network gives:
+    # never told to drop itself, never its own peer.
+    again = store.join("r", req("".join(["s", "1"]), "alice", secret(1), "i1"))
+    assert again.joined and again.replaced is None and again.peers == ()
+    plain = store.join("r", req("".join(["s", "7"]), "bob"))
+    assert plain.peers == (Conn("A", "s1"),)
+    assert store.join("r", req("".join(["s", "7"]), "bob")).peers == (Conn("A", "s1"),)
+    # its own sid under another instance is still this connection: joined, not refused
+    assert store.join("r", req("".join(["s", "1"]), "alice", secret(1), "i0")).joined
+    assert store.leave("r", "".join(["s", "7"])).removed  # leave finds it by value too
+
+
+def test_instances_compare_for_equality_whatever_their_order(backend):
+    store = backend.store()
+    store.join("r", req("s1", "alice", secret(1), "i2"))
+    refused = store.join("r", req("s2", "alice", secret(1), "i1"))  # "i1" sorts first
+    assert refused.status == "already_connected"
+    same = "".join(["i", "2"])  # the same instance as another str object, as JSON gives it
+    resumed = store.join("r", req("s3", "alice", secret(1), same))
+    assert resumed.joined and resumed.replaced == Conn("A", "s1")
+
+
+def test_memory_store_is_always_healthy_and_close_forgets_the_rooms():
+    """/healthz asks ping(); the memory store has no backend that could be down."""
+    store = MemoryStore(replica="A")
+    assert store.ping() is True and store.heartbeat() == "ok" and store.prune_dead() == []
+    store.join("r", req("s1"))
+    store.close()
+    assert store.held() == [] and store.seats("r") == []
+
+
+def test_memory_store_default_reservation_lasts_seven_days():
+    """PARLEY_SEAT_TTL's default: a mailbox keeps messages as long (services/relay/README.md)."""
+    now = [0.0]
+    store = MemoryStore(replica="A", clock=lambda: now[0])
+    store.join("r", req("s1", "alice", secret(1), "i1"))
+    store.join("r", req("s2", "bob", secret(2), "i2"))
+    store.leave("r", "s1")
+    now[0] = 7 * 24 * 3600.0 - 0.5
+    assert store.join("r", req("s3", "carol", secret(3), "i3")).status == "room_full"
+    now[0] = 7 * 24 * 3600.0  # the reservation ends at exactly the TTL
+    assert store.join("r", req("s3", "carol", secret(3), "i3")).joined
+
+
 def test_joined_is_a_boolean_the_relay_can_branch_on(backend):
     """The relay refuses on `not result.joined`: a refusal must read False, not a method."""
     store = backend.store()
     assert store.join("r", req("s1")).joined is True
     assert store.join("r", req("s2")).joined is True
     assert store.join("r", req("s3")).joined is False
+    for status in ("already_connected", "room_full", "recovering"):  # sorting around "joined"
+        assert JoinResult(status).joined is False
+    assert JoinResult("".join(["jo", "ined"])).joined is True  # as decoded from a script reply
 
 
 def test_store_results_are_immutable(backend):
     store = backend.store()
     joined = store.join("r", req("s1"))
     left = store.leave("r", "s1")
-    pruned = Pruned("r", "alice", ())
-    for obj, attr in ((joined, "status"), (left, "removed"), (pruned, "name")):
+    pruned, held = Pruned("r", "alice", ()), Held("r", "s1", ())
+    objects = [(joined, "status"), (left, "removed"), (pruned, "name"), (held, "sid")]
+    objects += [(Conn("A", "s1"), "sid"), (req("s1"), "secret_hash")]
+    for obj, attr in objects:
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, attr, "changed")
 
