@@ -423,6 +423,12 @@ def _mailbox(raw: dict[str, str | None], max_message: int) -> dict[str, object]:
             f"mailbox max bytes ({max_bytes}) must hold at least one largest message "
             f"({max_message}, PARLEY_MAX_MESSAGE_BYTES)"
         )
+    total = _positive("mailbox total bytes", raw["mailbox_total_bytes"] or "")
+    if total < max_message:
+        raise ConfigError(
+            f"mailbox total bytes ({total}) must hold at least one largest message "
+            f"({max_message}, PARLEY_MAX_MESSAGE_BYTES)"
+        )
     return {
         "mailbox_max_messages": _positive(
             "mailbox max messages", raw["mailbox_max_messages"] or ""
@@ -430,7 +436,7 @@ def _mailbox(raw: dict[str, str | None], max_message: int) -> dict[str, object]:
         "mailbox_max_bytes": max_bytes,
         "mailbox_ttl_seconds": _positive("mailbox ttl", raw["mailbox_ttl"] or "", float),
         "prekeys_max": _positive("prekeys max", raw["prekeys_max"] or ""),
-        "mailbox_total_bytes": _positive("mailbox total bytes", raw["mailbox_total_bytes"] or ""),
+        "mailbox_total_bytes": total,
         "prekeys_fetch_window_seconds": _positive(
             "prekeys fetch window", raw["prekeys_fetch_window"] or "", float
         ),
