@@ -3,13 +3,13 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST  := $(BIN)/python -m pytest
-DOCKERFILES := Dockerfile.relay Dockerfile.client .ci/redis.Dockerfile
+DOCKERFILES := Dockerfile.relay Dockerfile.client Dockerfile.lb .ci/redis.Dockerfile
 # Images built locally by .ci/docker-setup.sh when no container registry is reachable.
 LOCAL_BASE_IMAGE  ?= parley-base:bookworm
 LOCAL_REDIS_IMAGE ?= parley-redis:bookworm
 
-.PHONY: setup lint format test test-unit test-integration test-containers test-faults demo \
-        bench mutate clean docker-setup redis-image images
+.PHONY: setup lint format test test-unit test-integration test-containers test-faults test-random demo \
+        bench mutate mutate-ci clean docker-setup redis-image images
 
 setup: $(VENV)/.installed
 
@@ -44,6 +44,13 @@ test-containers: setup
 test-faults: setup
 	$(PYTEST) tests/faults
 
+# The whole suite in a random order (test modules and tests shuffled; the seed is printed,
+# re-run one with RANDOM_ORDER_SEED=<n>): proves no test depends on another having run first.
+RANDOM_ORDER_SEED ?= $(shell python3 -c 'import random; print(random.randrange(10**6))')
+test-random: lint
+	$(PYTEST) --random-order-bucket=global \
+	  --random-order-seed=$(RANDOM_ORDER_SEED) tests
+
 # Two scripted clients talk through an in-memory relay; needs only Python 3.11+.
 demo: setup
 	$(BIN)/python scripts/demo.py
@@ -58,13 +65,18 @@ redis-image:
 
 # Relay and client images from the local base (users with a registry just `docker compose build`).
 images: docker-setup
-	BASE_IMAGE=$(LOCAL_BASE_IMAGE) docker compose --profile client --profile replicas build
+	BASE_IMAGE=$(LOCAL_BASE_IMAGE) docker compose --profile client --profile replicas --profile lb build
 
-# Mutation testing (cosmic-ray) of the crypto primitives and the relay's decision code, in a
-# throw-away copy of the tree; not part of `make test`. MUTATE_ARGS=--full for every target
-# and operator (much longer). Scores and judged survivors: docs/testing.md.
+# Mutation testing (cosmic-ray) of the crypto package and the relay's and client's decision
+# code, in a throw-away copy of the tree, one mutant at a time; not part of `make test`.
+# MUTATE_ARGS="handshake safety" for some targets, --full for every operator, --recheck to
+# re-run only the last run's survivors. `mutate-ci` is the bounded subset for CI.
+# Scores and judged survivors: docs/testing.md.
 mutate: setup
 	$(BIN)/python -m tests.support.mutate $(MUTATE_ARGS)
+
+mutate-ci: setup
+	$(BIN)/python -m tests.support.mutate --ci
 
 bench: setup
 	$(BIN)/python bench/crypto.py

@@ -25,6 +25,14 @@ The last line is always (a value this run did not measure is `na`):
     idle_kb_per_conn=<x> fanout_tax_us=<x>      (one line)
 cpu/p50/p99 are Parley's at 2 replicas (else the first count given); the node_ and ratio_
 fields need `--baseline node` (the default).
+
+Stored-and-forwarded mode (issue 15, offline delivery): 50 pairs, B away while A sends
+--stored-messages (default 1,000) each, all kept in B's mailbox in Redis; then every B
+reconnects at once and drains. Reports relay + Redis CPU per stored message and per drained
+message, and the drain rate per reconnecting client (tests/support/relay_stored_load.py):
+
+    python bench/relay.py --stored                         # 50 pairs x 1,000
+    python bench/relay.py --stored --stored-messages 200   # shorter
 """
 
 from __future__ import annotations
@@ -38,50 +46,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+BASELINES = Path(__file__).resolve().parent / "baselines.py"  # runs the python baseline
 # Replica count whose figures make the last line (the issue's "2 replicas, 50 pairs").
 MAIN_REPLICAS = 2
-
-
-# -- the baseline relay (runs in its own process) ----------------------------------------------
-
-
-def serve_baseline(port: int, redis_url: str) -> None:
-    """A minimal forwarder: join the auth room on connect, emit to the room minus the sender.
-
-    The same server stack as Parley's relay (gevent, gevent-websocket, RedisManager), with
-    the stock manager given a pool large enough not to run dry (else it loses messages).
-    """
-    from gevent import monkey
-
-    monkey.patch_all()
-    import socketio
-    from gevent.pywsgi import WSGIServer
-    from geventwebsocket.handler import WebSocketHandler
-
-    mgr = socketio.RedisManager(redis_url, redis_options={"max_connections": 10_000})
-    sio = socketio.Server(async_mode="gevent", client_manager=mgr)
-    rooms: dict[str, str] = {}
-
-    @sio.event
-    def connect(sid, environ, auth=None):
-        room = (auth or {}).get("room", "lobby")
-        rooms[sid] = room
-        sio.enter_room(sid, room)
-
-    @sio.event
-    def disconnect(sid, reason=None):
-        rooms.pop(sid, None)
-
-    @sio.on("message")
-    def message(sid, data):
-        sio.emit("received_message", data, room=rooms.get(sid), skip_sid=sid)
-
-    def http(environ, start_response):
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [b'{"status":"ok"}']
-
-    app = socketio.WSGIApp(sio, http)
-    WSGIServer(("127.0.0.1", port), app, handler_class=WebSocketHandler, log=None).serve_forever()
 
 
 # -- orchestration -------------------------------------------------------------------------------
@@ -93,7 +60,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_relays(kind: str, redis_url: str, count: int) -> list:
+def start_relays(kind: str, redis_url: str, count: int = 2) -> list:
     """`count` replicas of `kind` ("parley", "python" or "node"); objects with .url/.proc."""
     sys.path.insert(0, str(ROOT))
     if kind == "node":
@@ -116,7 +83,7 @@ def start_relays(kind: str, redis_url: str, count: int) -> list:
             relay.port = free_port()
             log = open(os.devnull, "wb")  # noqa: SIM115 - handed to the child
             relay.proc = subprocess.Popen(
-                [sys.executable, __file__, "--serve-baseline", str(relay.port), redis_url],
+                [sys.executable, str(BASELINES), "--serve-baseline", str(relay.port), redis_url],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -185,6 +152,74 @@ def fanout_tax(pair: list, idle: list, args, tag: str, redis_pid: int) -> dict:
     received = max(1, result["received"])
     result["fanout_us"] = round(spent * 1e6 / received / len(idle), 2)
     return result
+
+
+def run_stored(args) -> int:
+    """The stored-and-forwarded bench (see the module docstring); one round, Parley only."""
+    sys.path.insert(0, str(ROOT))
+    from tests.support.servers import RedisServer
+
+    print(
+        f"stored bench: {args.pairs} pairs over 2 replicas + 1 Redis (AOF everysec), "
+        f"{args.stored_messages} x {args.size} B stored per pair while its B is away",
+        flush=True,
+    )
+    redis_server = RedisServer(appendonly=True).start()
+    relays: list = []
+    try:
+        relays = start_relays("parley", redis_server.url)
+        pids = [r.proc.pid for r in relays] + [redis_server.proc.pid]
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.relay_stored_load",
+                "--url-a",
+                relays[0].url,
+                "--url-b",
+                relays[1].url,
+                "--pids",
+                ",".join(map(str, pids)),
+                "--pairs",
+                str(args.pairs),
+                "--messages",
+                str(args.stored_messages),
+                "--size",
+                str(args.size),
+                "--window",
+                str(args.window),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"stored load failed:\n{proc.stderr[-3000:]}")
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        for relay in relays:
+            relay.cleanup()
+        redis_server.cleanup()
+    print(
+        f"store:  {r['stored']} stored ({r['refused']} refused) in {r['stored_s']} s = "
+        f"{r['store_msgs_per_s']} msgs/s; relays + Redis CPU {r['cpu_us_per_stored']} us "
+        "per stored message"
+    )
+    print(
+        f"drain:  {r['drained']} drained by {args.pairs} clients reconnecting at once in "
+        f"{r['drain_s']} s; per client median {r['drain_msgs_per_s_per_client_median']} "
+        f"msgs/s from connect (slowest {r['drain_msgs_per_s_per_client_min']}), "
+        f"{r['stream_msgs_per_s_per_client_median']} msgs/s from the first entry; relays + "
+        f"Redis CPU {r['cpu_us_per_drained']} us per drained message (acks included); lost "
+        f"{r['lost']}, out of order {r['out_of_order']}; load generator CPU {r['client_cpu_s']} s"
+    )
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(
+        f"stored_us={r['cpu_us_per_stored']} drained_us={r['cpu_us_per_drained']} "
+        f"drain_per_client={r['drain_msgs_per_s_per_client_median']} lost={r['lost']}"
+    )
+    return 0 if r["lost"] == 0 and r["out_of_order"] == 0 and r["refused"] == 0 else 1
 
 
 def describe(name: str, r: dict) -> str:
@@ -277,13 +312,13 @@ def main(argv=None) -> int:
         default="node",
         help="node: socket.io 4 + redis-adapter; python: bare python-socketio + RedisManager",
     )
+    p.add_argument("--stored", action="store_true", help="stored-and-forwarded mode")
     p.add_argument(
-        "--serve-baseline", nargs=2, metavar=("PORT", "REDIS_URL"), help=argparse.SUPPRESS
+        "--stored-messages", type=int, default=1000, help="messages stored per pair (--stored)"
     )
     args = p.parse_args(argv)
-    if args.serve_baseline:
-        serve_baseline(int(args.serve_baseline[0]), args.serve_baseline[1])
-        return 0
+    if args.stored:
+        return run_stored(args)
     counts = [int(x) for x in args.replicas.split(",") if x.strip()]
     if not counts or min(counts) < 1:
         p.error("--replicas takes positive counts, e.g. 1,2,4")

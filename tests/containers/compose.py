@@ -17,13 +17,17 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.servers import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = os.environ.get("PARLEY_TEST_BASE_IMAGE", "parley-base:bookworm")
 REDIS_IMAGE = os.environ.get("PARLEY_TEST_REDIS_IMAGE", "parley-redis:bookworm")
-PROFILES = ("--profile", "replicas", "--profile", "client")
+PROFILES = ("--profile", "replicas", "--profile", "client", "--profile", "lb")
 SECRET_FILE = "/run/parley-secret/redis-password"
 
 
@@ -79,6 +83,8 @@ class ComposeProject:
     # None: no REDIS_PASSWORD anywhere, as in the README (compose generates one). Set: written
     # to the project's .env, as an operator who chooses the password does.
     redis_password: str | None = None
+    # More lines for the project's .env (e.g. {"PARLEY_SEAT_TTL": "3600"}), as an operator sets.
+    settings: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Our own env file: a developer's own .env must not change what the test runs.
@@ -86,6 +92,8 @@ class ComposeProject:
         with os.fdopen(fd, "w") as env_file:
             if self.redis_password is not None:
                 env_file.write(f"REDIS_PASSWORD={self.redis_password}\n")
+            for key, value in self.settings.items():
+                env_file.write(f"{key}={value}\n")
 
     @property
     def env(self) -> dict[str, str]:
@@ -93,7 +101,7 @@ class ComposeProject:
             k: v
             for k, v in os.environ.items()
             if not k.startswith(
-                ("PARLEY_", "COMPOSE_", "RELAY2_", "RELAY_", "BASE_IMAGE", "REDIS_")
+                ("PARLEY_", "COMPOSE_", "RELAY2_", "RELAY_", "BASE_IMAGE", "REDIS_", "LB_")
             )
         }
         env.update(
@@ -102,6 +110,8 @@ class ComposeProject:
             PARLEY_PORT=str(self.ports["relay"]),
             RELAY2_PORT=str(self.ports["relay2"]),
         )
+        if "lb" in self.ports:
+            env["LB_PORT"] = str(self.ports["lb"])
         return env
 
     def cmd(self, *args: str) -> list[str]:
@@ -110,8 +120,8 @@ class ComposeProject:
     def run(self, *args: str, timeout: float = 300, check: bool = True):
         return _run(self.cmd(*args), timeout, env=self.env, check=check)
 
-    def build(self) -> None:
-        self.run("build", "relay", "client", timeout=900)
+    def build(self, *services: str) -> None:
+        self.run("build", *(services or ("relay", "client")), timeout=900)
 
     def up(self, *services: str, timeout: int = 120) -> None:
         self.run(
@@ -130,6 +140,29 @@ class ComposeProject:
             yield
         finally:
             self.up(service)
+
+    def containers(self, service: str) -> list[dict]:
+        """`docker compose ps` rows of the service's containers (Name, State, ...), by Name."""
+        out = self.run("ps", "--all", "--format", "json", service).stdout
+        rows = [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
+        return sorted(rows, key=lambda row: row.get("Name", ""))
+
+    def _assert_ours(self, name: str) -> None:
+        ours = {row["Name"] for service in ("replica", "relay", "relay2")
+                for row in self.containers(service)}  # fmt: skip
+        assert name in ours, f"{name} is not a relay container of project {self.name}"
+
+    def stop_container(self, name: str) -> None:
+        """`docker stop` one container of this project (e.g. one replica of a scaled service)."""
+        self._assert_ours(name)
+        _run(["docker", "stop", "--time", "10", name], 60)
+
+    def pause_container(self, name: str, paused: bool = True) -> None:
+        """`docker pause` (freeze) one container of this project, or unpause it. A frozen
+        process says nothing: its kernel still holds its connections open, unlike a killed one
+        (whose sockets the kernel closes, which peers notice at once)."""
+        self._assert_ours(name)
+        _run(["docker", "pause" if paused else "unpause", name], 60)
 
     def container_state(self, service: str) -> str:
         out = self.run("ps", "--all", "--format", "json", service).stdout
@@ -189,11 +222,81 @@ class ComposeProject:
             if ids.stdout.split():
                 _run(["docker", kind, "rm", *ids.stdout.split()], 60, check=False)
         # Earlier builds of our own images, untagged by this build, would pile up run after run.
-        for title in ("parley-relay", "parley-client"):
+        for title in ("parley-relay", "parley-client", "parley-lb"):
             _run(["docker", "image", "prune", "-f", "--filter",
                   f"label=org.opencontainers.image.title={title}"], 120, check=False)  # fmt: skip
         with contextlib.suppress(OSError):
             os.unlink(self.env_file)
+
+
+def healthz(port: int, path: str = "/healthz") -> dict:
+    """GET a published port's /healthz as JSON; {} when it does not answer 200."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:  # noqa: S310
+            return json.loads(r.read().decode())
+    except (OSError, ValueError):
+        return {}
+
+
+def http_status(port: int, path: str) -> int:
+    """HTTP status of GET path on a published port (0: no answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:  # noqa: S310
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
+class Peer:
+    """A scripted `parley --batch --json` client container plus its output parsed as events.
+
+    Without `home` the client image's PARLEY_HOMES applies: the home is the name's folder in
+    the keys volume, as in the README."""
+
+    def __init__(
+        self,
+        project: ComposeProject,
+        name: str,
+        room: str,
+        relays: list[str],
+        home: str | None = None,
+    ):
+        self.name = name
+        self.events: list[dict] = []
+        args = ["--batch", "--json", "--name", name, "--room", room]
+        args += ["--relay", ",".join(relays), "--timeout", "60"]
+        self.proc: ClientProcess = project.client(*args, *(("--home", home) if home else ()))
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                line = self.proc.lines.get_nowait()
+            except queue.Empty:
+                return
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    self.events.append(json.loads(line))
+
+    def of(self, kind: str) -> list[dict]:
+        self._drain()
+        return [e for e in self.events if e.get("event") == kind]
+
+    def received(self) -> list[str]:
+        return [e["text"] for e in self.of("message")]
+
+    def expect(self, texts: list[str], timeout: float = 60) -> None:
+        """Wait until exactly `texts` (in this order) were received; fail otherwise."""
+        wait_for(
+            lambda: self.received() == texts or self.proc.proc.poll() is not None,
+            timeout=timeout,
+            interval=0.2,
+            what=f"{self.name} to receive {texts}",
+        )
+        assert self.received() == texts, (
+            f"{self.name} got {self.received()}\n" + self.proc.transcript()
+        )
 
 
 class ClientProcess:

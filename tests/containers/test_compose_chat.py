@@ -8,82 +8,20 @@ comma-separated relay lists). The project is always removed with `docker compose
 
 from __future__ import annotations
 
-import contextlib
 import json
-import queue
 import re
 import secrets
-import urllib.request
 
 import pexpect
 import pytest
 
-from tests.containers.compose import SECRET_FILE, ClientProcess, ComposeProject
+from tests.containers.compose import SECRET_FILE, ComposeProject, Peer, healthz
 from tests.support.servers import wait_for
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1200)]
 
 RELAY_A = "http://relay:5000"
 RELAY_B = "http://relay2:5000"
-
-
-def healthz(port: int) -> dict:
-    """GET /healthz on a published relay port; {} when it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:  # noqa: S310
-            return json.loads(r.read().decode())
-    except (OSError, ValueError):
-        return {}
-
-
-class Peer:
-    """A scripted client container plus everything it has printed, parsed as JSON events."""
-
-    def __init__(self, project: ComposeProject, name: str, room: str, relays: list[str]):
-        self.name = name
-        self.events: list[dict] = []
-        self.proc: ClientProcess = project.client(
-            "--batch",
-            "--json",
-            "--name",
-            name,
-            "--room",
-            room,
-            "--relay",
-            ",".join(relays),
-            "--timeout",
-            "60",
-            "--home",
-            f"/home/parley/.parley/{name}",  # one home per person in the keys volume
-        )
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                line = self.proc.lines.get_nowait()
-            except queue.Empty:
-                return
-            if line.startswith("{"):
-                with contextlib.suppress(ValueError):
-                    self.events.append(json.loads(line))
-
-    def of(self, kind: str) -> list[dict]:
-        self._drain()
-        return [e for e in self.events if e.get("event") == kind]
-
-    def received(self) -> list[str]:
-        return [e["text"] for e in self.of("message")]
-
-    def expect(self, texts: list[str], timeout: float = 60) -> None:
-        wait_for(
-            lambda: self.received() == texts or self.proc.proc.poll() is not None,
-            timeout=timeout,
-            interval=0.2,
-            what=f"{self.name} to receive {texts}",
-        )
-        assert self.received() == texts, (
-            f"{self.name} got {self.received()}\n" + self.proc.transcript()
-        )
 
 
 def _exchange(
@@ -105,14 +43,14 @@ def _exchange(
 
 def test_interactive_clients_on_a_terminal_chat_as_in_the_readme(compose_stack):
     """The README quickstart: `docker compose run --rm client --name NAME --room demo` twice,
-    with no .env (the stack came up without any REDIS_PASSWORD)."""
+    with no .env (the stack came up without any REDIS_PASSWORD) and no --home: each name is
+    its own home in the keys volume (the client image's PARLEY_HOMES)."""
     project: ComposeProject = compose_stack
     room = f"tty-{secrets.token_hex(4)}"
-    home = "/home/parley/.parley/"
-    alice = project.spawn_tty("--name", "alice", "--room", room, "--home", home + "a", deps=True)
+    alice = project.spawn_tty("--name", "alice", "--room", room, deps=True)
     # The second terminal is opened once the first one is up, as a person does.
     alice.expect("connected to relay", timeout=120)
-    bob = project.spawn_tty("--name", "bob", "--room", room, "--home", home + "b", deps=True)
+    bob = project.spawn_tty("--name", "bob", "--room", room, deps=True)
     try:
         for me, peer in ((alice, "bob"), (bob, "alice")):
             me.expect(f"secure with {peer}", timeout=90)
@@ -129,6 +67,10 @@ def test_interactive_clients_on_a_terminal_chat_as_in_the_readme(compose_stack):
             me.expect(pexpect.EOF, timeout=60)
             me.close()
             assert me.exitstatus == 0, (me.exitstatus, me.before)
+        # Two people, two homes, named after them, with nothing given but --name.
+        homes = ("/home/parley/.parley/alice", "/home/parley/.parley/bob")
+        ls = project.run("run", "--rm", "-T", "--no-deps", "--entrypoint", "ls", "client", *homes)
+        assert ls.stdout.count("identity.json") == 2, ls.stdout
     except BaseException:
         print(f"===== alice tty\n{alice.before}\n===== bob tty\n{bob.before}")
         print(f"===== compose logs\n{project.logs()}")

@@ -43,6 +43,31 @@ def test_env_example_lists_every_variable_compose_reads():
     assert (interpolated | passed_through) - listed == set(), "add these to .env.example"
 
 
+# Relay settings compose does not hand through: the entrypoint fixes the address, and a
+# replica id must differ per replica (each relay makes its own).
+NOT_PASSED_TO_RELAYS = {"PARLEY_HOST", "PARLEY_PORT", "PARLEY_REPLICA_ID"}
+
+
+def test_compose_hands_every_relay_setting_to_the_relays():
+    """A relay setting in .env (e.g. PARLEY_SEAT_TTL) reaches relay, relay2 and the LB's
+    replicas: all of them take their environment from the one x-relay anchor."""
+    relay_vars: set[str] = set()
+    for path in (REPO / "services" / "relay").rglob("*.py"):
+        relay_vars |= set(re.findall(r"[\"'](PARLEY_[A-Z0-9_]+)[\"']", path.read_text()))
+    assert "PARLEY_SEAT_TTL" in relay_vars
+    compose = (REPO / "docker-compose.yml").read_text()
+    anchor = compose.split("x-relay: &relay", 1)[1].split("\n  volumes:", 1)[0]
+    passed = set(re.findall(r"^ {4}(PARLEY_[A-Z0-9_]+):", anchor, re.M))
+    assert relay_vars - NOT_PASSED_TO_RELAYS - passed == set(), "pass these in x-relay"
+    assert not passed & NOT_PASSED_TO_RELAYS
+    services = compose.split("\nservices:\n", 1)[1]
+    for name in ("relay", "relay2", "replica"):
+        block = services.split(f"\n  {name}:\n", 1)[1].split("\n\n", 1)[0]
+        assert "<<: *relay\n" in block, name
+        # Overriding `environment:` must keep the anchor's (YAML merges are shallow).
+        assert "environment:" not in block or "<<: *relay-env" in block, name
+
+
 def test_compose_file_is_hardened_without_running_docker():
     """The deployment promises of issue 12 (L5), read from the file itself."""
     compose = (REPO / "docker-compose.yml").read_text()
@@ -61,8 +86,9 @@ def test_compose_file_is_hardened_without_running_docker():
     # Every service (and the relay anchor) is read-only, capability-free and memory-capped.
     section = compose.split("\nservices:\n", 1)[1].split("\nnetworks:\n", 1)[0]
     blocks = re.split(r"\n  (?=[a-z0-9-]+:\n)", section)
-    services = [b for b in blocks if b.split(":", 1)[0] in ("redis-secret", "redis", "client")]
-    assert len(services) == 3
+    names = ("redis-secret", "redis", "client", "lb")
+    services = [b for b in blocks if b.split(":", 1)[0] in names]
+    assert len(services) == len(names)
     anchor = compose.split("x-relay: &relay", 1)[1].split("\nservices:", 1)[0]
     for block in [anchor, *services]:
         for key in ("read_only: true", "cap_drop: [ALL]", "no-new-privileges:true", "mem_limit:"):

@@ -50,8 +50,8 @@ def test_signed_mode_envelopes_carry_a_signature(tapped_relay, batch_clients):
 
 
 def test_ratchet_renews_keys_with_messages_in_flight_and_loses_nothing(tapped_relay, batch_clients):
-    """Protocol v2 renews keys every turn (the DH ratchet; `--rekey-after` is kept only for
-    older callers). Both sides fire bursts at once, so turns overlap messages in flight:
+    """Protocol v2 renews keys every turn (the DH ratchet; there is no rekey option).
+    Both sides fire bursts at once, so turns overlap messages in flight:
     everything arrives once and in order, and each side's ratchet key really changed."""
     relay = tapped_relay()
     alice = batch_clients("alice", "turns", relay.url)

@@ -56,10 +56,15 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10
 
 @dataclass
 class RedisServer:
-    """A throwaway redis-server on a free port, no persistence (with `password`: requirepass)."""
+    """A throwaway redis-server on a free port (with `password`: requirepass).
+
+    No persistence, unless `appendonly`: then AOF with `appendfsync everysec`, as compose runs
+    it, in `workdir`, which survives `restart()`.
+    """
 
     port: int = field(default_factory=free_port)
     password: str | None = None
+    appendonly: bool = False
     proc: subprocess.Popen | None = None
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="parley-redis-"))
 
@@ -81,7 +86,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "everysec",
                 "--dir",
                 self.workdir,
                 "--protected-mode",

@@ -11,6 +11,7 @@ from .core import ChatCore
 from .events import Event
 from .keylog import KeyLog
 from .keystore import Home
+from .seats import forget_room
 from .transport import Transport
 
 TICK_SECONDS = 0.5
@@ -42,10 +43,11 @@ class App:
             on_event,
             hash=settings.hash,
             deniable=settings.deniable,
-            rekey_after=settings.rekey_after,
             resend_after=settings.resend_after,
             on_session=self.keylog.record if self.keylog else None,
             state=self.room_state,
+            # offline delivery needs a seat of our own (a secret): mailbox and prekeys
+            request=self.transport.request if self.transport.has_seat else None,
         )
         self.transport.core = self.core
         self._tasks: list[asyncio.Task] = []
@@ -78,6 +80,14 @@ class App:
         self.room_state.close()
         if self.keylog is not None:
             self.keylog.close()
+
+    async def release_seat(self) -> str | None:
+        """`/leave`: the relay releases this room's seat, then we forget its secret.
+        Returns None on success, else why the seat is still ours (its secret is kept)."""
+        why = await self.transport.leave()
+        if why is None:
+            forget_room(self.settings.home, self.settings.room)
+        return why
 
     async def _ticker(self) -> None:
         while True:

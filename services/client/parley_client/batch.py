@@ -25,8 +25,9 @@ from .config import Settings
 from .events import Event, State, printable
 from .roomstate import RoomBusy
 
-EXIT_OK = 0  # every message delivered (receipted by the contact's key)
+EXIT_OK = 0  # every message delivered, or stored in the away contact's relay mailbox
 EXIT_UNDELIVERED = 1  # the contact was there, but some messages got no receipt in time
+# (also: --wait-delivered and some messages only stored, not receipted, in time)
 EXIT_CONFIG = 2  # bad configuration or home (permissions), a token the relay refused
 EXIT_VERIFY = 3  # another key than the contact's is in the room (key changed), or a v1 peer
 EXIT_REFUSED = 4  # the relay refused the seat: room_full, already_connected (or a busy home)
@@ -64,7 +65,7 @@ class BatchClient:
 
     def on_event(self, event: Event) -> None:
         """Print one event (stdout for messages, stderr for the rest, or JSON lines)."""
-        if event.kind in ("message", "delivered"):
+        if event.kind in ("message", "delivered", "stored"):
             self.last_activity = time.monotonic()
         accept = self.settings.accept_new_key
         if event.kind == "key_changed" and accept is not None and event.data.get("peer") == accept:
@@ -81,7 +82,7 @@ class BatchClient:
         elif event.kind in ("secure", "key_changed"):
             number = safety.format_safety_number(event.data["safety_number"])
             self._status(f"{event.text}; safety number: {number}")
-        elif event.kind in ("queued", "sent", "delivered"):
+        elif event.kind in ("queued", "sent", "delivered", "stored", "prekeys"):
             return
         elif event.kind == "state":
             self._status(f"state: {event.text}")
@@ -140,8 +141,9 @@ class BatchClient:
                 deadline = time.monotonic() + self.settings.timeout
             if deadline is not None:
                 now = time.monotonic()
-                drained = len(self.core.outbox) == 0
+                drained = self._drained()
                 if drained and now - self.last_activity >= QUIET_SECONDS:
+                    self._report_stored()
                     return EXIT_UNDELIVERED if self.refused_input else EXIT_OK
                 if now >= deadline:
                     return self._undelivered()
@@ -149,11 +151,30 @@ class BatchClient:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.2)
 
+    def _report_stored(self) -> None:
+        count, contact = len(self.core.outbox), self.core.contact
+        if count and contact is not None:
+            self._status(
+                f"{count} message(s) stored in the relay's mailbox for {contact.label} (✓); "
+                f"{contact.label} gets them on return (receipts: next run)"
+            )
+
+    def _drained(self) -> bool:
+        """Nothing left to wait for: every line receipted, or (unless --wait-delivered) at
+        least stored in the away contact's mailbox; and the backlog is in."""
+        if self.core.backlog_pending or self.core.receipts_pending:
+            return False
+        outbox = self.core.outbox
+        return len(outbox) == 0 or (not self.settings.wait_delivered and outbox.all_stored())
+
     def _undelivered(self) -> int:
         count = len(self.core.outbox)
         if count == 0:
             return EXIT_OK
         self._report_waiting()
+        if self.core.outbox.all_stored():  # only with --wait-delivered
+            self._status(f"{count} message(s) stored at the relay but not yet delivered")
+            return EXIT_UNDELIVERED
         present = self.core.state is State.SECURE and self.core.blocked_by is None
         if not present:
             return EXIT_ABSENT
@@ -175,6 +196,9 @@ class BatchClient:
         else:
             who = f"{contact.label} ({contact.fingerprint})"
         self._status(f"{count} message(s) wait for {who}; they stay queued for the next run")
+        stored = sum(1 for item in self.core.outbox if item.stored)
+        if stored:
+            self._status(f"{stored} of them are stored in the relay's mailbox (✓)")
 
     async def _read_input(self) -> None:
         async for line in _lines(self.stdin):

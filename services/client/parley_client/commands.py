@@ -20,7 +20,9 @@ HELP = [
     "  /who             who is in this chat, with key fingerprints",
     "  /status          connection state and every pending message",
     "  /help            this list",
-    "  /quit, exit      leave (Ctrl-D and Ctrl-C too)",
+    "  /quit, exit      leave (Ctrl-D and Ctrl-C too); your seat stays reserved for you",
+    "  /leave           leave this room for good: the relay releases your seat, so someone",
+    "                   else may take it (joining again later takes a new seat)",
     "keys: Enter sends; Alt-Enter (or Esc then Enter) starts a new line; a paste stays one",
     "message. Marks after your messages: {pending} pending, {sent} sent to the relay, "
     "{delivered} delivered.",
@@ -43,6 +45,8 @@ class Commands:
             return True
         if text in ("exit", "/quit", "/exit"):
             return False
+        if text == "/leave":
+            return self._leave()
         if not text.startswith("/"):
             self._send(line.strip("\r\n"))
             return True
@@ -62,6 +66,19 @@ class Commands:
         else:
             handler(arg.strip())
         return True
+
+    def _leave(self) -> bool:
+        """Leave for good (the UI releases the seat on its way out); only while connected,
+        since the relay must release the seat: otherwise it stays reserved for us."""
+        if self.ui.app.transport.url is None:
+            self.ui._print(
+                "not connected to the relay: your seat cannot be released now; /leave again "
+                "once connected (/quit leaves and keeps the seat)",
+                "ansiyellow",
+            )
+            return True
+        self.ui.leaving = True
+        return False
 
     def _send(self, text: str) -> None:
         if self.core.blocked_by is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ MAX_NAME_CHARS = 64
 # Inside a name besides letters and digits (a space too, but not at either end).
 NAME_PUNCTUATION = "._-@' "
 MAX_PORT = 65535
+# `parley --new-room`: 16 random bytes (128 bits: nobody finds the room by guessing),
+# URL-safe base64 (22 of A-Z a-z 0-9 - _, within the room rule) after an "r-".
+NEW_ROOM_BYTES = 16
 
 
 class ConfigError(Exception):
@@ -48,10 +52,10 @@ class Settings:
     batch: bool = False
     json: bool = False
     timeout: float = 30.0
-    rekey_after: int = 1000
     resend_after: float = 5.0
     keylog: Path | None = None
     accept_new_key: str | None = None  # batch: the one contact whose changed key is accepted
+    wait_delivered: bool = False  # batch: exit only on receipts (✓✓), not once stored (✓)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +65,22 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see parley --help)")
 
 
+def new_room_name() -> str:
+    """A fresh, unguessable room name to share with the person you want to talk to."""
+    return "r-" + secrets.token_urlsafe(NEW_ROOM_BYTES)
+
+
+class _NewRoom(argparse.Action):
+    """`--new-room`: print a fresh room name and exit 0 (like --version: nothing else runs)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(new_room_name(), flush=True)  # on stdout, so `ROOM=$(parley --new-room)` works
+        parser.exit(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="parley",
@@ -68,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Each option can also be set with its PARLEY_* environment variable.",
     )
     p.add_argument("--version", action="version", version=f"parley {_version()}")
+    p.add_argument(
+        "--new-room",
+        action=_NewRoom,
+        help="print a fresh, unguessable room name (to share with your peer) and exit",
+    )
     p.add_argument("--name", help="your display name (PARLEY_NAME; default: your login name)")
     p.add_argument("--room", help="room to join (PARLEY_ROOM; default: lobby)")
     p.add_argument(
@@ -75,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--home",
-        help="home folder: identity, contacts, outbox (PARLEY_HOME; ~/.local/share/parley)",
+        help="home folder: identity, contacts, outbox (PARLEY_HOME; default "
+        "PARLEY_HOMES/NAME when PARLEY_HOMES is set, else ~/.local/share/parley)",
     )
     p.add_argument("--group", help="DH group (PARLEY_GROUP; default ffdhe2048)")
     p.add_argument("--hash", help="signature hash sha256|sha1 (PARLEY_HASH; default sha256)")
@@ -97,12 +123,18 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", help="batch mode: seconds to wait for receipts at end of input (30)"
     )
     p.add_argument(
+        "--wait-delivered",
+        action="store_true",
+        default=None,
+        help="batch mode: wait for the contact's receipts (✓✓) even when it is away and the "
+        "relay stored the messages (PARLEY_WAIT_DELIVERED=1)",
+    )
+    p.add_argument(
         "--accept-new-key",
         metavar="NAME",
         help="batch mode: accept a CHANGED key of this one contact (after you compared "
         "safety numbers another way); PARLEY_ACCEPT_NEW_KEY",
     )
-    p.add_argument("--rekey-after", help="ignored since protocol v2 (the ratchet rekeys)")
     p.add_argument("--resend-after", help="resend unreceipted messages after N seconds (5)")
     return p
 
@@ -191,7 +223,13 @@ def _relays(value: str) -> tuple[str, ...]:
     return tuple(_relay_url(url) for url in urls)
 
 
-def _default_home(env: Mapping[str, str]) -> Path:
+def _default_home(env: Mapping[str, str], name: str) -> Path:
+    """``PARLEY_HOMES/<name>`` when PARLEY_HOMES is set (one home per display name, as the
+    client image sets it for compose's keys volume), else ``$XDG_DATA_HOME/parley``."""
+    homes = env.get("PARLEY_HOMES")
+    if homes:
+        # display_name() already refused "/", "." and ".."; the name is one folder.
+        return Path(homes).expanduser() / name
     data = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", "~")) / ".local" / "share")
     return Path(data).expanduser() / "parley"
 
@@ -219,7 +257,7 @@ def load_settings(
     if hash_name not in HASHES:
         raise ConfigError(f"unknown hash {hash_name!r}; choose sha256 or sha1")
     home = _pick(args.home, env, "PARLEY_HOME", None)
-    home_path = Path(home).expanduser() if home else _default_home(env)
+    home_path = Path(home).expanduser() if home else _default_home(env, name)
     batch = _truthy(_pick(args.batch, env, "PARLEY_BATCH", False)) or not stdin_is_tty
     keylog = env.get("PARLEY_KEYLOG_FILE") or None
     return Settings(
@@ -234,12 +272,10 @@ def load_settings(
         batch=batch,
         json=_truthy(_pick(args.json, env, "PARLEY_JSON", False)),
         timeout=_number(_pick(args.timeout, env, "PARLEY_TIMEOUT", 30.0), "--timeout"),
-        rekey_after=_number(
-            _pick(args.rekey_after, env, "PARLEY_REKEY_AFTER", 1000), "--rekey-after", kind=int
-        ),
         resend_after=_number(
             _pick(args.resend_after, env, "PARLEY_RESEND_AFTER", 5.0), "--resend-after"
         ),
         keylog=Path(keylog) if keylog else None,
         accept_new_key=display_name(accept, "--accept-new-key") if accept else None,
+        wait_delivered=_truthy(_pick(args.wait_delivered, env, "PARLEY_WAIT_DELIVERED", False)),
     )

@@ -37,14 +37,19 @@ from .messages import (
     Pacer,
     SeenIds,
 )
+from .offline import Offline
 from .roomstate import MemoryRoomState, RoomState
 from .sessions import SessionSet
 
 DH_EVENTS = ("DEFF_HELLMAN_PK_BC", "DIFF_HELLMAN_PK_BC")
 MAX_EARLY_ENVELOPES = 64  # envelopes that arrive before our session exists (a rare race)
+# Receipts per second / burst: with texts' 30/s (messages.SEND_RATE) this stays under the
+# relay's default 50 events/s, also while a backlog of hundreds is receipted at once.
+RECEIPT_RATE, RECEIPT_BURST = 15.0, 60.0
+MAX_QUEUED_RECEIPTS = 10_000  # beyond a mailbox's 1,000: the oldest are dropped (resends fix it)
 
 
-class ChatCore(Delivery):
+class ChatCore(Delivery, Offline):
     """One conversation with one peer in one room; see the module docstring."""
 
     def __init__(
@@ -57,18 +62,17 @@ class ChatCore(Delivery):
         *,
         hash: str = "sha256",
         deniable: bool = False,
-        rekey_after: int = 1000,
         resend_after: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         on_session: Callable[[Any], None] | None = None,
         state: RoomState | None = None,
+        request: Callable[[str, Any, Callable[[Any], None]], None] | None = None,
     ):
         self.me = me
         self.contacts = contacts
         self.room = room
         self._send = send
         self._emit = on_event
-        # rekey_after is accepted for older callers; the v2 ratchet renews keys every turn.
         self._hs_options = {"hash": hash, "deniable": deniable}
         self.resend_after = resend_after
         self._clock = clock
@@ -89,6 +93,10 @@ class ChatCore(Delivery):
         self._early: deque = deque(maxlen=MAX_EARLY_ENVELOPES)
         self._withheld_reported = False
         self._pacer = Pacer(clock())
+        self._receipts: deque[str] = deque(maxlen=MAX_QUEUED_RECEIPTS)
+        self._receipt_pacer = Pacer(clock(), RECEIPT_RATE, RECEIPT_BURST)
+        # ``request(event, payload, on_reply)``: only with a seat secret (offline delivery).
+        self._init_offline(request)
         self._restore_session()
 
     # ----- facts for the UI -------------------------------------------------------------
@@ -101,7 +109,8 @@ class ChatCore(Delivery):
     def can_send(self) -> bool:
         """True when texts go out right away rather than waiting in the outbox."""
         ready = self._hs is None and self.session is not None and self.blocked_by is None
-        return ready and self.state is State.SECURE and self._speaks_for_contact(self.session)
+        live = self.state in (State.SECURE, State.AWAY)  # AWAY: sealed for the mailbox
+        return ready and live and self._speaks_for_contact(self.session)
 
     @property
     def contact(self):
@@ -140,11 +149,14 @@ class ChatCore(Delivery):
         self._hs = self._next_identity = None
         self.outbox.mark_unsent()
         self._set_state(State.WAITING)
+        self._sessions.rearm()
+        self._offline_connected()
 
     def disconnected(self) -> None:
         """Lost the relay; everything unreceipted goes out again on the next session."""
         self._hs = self._next_identity = None
         self.outbox.mark_unsent()
+        self._offline_disconnected()
         if self.state is not State.REFUSED:
             self._set_state(State.CONNECTING)
 
@@ -180,6 +192,12 @@ class ChatCore(Delivery):
             self._on_confirm(payload)
         elif event == "received_message":
             self._on_envelope(payload)
+        elif event == "stored_message":
+            self._on_stored_message(payload)
+        elif event == "mailbox_done":
+            self._on_mailbox_done(payload)
+        elif event == "mailbox_expired":
+            self._on_mailbox_expired(payload)
         elif event == "peer_left":
             self._on_peer_left(payload)
         elif event == "error":
@@ -336,6 +354,7 @@ class ChatCore(Delivery):
         self.outbox.mark_unsent()
         if self.state is not State.REFUSED:
             self._set_state(State.PEER_LEFT)
+        self._offline_peer_left()
         contact = self.contact
         claimed = name if isinstance(name, str) else "peer"
         who = contact.label if contact and self.blocked_by is None else claimed
@@ -344,6 +363,8 @@ class ChatCore(Delivery):
 
     def _on_relay_error(self, payload: Any) -> None:
         code, message = relay_error_fields(payload)
+        if self._offline_quiet(code, message):
+            return  # offline.py says it in plain words (once), or an older relay
         self._emit(Event("relay_error", f"relay error {code}: {message}", {"code": code}))
 
     # ----- output helpers ----------------------------------------------------------------

@@ -119,12 +119,35 @@ class Delivery:
         """Call about once a second: resends texts whose receipt is overdue."""
         self.flush()
 
+    def _send_receipt(self, message_id: str) -> None:
+        """Receipts go out at once while the receipt pacer allows (live chat), else in order
+        from :meth:`flush`: a drained backlog of hundreds must not trip the relay's rate limit."""
+        self._receipts.append(message_id)
+        self._flush_receipts()
+
+    def _flush_receipts(self) -> None:
+        session, now = self.session, self._clock()
+        if session is None or not self._speaks_for_contact(session):
+            return  # only for the contact's key; without a session the resend brings it back
+        while self._receipts and self._receipt_pacer.take(now):
+            self._seal_and_send(new_receipt(self._receipts.popleft()))
+
+    @property
+    def receipts_pending(self) -> int:
+        """Receipts waiting for the pacer (batch mode waits for them before it exits)."""
+        return len(self._receipts) if self.session is not None else 0
+
     def flush(self) -> None:
-        """Seal and send every outbox item that is due."""
+        """Seal and send every outbox item that is due (to the mailbox: once)."""
+        self._flush_receipts()
+        self._maybe_fetch()
+        if self._acks and not self._in_backlog:
+            self._flush_acks()
         if not self.can_send:
             return
         now = self._clock()
-        for item in self.outbox.due(now, self.resend_after, self.session.peer.key_id):
+        key, live = self.session.peer.key_id, not self.via_mailbox
+        for item in self.outbox.due(now, self.resend_after, key, stored=live):
             if not self._pacer.take(now):
                 break  # the rest goes out on the next tick
             if not self._seal_and_send(self.outbox.stamped(item)):
@@ -157,6 +180,9 @@ class Delivery:
         if not isinstance(payload, dict):
             self._error("rejected message from peer: not a Parley envelope")
             return
+        if "init" in payload and self._hs is None:
+            self._try_open(payload, report=True)  # may start a session from our prekeys
+            return
         if self.session is None:
             if not (len(self._sessions) and self._try_open(payload, report=False)):
                 self._early.append(payload)  # retried once our session is ready
@@ -169,30 +195,45 @@ class Delivery:
         self._try_open(payload, report=True)
 
     def _try_open(self, envelope: dict, report: bool) -> bool:
+        return self._open_outcome(envelope, report) != "rejected"
+
+    def _open_session(self, envelope: dict):
+        """(session, plaintext): one of our sessions, or a session this envelope starts from
+        our prekeys (its ``init``; see offline.py)."""
         try:
-            session, data = self._sessions.open(envelope)
+            return self._sessions.open(envelope)
+        except errors.ParleyError:
+            if "init" not in envelope:
+                raise
+        return self._respond(envelope)
+
+    def _open_outcome(self, envelope: dict, report: bool) -> str:
+        """Open and handle one envelope: "rejected", "bad", "receipt", "notice", or what
+        :meth:`_on_text` did with a text ("shown", "held", "duplicate", "withheld")."""
+        try:
+            session, data = self._open_session(envelope)
         except errors.ParleyError as e:
             if report:
                 self._error(
                     f"rejected message from peer (replayed, reordered or tampered): "
                     f"{short_reason(e)}"
                 )
-            return False
+            return "rejected"
         try:
             message = Plaintext.decode(data)
         except BadPlaintext as e:
             self._error(f"rejected message from peer: {e}")
-            return True
+            return "bad"
         if message.kind == "receipt":
             item = self.outbox.delivered(message.body, session.peer.key_id)  # its key only
             if item is not None:
                 data = {"id": message.body, "text": item.message.body}
                 self._emit(Event("delivered", data=data))
-        elif message.kind == "notice":
+            return "receipt"
+        if message.kind == "notice":
             self._on_notice(message, session)
-        else:
-            self._on_text(message, session)
-        return True
+            return "notice"
+        return self._on_text(message, session)
 
     def _on_notice(self, message: Plaintext, session) -> None:
         if message.body != NOTICE_KEY_NOT_ACCEPTED:
@@ -204,7 +245,7 @@ class Delivery:
         )
         self._emit(Event("peer_notice", text, {"from": who, "notice": message.body}))
 
-    def _on_text(self, message: Plaintext, session) -> None:
+    def _on_text(self, message: Plaintext, session) -> str:
         sender = self.guard.label(session.peer)  # the session that opened it names the sender
         if sender is None or self.blocked_by is not None:
             # No receipt: the sender keeps it and resends after /trust.
@@ -213,14 +254,22 @@ class Delivery:
                 self._error("withheld a message from a changed, untrusted key; see /verify")
                 # Tell the sender why no receipt comes (once), so it does not look "secure".
                 self._seal_and_send(new_notice(NOTICE_KEY_NOT_ACCEPTED))
-            return
+            return "withheld"
         ready = self.in_order.accept(message, self.seen)
         if ready is None:
             # Receipt even a duplicate: the first receipt may be what got lost.
-            self._seal_and_send(new_receipt(message.id))
-            return
+            self._send_receipt(message.id)
+            return "duplicate"
         # [] = held back until the text it follows arrives; no receipt, so it is re-sent.
+        if not ready and self._entry is not None:
+            self._held_entries[message.id] = self._entry
+            while len(self._held_entries) > self.in_order.limit:  # as InOrder forgets them
+                del self._held_entries[next(iter(self._held_entries))]
         for text in ready:
             data = {"from": sender, "id": text.id, "text": text.body, "ts": text.ts}
+            if self._in_backlog:
+                data["backlog"] = True  # shown under the "while you were away" divider
             self._emit(Event("message", text.body, data))
-            self._seal_and_send(new_receipt(text.id))
+            self._send_receipt(text.id)
+            self._entry_shown(text.id)
+        return "shown" if ready else "held"

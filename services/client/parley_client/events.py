@@ -17,6 +17,7 @@ class State(StrEnum):
     WAITING = "waiting for peer"
     VERIFYING = "verifying"
     SECURE = "secure"
+    AWAY = "contact away (mailbox)"  # sealed for the away contact; the relay stores it
     PEER_LEFT = "peer left"
     REFUSED = "refused"
 

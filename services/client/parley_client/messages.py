@@ -95,6 +95,7 @@ class Pending:
     to: str | None = None  # key id of the contact it is for; None = the room's first contact
     sent_at: float | None = None  # monotonic time of the last send, None = not sent yet
     attempts: int = 0
+    stored: str | None = None  # the relay's mailbox entry id once it stored it (✓, away peer)
 
 
 class Outbox:
@@ -109,7 +110,8 @@ class Outbox:
         self._items: OrderedDict[str, Pending] = OrderedDict()
         for r in state.pending() if state is not None else ():
             message = Plaintext(r["id"], float(r.get("ts") or 0.0), "text", r["body"])
-            self._items[message.id] = Pending(message, r.get("to"))
+            stored = r.get("stored") if isinstance(r.get("stored"), str) else None
+            self._items[message.id] = Pending(message, r.get("to"), stored=stored)
 
     def add(self, message: Plaintext, to: str | None = None) -> Pending:
         item = Pending(message, to)
@@ -152,17 +154,44 @@ class Outbox:
             del self._items[item.message.id]
         return len(gone)
 
+    def stored(self, message_id: str, entry: str | None) -> Pending | None:
+        """The relay stored a text for the away contact as mailbox ``entry`` (durably noted,
+        so a restart does not send it to the mailbox again); None expires that note."""
+        item = self._items.get(message_id)
+        if item is None or item.stored == entry:
+            return None
+        if self._state is not None:
+            self._state.stored(message_id, entry)
+        item.stored = entry
+        if entry is None:
+            item.sent_at = None
+        return item
+
+    def by_entry(self, entry: str) -> Pending | None:
+        """The text the relay stored as mailbox ``entry``, if it is still ours to deliver."""
+        return next((i for i in self._items.values() if i.stored == entry), None)
+
+    def all_stored(self) -> bool:
+        """True when every text is at least in the contact's mailbox (or none waits)."""
+        return all(i.stored is not None for i in self._items.values())
+
     def mark_unsent(self) -> None:
         """After a disconnect or a new session everything must be sent again."""
         for item in self._items.values():
             item.sent_at = None
 
-    def due(self, now: float, resend_after: float, key_id: str | None = None) -> list[Pending]:
-        """Items for ``key_id`` never sent on this session, or sent ``resend_after`` ago."""
+    def due(
+        self, now: float, resend_after: float, key_id: str | None = None, stored: bool = True
+    ) -> list[Pending]:
+        """Items for ``key_id`` never sent on this session, or sent ``resend_after`` ago;
+        with ``stored=False`` not those already in the contact's mailbox (sending them to the
+        mailbox again would only store a duplicate)."""
         return [
             i
             for i in self._items.values()
-            if i.to == key_id and (i.sent_at is None or now - i.sent_at >= resend_after)
+            if i.to == key_id
+            and (stored or i.stored is None)
+            and (i.sent_at is None or now - i.sent_at >= resend_after)
         ]
 
     def stamped(self, item: Pending) -> Plaintext:
@@ -185,7 +214,7 @@ class Outbox:
 
 def _record(item: Pending) -> dict:
     m = item.message
-    return {"id": m.id, "ts": m.ts, "body": m.body, "to": item.to}
+    return {"id": m.id, "ts": m.ts, "body": m.body, "to": item.to, "stored": item.stored}
 
 
 SEND_RATE, SEND_BURST = 30.0, 120.0  # texts per second, bucket size

@@ -4,10 +4,13 @@ One small interface (:class:`RoomState`) with two stores: :class:`MemoryRoomStat
 and nothing else) and :class:`DiskRoomState`, a folder per room under the home:
 
 - ``outbox.log``: journal of ``{"op": "add", "id", "ts", "body", "to"}`` (``to``: the key id
-  the text is for), ``{"op": "done", "id"}`` (receipted by that key) and
-  ``{"op": "to", "id", "to"}`` (the user sent it on to a new key);
+  the text is for), ``{"op": "done", "id"}`` (receipted by that key),
+  ``{"op": "to", "id", "to"}`` (the user sent it on to a new key) and
+  ``{"op": "stored", "id", "entry"}`` (the relay stored it in the away contact's mailbox;
+  ``entry`` null again when it expired there);
 - ``seen.log``: journal of ``{"id"}`` for every text shown, written *before* it is shown;
 - ``session.json``: the ratchet state (``Session.to_state()``) when the crypto layer has one;
+- ``prekeys.json``: our private prekeys for this room's seat (``PrekeyStore.to_state()``);
 - ``lock``: held while a client uses the room, so two processes never share the journals.
 
 Journals are compacted on load. The contract tests run against both stores.
@@ -21,6 +24,7 @@ from typing import Protocol
 
 from . import store
 
+_FIELDS = ("id", "ts", "body", "to", "stored")
 SEEN_LIMIT = 100_000  # ids remembered (a few MB); older ones cannot come back within a chat
 
 
@@ -28,7 +32,7 @@ class RoomState(Protocol):
     """Durable memory of one room's conversation."""
 
     def pending(self) -> list[dict]:
-        """Unreceipted texts in submission order: ``{"id", "ts", "body", "to"}``."""
+        """Unreceipted texts in submission order: ``{"id", "ts", "body", "to", "stored"}``."""
 
     def queued(self, record: dict) -> None:
         """A text entered the outbox (durable when this returns)."""
@@ -38,6 +42,9 @@ class RoomState(Protocol):
 
     def addressed(self, message_id: str, key_id: str | None) -> None:
         """A text is now for another key (first use, or the user's explicit choice)."""
+
+    def stored(self, message_id: str, entry: str | None) -> None:
+        """The relay stored a text in the contact's mailbox as ``entry`` (None: expired)."""
 
     def seen(self) -> list[str]:
         """Ids of texts already shown, oldest first."""
@@ -51,6 +58,12 @@ class RoomState(Protocol):
     def save_session(self, state: dict | None) -> None:
         """Replace the saved ratchet state (None forgets it)."""
 
+    def prekeys(self) -> dict | None:
+        """Our saved private prekeys, if any."""
+
+    def save_prekeys(self, state: dict) -> None:
+        """Replace the saved private prekeys (durable when this returns)."""
+
     def close(self) -> None:
         """Release files and locks."""
 
@@ -62,6 +75,7 @@ class MemoryRoomState:
         self._outbox: dict[str, dict] = {}
         self._seen: list[str] = []
         self._session: dict | None = None
+        self._prekeys: dict | None = None
 
     def pending(self) -> list[dict]:
         return [dict(r) for r in self._outbox.values()]
@@ -76,6 +90,10 @@ class MemoryRoomState:
         if message_id in self._outbox:
             self._outbox[message_id]["to"] = key_id
 
+    def stored(self, message_id: str, entry: str | None) -> None:
+        if message_id in self._outbox:
+            self._outbox[message_id]["stored"] = entry
+
     def seen(self) -> list[str]:
         return list(self._seen[-SEEN_LIMIT:])
 
@@ -87,6 +105,12 @@ class MemoryRoomState:
 
     def save_session(self, state: dict | None) -> None:
         self._session = state
+
+    def prekeys(self) -> dict | None:
+        return self._prekeys
+
+    def save_prekeys(self, state: dict) -> None:
+        self._prekeys = state
 
     def close(self) -> None:
         return None
@@ -117,6 +141,7 @@ class DiskRoomState:
         self._outbox = store.Journal(folder / "outbox.log")
         self._seen = store.Journal(folder / "seen.log")
         self._session_path = folder / "session.json"
+        self._prekeys_path = folder / "prekeys.json"
         self._pending = self._load_outbox()
         self._seen_ids = self._load_seen()
 
@@ -128,11 +153,14 @@ class DiskRoomState:
             if not isinstance(mid, str):
                 continue
             if r.get("op") == "add" and isinstance(r.get("body"), str):
-                items[mid] = {k: r.get(k) for k in ("id", "ts", "body", "to")}
+                items[mid] = {k: r.get(k) for k in _FIELDS}
             elif r.get("op") == "done":
                 items.pop(mid, None)
             elif r.get("op") == "to" and mid in items:
                 items[mid]["to"] = r.get("to")
+            elif r.get("op") == "stored" and mid in items:
+                entry = r.get("entry")
+                items[mid]["stored"] = entry if isinstance(entry, str) else None
         if self._outbox.torn or len(records) != len(items):
             self._outbox.rewrite([{"op": "add", **r} for r in items.values()])
         return items
@@ -148,7 +176,7 @@ class DiskRoomState:
         return [dict(r) for r in self._pending.values()]
 
     def queued(self, record: dict) -> None:
-        entry = {k: record.get(k) for k in ("id", "ts", "body", "to")}
+        entry = {k: record.get(k) for k in _FIELDS}
         self._outbox.append({"op": "add", **entry})
         self._pending[entry["id"]] = entry
 
@@ -160,6 +188,11 @@ class DiskRoomState:
         if message_id in self._pending:
             self._outbox.append({"op": "to", "id": message_id, "to": key_id})
             self._pending[message_id]["to"] = key_id
+
+    def stored(self, message_id: str, entry: str | None) -> None:
+        if message_id in self._pending:
+            self._outbox.append({"op": "stored", "id": message_id, "entry": entry})
+            self._pending[message_id]["stored"] = entry
 
     def seen(self) -> list[str]:
         return list(self._seen_ids)
@@ -177,6 +210,13 @@ class DiskRoomState:
             self._session_path.unlink(missing_ok=True)
         else:
             store.write_json(self._session_path, state)
+
+    def prekeys(self) -> dict | None:
+        data = store.read_json(self._prekeys_path, None)
+        return data if isinstance(data, dict) else None
+
+    def save_prekeys(self, state: dict) -> None:
+        store.write_json(self._prekeys_path, state)
 
     def close(self) -> None:
         self._outbox.close()

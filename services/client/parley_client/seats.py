@@ -82,6 +82,19 @@ def room_secret(home: Path, room: str) -> str:
     return secret
 
 
+def forget_room(home: Path, room: str) -> bool:
+    """Drop `room`'s secret (after the relay released the seat); False if there was none.
+
+    A later join of the room starts a new seat with a new secret.
+    """
+    path = Path(home) / FILE_NAME
+    rooms = _load(path)
+    if room not in rooms:
+        return False
+    _write_atomic(path, {k: v for k, v in rooms.items() if k != room})
+    return True
+
+
 def seat_auth(auth: dict, home: Path, instance: str) -> dict:
     """`auth` plus this room's `secret` and the process's `instance` (relay v2)."""
     return {**auth, "secret": room_secret(home, auth["room"]), "instance": instance}

@@ -28,6 +28,7 @@ class SessionSet:
         self._clock = clock
         self._newest = None
         self._older: list[tuple[object, float | None]] = []  # (session, expiry; None: not yet)
+        self._restored = None  # the session an earlier run saved, while nothing newer exists
 
     @property
     def newest(self):
@@ -36,7 +37,7 @@ class SessionSet:
 
     def add(self, session) -> None:
         """Make ``session`` the newest; close or time-limit the others (see module docstring)."""
-        previous = self._newest
+        previous, self._restored = self._newest, None
         if previous is not None and _key(previous) == _key(session):
             self._older = [(previous, None)]  # the clock starts once the peer uses the new one
         else:
@@ -48,6 +49,13 @@ class SessionSet:
         for the grace period, and it never seals (its sending chain may be stale)."""
         if self._newest is None:
             self._older = [(session, self._clock() + SESSION_GRACE_SECONDS)]
+            self._restored = session
+
+    def rearm(self) -> None:
+        """On joining: the restored session's grace period starts now, so the mailbox backlog
+        sealed for it (receipts, texts of the same key) still opens after a slow start."""
+        if self._newest is None and self._restored is not None:
+            self._older = [(self._restored, self._clock() + SESSION_GRACE_SECONDS)]
 
     def open(self, envelope) -> tuple[object, bytes]:
         """(session, plaintext) from the first live session that opens it; raises the last
@@ -72,7 +80,7 @@ class SessionSet:
 
     def clear(self) -> None:
         """Forget every session (the peer left for good)."""
-        self._newest, self._older = None, []
+        self._newest, self._older, self._restored = None, [], None
 
     def __len__(self) -> int:
         now = self._clock()

@@ -29,6 +29,10 @@ FORWARDED = (
     "KEY_CONFIRM_BC",  # protocol v2 key confirmation
     "received_message",
     "peer_left",
+    # offline delivery (issue 15): the backlog before live traffic, and expiry notices
+    "stored_message",
+    "mailbox_done",
+    "mailbox_expired",
 )
 # Rejections retrying cannot fix: the client stops with one line (no reconnect loop, no
 # flapping). `already_connected`: our seat is live in another terminal. `room_full` with a
@@ -43,6 +47,8 @@ MAX_BACKOFF = 5.0
 # A whole connection attempt (TCP, Engine.IO and Socket.IO handshakes). aiohttp's own default
 # is five minutes, which is how long a frozen relay would otherwise hold us.
 CONNECT_TIMEOUT = 10.0
+# How long /leave waits for the relay's ack (it answers at once unless Redis is unreachable).
+LEAVE_TIMEOUT = 5.0
 
 
 class Transport:
@@ -83,8 +89,14 @@ class Transport:
     def send(self, event: str, payload: Any) -> None:
         """Queue one event for the relay (dropped if we are offline: the core re-sends)."""
         if self._sio is not None and self.url is not None:
-            self._last = [event, payload, None]
+            self._last = [event, payload, None, None]
             self._queue.put_nowait(self._last)
+
+    def request(self, event: str, payload: Any, on_reply: Callable[[Any], None] | None) -> None:
+        """Queue one event whose ack (the relay's reply) goes to ``on_reply`` (dropped if we
+        are offline: the core asks again on the next join)."""
+        if self._sio is not None and self.url is not None:
+            self._queue.put_nowait([event, payload, None, on_reply])
 
     def tag_last(self, message_id: str) -> None:
         """Name the text the event just queued carries, so its relay ack can be reported
@@ -139,6 +151,26 @@ class Transport:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sio.disconnect(), 3)
             await _close(sio)
+
+    async def leave(self, timeout: float = LEAVE_TIMEOUT) -> str | None:
+        """Ask the relay to release our seat (`leave`): None once it acked, else why not.
+
+        The relay closes the connection after its ack, so from here on this transport
+        stops (no reconnect) whatever the answer.
+        """
+        sio = self._sio
+        if sio is None or self.url is None:
+            return "not connected to a relay"
+        await self.drain(1.0)  # what the user typed before /leave goes out first
+        self._stopping = True
+        try:
+            ack = await sio.call("leave", {}, timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - a lost link or no answer: say so
+            return _reason(e)
+        if isinstance(ack, dict) and ack.get("ok") is True:
+            return None
+        code, message = relay_error_fields(ack)
+        return f"{code}: {message}"
 
     async def drain(self, timeout: float = 2.0) -> None:
         """Wait until queued payloads have been handed to the socket (best effort)."""
@@ -217,19 +249,25 @@ class Transport:
 
     async def _sender(self, sio: socketio.AsyncClient) -> None:
         while True:
-            event, payload, tag = await self._queue.get()
+            event, payload, tag, on_reply = await self._queue.get()
             try:
-                await sio.emit(event, payload, callback=self._ack(self.acks.sent(), tag))
+                callback = self._ack(self.acks.sent(), tag, on_reply)
+                await sio.emit(event, payload, callback=callback)
             except Exception as e:  # noqa: BLE001 - lost link; the outbox re-sends later
                 self._emit(Event("warning", f"could not send to relay: {_reason(e)}"))
             finally:
                 self._queue.task_done()
 
-    def _ack(self, token: int, tag: str | None):
+    def _ack(self, token: int, tag: str | None, on_reply: Callable[[Any], None] | None = None):
         def on_ack(*args) -> None:
             if self.acks.acked(token):
                 self._emit(Event("info", "relay answering again", {"url": self.url}))
-            ok = bool(args) and isinstance(args[0], dict) and args[0].get("ok") is True
+            reply = args[0] if args else None
+            if on_reply is not None:
+                on_reply(reply)
+            if tag is not None:
+                self.core.message_acked(tag, reply)  # stored for an away contact, or full
+            ok = isinstance(reply, dict) and reply.get("ok") is True
             # A refused message is reported by the relay's `error` event that comes with the
             # negative ack; the outbox re-sends it, so only a success is worth telling.
             if ok and tag is not None:

@@ -8,7 +8,8 @@ arrive. Enter sends; Alt-Enter (or Esc then Enter) starts a new line; a brackete
 one message. Ctrl-C, Ctrl-D, ``exit`` and SIGINT/SIGTERM/SIGHUP all leave the same clean way.
 
 Exit statuses (services/client/README.md): 0 you left (pending messages are reported),
-1 the connection ended on an error, 2 bad configuration or a refused token,
+1 the connection ended on an error (or /leave could not release the seat), 2 bad
+configuration or a refused token,
 4 the relay (or the room) refused this terminal: room full, already connected, same identity.
 """
 
@@ -82,6 +83,7 @@ class TerminalUI:
         self.commands = Commands(self)
         self.session: PromptSession | None = None
         self._leave: asyncio.Event | None = None
+        self.leaving = False  # /leave: release the seat on the way out
 
     # ----- output ------------------------------------------------------------------------
     def _print(self, text: str, style: str = "") -> None:
@@ -227,7 +229,7 @@ class TerminalUI:
                     "Alt-Enter adds a line, /help lists commands, Ctrl-D leaves"
                 )
                 status = await self._loop(transport)
-                await self._leave_cleanly()
+                status = await self._leave_cleanly(status)
         finally:
             for sig in QUIT_SIGNALS:
                 loop.remove_signal_handler(sig)
@@ -236,16 +238,37 @@ class TerminalUI:
                     termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, saved)
         return status
 
-    async def _leave_cleanly(self) -> None:
-        """Disconnect, then say what was not delivered (it stays on screen, marked)."""
+    async def _leave_cleanly(self, status: int) -> int:
+        """Release the seat after /leave, disconnect, then say what was not delivered (it
+        stays on screen, marked). Returns the exit status (EXIT_ENDED: seat not released)."""
+        if self.leaving:
+            status = self._released(await self.app.release_seat())
         await self.app.stop()
         if not self.mine:
-            return
+            return status
         for item in self.mine.values():
             state = "pending" if item.state == "pending" else "sent"
             lines = screen.own(self.settings.name, item.text, item.ts, state, self.marks)
             self._lines(lines, "ansiyellow")
-        self.say(f"{len(self.mine)} message(s) were not delivered", "warning")
+        stored = sum(1 for item in self.core.outbox if item.stored)
+        note = f" ({stored} stored in the relay's mailbox: ✓)" if stored else ""
+        self.say(f"{len(self.mine)} message(s) were not delivered{note}", "warning")
+        return status
+
+    def _released(self, why: str | None) -> int:
+        room = self.settings.room
+        if why is None:
+            self.say(
+                f"left room {room}: the relay released your seat (joining again later "
+                "takes a new seat)"
+            )
+            return EXIT_LEFT
+        self.say(
+            f"could not release your seat in room {room} ({why}); it stays reserved for "
+            "you: /leave again next time",
+            "warning",
+        )
+        return EXIT_ENDED
 
     async def _loop(self, transport: asyncio.Task) -> int:
         leave = asyncio.ensure_future(self._leave.wait())

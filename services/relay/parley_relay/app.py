@@ -22,6 +22,8 @@ from .eiobounds import GuardedServer
 from .handlers import RelayNamespace
 from .lease import Lease
 from .logs import LOGGER_NAME, log_event
+from .mailbox import Limits, MailboxStore
+from .memory_mailbox import MemoryMailbox
 from .metrics import Metrics
 from .store import MemoryStore, SeatStore
 
@@ -192,11 +194,14 @@ def make_app(
     store: SeatStore | None = None,
     bus: LocalBus | RedisBus | None = None,
     logger: logging.Logger | None = None,
+    mailbox: MailboxStore | None = None,
 ) -> Relay:
     """Build the Socket.IO server, namespace, metrics and WSGI app for `settings`."""
     logger = logger or logging.getLogger(LOGGER_NAME)
     if store is None:
         store = MemoryStore(replica=settings.replica_id, seat_ttl=settings.seat_ttl_seconds)
+    if mailbox is None:
+        mailbox = _mailbox_for(store, settings)
     bus = bus or LocalBus()
     metrics = Metrics()
     sio = RelayServer(
@@ -225,7 +230,7 @@ def make_app(
     sio.configure_bounds(settings)
     router = Router(settings.max_message_bytes, settings.rate_limit)
     lease = Lease(settings.heartbeat_seconds if settings.redis_url else None)
-    namespace = RelayNamespace(settings, router, store, bus, metrics, logger, lease)
+    namespace = RelayNamespace(settings, router, store, bus, metrics, logger, lease, mailbox)
     sio.register_namespace(namespace)
     bus.start(namespace.on_bus)
     relay = Relay(
@@ -240,3 +245,13 @@ def make_app(
     )
     relay.wsgi = socketio.WSGIApp(sio, _http_app(relay))
     return relay
+
+
+def _mailbox_for(store: SeatStore, settings: Settings) -> MailboxStore:
+    """The offline-delivery store next to the seat store: in Redis when the seats are."""
+    limits = Limits.from_settings(settings)
+    if isinstance(store, MemoryStore):
+        return MemoryMailbox(store, limits)
+    from .redis_mailbox import RedisMailbox
+
+    return RedisMailbox(store, limits)

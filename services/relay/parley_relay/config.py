@@ -70,6 +70,12 @@ class Settings:
     max_connections: int = 10_000
     max_connections_per_address: int = 64
     connect_rate: RateLimit | None = RateLimit(5.0, 30)
+    # Offline delivery (issue 15; services/relay/README.md says why each default is what it
+    # is). Per secret seat: what waits for an absent member, and its one-time prekeys.
+    mailbox_max_messages: int = 1000
+    mailbox_max_bytes: int = 10_485_760
+    mailbox_ttl_seconds: float = 7 * 24 * 3600.0
+    prekeys_max: int = 200
 
     @property
     def max_frame_bytes(self) -> int:
@@ -185,6 +191,22 @@ OPTIONS: dict[str, tuple[str, str | None, str]] = {
         "5,30",
         "Socket.IO CONNECT attempts per client IP address: 'RATE,BURST' or 'off'",
     ),
+    "mailbox_max_messages": (
+        "PARLEY_MAILBOX_MAX_MESSAGES",
+        "1000",
+        "messages kept for an absent member's seat; past it the sender gets mailbox_full",
+    ),
+    "mailbox_max_bytes": (
+        "PARLEY_MAILBOX_MAX_BYTES",
+        "10485760",
+        "payload bytes kept for an absent member's seat (10 MiB)",
+    ),
+    "mailbox_ttl": (
+        "PARLEY_MAILBOX_TTL",
+        "604800",
+        "seconds a stored message waits before it expires (7 days); the sender is told",
+    ),
+    "prekeys_max": ("PARLEY_PREKEYS_MAX", "200", "one-time prekeys kept per seat"),
 }
 
 
@@ -322,6 +344,25 @@ def _bounds(raw: dict[str, str | None]) -> dict[str, object]:
             "max connections per address", raw["max_connections_per_address"] or ""
         ),
         "connect_rate": parse_rate_limit(raw["connect_rate"] or ""),
+        **_mailbox(raw, max_message),
+    }
+
+
+def _mailbox(raw: dict[str, str | None], max_message: int) -> dict[str, object]:
+    """The offline-delivery fields of Settings (a mailbox must hold one largest message)."""
+    max_bytes = _positive("mailbox max bytes", raw["mailbox_max_bytes"] or "")
+    if max_bytes < max_message:
+        raise ConfigError(
+            f"mailbox max bytes ({max_bytes}) must hold at least one largest message "
+            f"({max_message}, PARLEY_MAX_MESSAGE_BYTES)"
+        )
+    return {
+        "mailbox_max_messages": _positive(
+            "mailbox max messages", raw["mailbox_max_messages"] or ""
+        ),
+        "mailbox_max_bytes": max_bytes,
+        "mailbox_ttl_seconds": _positive("mailbox ttl", raw["mailbox_ttl"] or "", float),
+        "prekeys_max": _positive("prekeys max", raw["prekeys_max"] or ""),
     }
 
 

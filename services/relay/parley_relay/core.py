@@ -38,6 +38,9 @@ FORWARD: dict[str, str] = {
     "message": "received_message",
 }
 
+# Offline delivery (issue 15): events the relay answers itself instead of forwarding.
+OFFLINE_EVENTS = frozenset({"mailbox_ack", "prekeys", "fetch_prekeys"})
+
 # Error codes, with the human text sent along in `error {code, message}`.
 ERROR_TEXT = {
     "room_full": "this room already has two members",
@@ -47,6 +50,9 @@ ERROR_TEXT = {
     "unauthorized": "missing or wrong relay token",
     "unavailable": "the relay's message queue is unreachable; retry shortly",
     "already_connected": "this seat is already connected from another client process",
+    "mailbox_full": "the peer's mailbox at the relay is full; try again once they have read it",
+    "no_peer": "the room has no other member with published prekeys",
+    "no_seat_secret": "offline delivery needs a seat secret (relay v2 client)",
 }
 RECOVERING_TEXT = "the relay is re-registering its members after a Redis restart; retry shortly"
 
@@ -243,6 +249,19 @@ class Router:
             )
         conn.sent += 1
         return Forward(event=FORWARD[event], room=conn.identity.room)
+
+    def check_offline(self, conn: Connection, event: str, args: tuple) -> None:
+        """Rate limit and size check for an OFFLINE_EVENTS event (its own parser checks the
+        shape); raise Rejection like `route`."""
+        if conn.bucket is not None and not conn.bucket.allow():
+            raise Rejection("rate_limited")
+        if not conn.identity.secret_hash:
+            raise Rejection("no_seat_secret")
+        if args and payload_size(args[0]) > self.max_message_bytes:
+            raise Rejection(
+                "payload_too_large",
+                f"{event} exceeds the relay's limit of {self.max_message_bytes} bytes",
+            )
 
     @staticmethod
     def note_rejection(conn: Connection, code: str) -> None:

@@ -24,10 +24,20 @@ import socketio
 
 from .bus import LocalBus, RedisBus
 from .config import Settings
-from .core import RECOVERING_TEXT, Connection, Rejection, Router, parse_auth
+from .core import (
+    OFFLINE_EVENTS,
+    RECOVERING_TEXT,
+    Connection,
+    Rejection,
+    Router,
+    parse_auth,
+    payload_size,
+)
 from .lease import Lease
 from .logs import log_event
+from .mailbox import MailboxStore
 from .metrics import Metrics
+from .offline import Held, Offline
 from .store import Conn, JoinRequest, JoinResult, SeatStore
 
 NAMESPACE = "/"
@@ -67,6 +77,7 @@ class RelayNamespace(socketio.Namespace):
         metrics: Metrics,
         logger: logging.Logger,
         lease: Lease,
+        mailbox: MailboxStore,
     ):
         super().__init__(NAMESPACE)
         self.settings = settings
@@ -83,6 +94,11 @@ class RelayNamespace(socketio.Namespace):
         # Peer updates that arrived while their connection was still joining (its join
         # committed, its handler not yet resumed): applied when the handler finishes.
         self.early: dict[str, tuple] = {}
+        # Live events for a connection that is joining or draining its mailbox backlog:
+        # emitted in order once the backlog is out (offline.py), never before it.
+        self.holding: dict[str, Held] = {}
+        self.mailbox = mailbox
+        self.offline = Offline(self, mailbox)
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -97,8 +113,10 @@ class RelayNamespace(socketio.Namespace):
             answer = self.on_client_event(sid, event, args[1:])
             # Yield after every event: a client whose frames are already buffered would
             # otherwise keep this greenlet (and the whole process) busy until its buffer is
-            # drained, and a flooder could delay everyone else's messages.
-            gevent.sleep(0)
+            # drained, and a flooder could delay everyone else's messages. Not after
+            # `leave`: its closing greenlet would run first and the ack never leave.
+            if event != "leave":
+                gevent.sleep(0)
             return answer
         except socketio.exceptions.ConnectionRefusedError:
             raise
@@ -125,6 +143,7 @@ class RelayNamespace(socketio.Namespace):
             self._refused(sid, rej, peer=environ.get("REMOTE_ADDR"))
         req = JoinRequest(sid, self.me, identity.name, identity.secret_hash, identity.instance)
         self.connecting.add(sid)
+        self.holding[sid] = Held()
         try:
             try:
                 result = self.store.join(identity.room, req)
@@ -147,6 +166,8 @@ class RelayNamespace(socketio.Namespace):
             # connected right after we return, so what we checked above still holds then.
             self.conns[sid] = conn
         finally:
+            if sid not in self.conns:
+                self.holding.pop(sid, None)
             self.connecting.discard(sid)
             self.kicked.discard(sid)
             self.early.pop(sid, None)
@@ -191,18 +212,23 @@ class RelayNamespace(socketio.Namespace):
             gevent.sleep(0.005)
         conn = self.conns.get(sid)
         if conn is None:
+            self.holding.pop(sid, None)
             return
         if early is not None and early[1]:
             self.deliver(sid, early[1], early[2])
-        if not announce or not conn.peers:
+        self.offline.drain(sid, conn)  # the backlog first; then the held live events
+        if not announce or not conn.peers or sid not in self.conns:
             return
         joiner = ((self.me, sid),)
         local = tuple(p for p in conn.peers if p[0] == self.me)
         self.tell_peers(local, joiner, None, None, announce)  # they learn the joiner's place...
         # ...and one emit reaches every local member (an emit wrapper such as
         # scripts/relay_tap.py then sees the room's KEY_EXCHANGE as one event, as before).
-        targets = [sid] + [p for _, p in local if p in self.conns]
+        targets = [sid] + [p for _, p in local if p in self.conns and p not in self.holding]
         self.server.emit("KEY_EXCHANGE", 1, to=targets, namespace=NAMESPACE)
+        for _, p in local:
+            if p in self.holding:  # still draining its own backlog: after it
+                self.deliver(p, "KEY_EXCHANGE", 1)
         remote = tuple(p for p in conn.peers if p not in local)
         self.tell_peers(remote, joiner, "KEY_EXCHANGE", 1, announce)
         log_event(self.log, "key_exchange", room=conn.identity.room, sid=sid)
@@ -210,6 +236,7 @@ class RelayNamespace(socketio.Namespace):
     def on_disconnect(self, sid: str) -> None:
         """Vacate the seat (reserved if it has a secret) and tell the peers, exactly once."""
         conn = self.conns.pop(sid, None)
+        self.holding.pop(sid, None)
         self.metrics.connections.set(len(self.conns))
         if conn is None:
             return
@@ -243,7 +270,10 @@ class RelayNamespace(socketio.Namespace):
             return self.reject(sid, conn, Rejection("unavailable"), "leave")
         self.conns.pop(sid, None)
         self.vacated(result)
+        if conn.identity.secret_hash:  # the seat is gone: nobody can ever drain it
+            self._safe(self.mailbox.drop_seat, conn.identity.room, conn.identity.secret_hash)
         log_event(self.log, "released", sid=sid, room=conn.identity.room)
+        # Runs at this greenlet's next yield, after python-socketio queued the ack.
         gevent.spawn(self._safe, self.server.disconnect, sid, namespace=NAMESPACE)
         return {"ok": True}
 
@@ -303,13 +333,28 @@ class RelayNamespace(socketio.Namespace):
             self.peer_update(message[1], message[2], message[3], message[4], message[5])
         elif kind == "k":
             self.drop(message[1])
+        elif kind == "x":
+            self.offline.on_notice(message[1])
 
     def deliver(self, sid: str, event: str, data: object, sender: str | None = None) -> None:
         """Emit to a local connection, only if it holds a seat (in `conns`). `sender` (a
         local sid, excluded anyway) tells an emit wrapper such as scripts/relay_tap.py
         whose event this is."""
-        if sid in self.conns:
+        held = self.holding.get(sid)
+        if held is not None:
+            self.offline.hold(sid, held, event, data, sender)
+        elif sid in self.conns:
             self.server.emit(event, data, to=sid, skip_sid=sender, namespace=NAMESPACE)
+
+    def _seated(self, sid: str) -> bool:
+        return sid in self.conns or sid in self.holding
+
+    def send_to(self, peer: tuple, event: str, data: object, sender: str) -> None:
+        """Deliver to a (replica, sid) here or through that replica's channel."""
+        if peer[0] == self.me:
+            self.deliver(peer[1], event, data, sender)
+        else:
+            self.bus.send(peer[0], ["m", peer[1], event, data])
 
     def deliver_raw(self, sid: str, event: str, data: object) -> None:
         self._safe(self.server.emit, event, data, to=sid, namespace=NAMESPACE)
@@ -323,6 +368,8 @@ class RelayNamespace(socketio.Namespace):
             return {"ok": False, "code": "bad_request"}
         if event == "leave":
             return self.on_leave(sid, conn)
+        if event in OFFLINE_EVENTS:
+            return self.offline.handle(sid, conn, event, args)
         try:
             fwd = self.router.route(conn, event, args)
         except Rejection as rej:
@@ -330,12 +377,15 @@ class RelayNamespace(socketio.Namespace):
         if not self.lease.valid():
             return self.reject(sid, conn, Rejection("unavailable"), event)
         payload = args[0]
+        # A local peer that is gone (not seated, not joining) is no live target.
+        live = [p for p in conn.peers if p[0] != self.me or self._seated(p[1])]
         try:
-            for replica, peer in conn.peers:
-                if replica == self.me:
-                    self.deliver(peer, fwd.event, payload, sid)
-                else:
-                    self.bus.send(replica, ["m", peer, fwd.event, payload])
+            if not live and fwd.event == "received_message" and conn.identity.secret_hash:
+                ack = self.offline.store(sid, conn, payload, payload_size(payload))
+                if ack is not None:
+                    return ack
+            for peer in live:
+                self.send_to(peer, fwd.event, payload, sid)
         except Exception:
             log_event(self.log, "forward_failed", logging.WARNING, sid=sid, room=fwd.room)
             return self.reject(sid, conn, Rejection("unavailable"), event)

@@ -2,9 +2,11 @@
 
 Every third of the heartbeat TTL each replica
 1. renews its lease; if Redis lost its data it re-registers (restores) the seats of the
-   connections it holds, inside the resync window in which strangers are refused; if it
-   was presumed dead meanwhile (frozen, cut off) it fences: drops every client, who then
-   resume their seats by secret wherever they reconnect;
+   connections it holds, inside the resync window in which strangers are refused (and
+   evicts whoever took a provisional seat of such a room before the window opened); if it
+   was presumed dead meanwhile (frozen, cut off; also when that news' reply was lost) it
+   fences: drops every client, who then resume their seats by secret wherever they
+   reconnect;
 2. vacates the seats of dead replicas and tells their peers (`peer_left`);
 3. reconciles Redis with its sockets: a local connection Redis does not list is dropped, a
    seat listed under this replica without a local connection is vacated (this also retries
@@ -23,6 +25,8 @@ from .core import Rejection
 from .handlers import NAMESPACE, pairs
 from .logs import log_event
 from .store import JoinRequest
+
+SEAT_LOST_TEXT = "the relay lost track of this connection's seat; reconnect to resume it"
 
 # The reconciliation walks every connection of the replica (10,000 idle ones: tens of ms of
 # Python); it yields to the other greenlets after this many, so live traffic is not held up.
@@ -51,6 +55,7 @@ def heartbeat_once(relay) -> None:
         log_event(relay.log, "pruned", room=pruned.room, name=pruned.name)
         ns.vacated(pruned)
     reconcile(relay)
+    ns.offline.janitor_round()
 
 
 def resync(relay) -> None:
@@ -61,6 +66,8 @@ def resync(relay) -> None:
         ident = conn.identity
         req = JoinRequest(sid, ns.me, ident.name, ident.secret_hash, ident.instance)
         result = relay.store.join(ident.room, req, restore=True)
+        for conn_of_gap in result.evicted:  # took a provisional seat while we were away
+            ns.kick(conn_of_gap)
         if result.joined:
             conn.peers, conn.version = pairs(result.peers), result.version
             ns.tell_peers(result.peers, ((ns.me, sid),), None, None, result.version)
@@ -100,7 +107,9 @@ def reconcile(relay) -> None:
                 ns.vacated(result)
     for sid in local - listed:
         if sid in ns.conns:
-            ns.drop(sid, Rejection("room_full", "this connection no longer holds a seat"))
+            # The room is not full: its seat was vacated (this replica presumed dead) or
+            # resumed elsewhere. Retrying resumes it by secret, so not a final room_full.
+            ns.drop(sid, Rejection("unavailable", SEAT_LOST_TEXT))
     manager = relay.sio.manager
     for i, (sid, _) in enumerate(list(manager.get_participants(NAMESPACE, None))):
         _pause(i)

@@ -35,6 +35,16 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.stored = Counter(
+            "parley_relay_messages_stored",
+            "Messages kept in an away member's mailbox (offline delivery)",
+            registry=self.registry,
+        )
+        self.drained = Counter(
+            "parley_relay_messages_drained",
+            "Stored messages sent to their owner at its join (stored_message)",
+            registry=self.registry,
+        )
         self.joins = Counter("parley_relay_joins", "Successful room joins", registry=self.registry)
         self.pruned = Counter(
             "parley_relay_pruned_members",

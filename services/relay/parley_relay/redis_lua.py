@@ -70,8 +70,28 @@ local epoch_key, resync_key = KEYS[4], KEYS[5]
 local room, sid, me, name, inst, hash = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local cap, ttl, prefix, restore = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10] == '1'
 if redis.call('EXISTS', epoch_key) == 0 then return cjson.encode({s = 'recovering'}) end
+-- resync window: '1' only restores seat anyone; 'p' (a new replica began this data set)
+-- new seats are provisional, and a restore evicts them (see HEARTBEAT)
+local window = redis.call('GET', resync_key)
 local now = now_ms()
 local seats = load(room_key, room, prefix, me, now, ttl)
+local evicted = {}
+if restore then
+  local kept = {}
+  for _, e in ipairs(seats) do
+    local s = e[2]
+    if s.p == 1 and s.c ~= sid and not ct_eq(s.h, hash) then
+      redis.call('HDEL', room_key, e[1])
+      if s.c ~= '' then
+        redis.call('SREM', prefix .. 'conns:' .. s.r, room .. '|' .. s.c)
+        table.insert(evicted, {s.r, s.c})
+      end
+    else
+      table.insert(kept, e)
+    end
+  end
+  seats = kept
+end
 local mine = nil
 for _, e in ipairs(seats) do
   if ct_eq(e[2].h, hash) then mine = e end
@@ -93,11 +113,10 @@ else
   local present = false
   for _, e in ipairs(seats) do if e[2].c == sid then present = true end end
   if not present then
-    if not restore and redis.call('EXISTS', resync_key) == 1 then
-      return cjson.encode({s = 'recovering'})
-    end
+    if not restore and window == '1' then return cjson.encode({s = 'recovering'}) end
     if #seats >= cap then return cjson.encode({s = 'room_full'}) end
     local s = {h = hash, n = name, i = inst, r = me, c = sid, x = 0}
+    if not restore and window == 'p' then s.p = 1 end
     redis.call('HSET', room_key, sid, cjson.encode(s))
     table.insert(seats, {sid, s})
   end
@@ -105,7 +124,7 @@ end
 redis.call('SADD', my_conns, room .. '|' .. sid)
 redis.call('SADD', replicas, me)
 touch(room_key, ttl)
-return cjson.encode({s = 'joined', p = peers(seats, sid), r = replaced, v = stamp()})
+return cjson.encode({s = 'joined', p = peers(seats, sid), r = replaced, e = evicted, v = stamp()})
 """
 )
 
@@ -202,26 +221,37 @@ return cjson.encode(out)
 )
 
 # Renew the lease; detect that Redis lost its data (epoch changed) or that we were presumed
-# dead (lease gone, same epoch). A new epoch opens the resync window, in which only restores
-# may create seats, when some replica knew an older epoch.
+# dead (lease gone or not ours, same epoch).
+# The lease holds a token the script picks whenever the replica's own is not found: a replica
+# adopts the token of every reply, so an "expired" reply lost on the way is reported again
+# at the next beat (the lease then holds a token the replica never received), never missed.
+# Resync window (resync key, PX window): a replica that knew an older epoch sets '1': only
+# restores seat anyone. The replica that creates the epoch without knowing an older one
+# (a new replica after a Redis restart, or a first start: the two look alike) sets 'p',
+# unless a window is open already: joins still get seats, but provisional ones that an
+# older replica's restore evicts, so strangers racing a restart take no member's seat.
 HEARTBEAT = """
 local alive, epoch_key, resync_key, replicas = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local me, known, fresh = ARGV[1], ARGV[2], ARGV[3]
+local me, known, fresh, token = ARGV[1], ARGV[2], ARGV[3], ARGV[7]
 local lease, window, keep = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local had = redis.call('SET', alive, '1', 'PX', lease, 'GET')
+local had = redis.call('GET', alive)
+local ours = token ~= '' and had == token
+if not ours then token = fresh end
+redis.call('SET', alive, token, 'PX', lease)
 local epoch = redis.call('GET', epoch_key)
 if not epoch then
   redis.call('SET', epoch_key, fresh)
   epoch = fresh
+  if known == '' then redis.call('SET', resync_key, 'p', 'PX', window, 'NX') end
 end
 redis.call('PEXPIRE', epoch_key, keep)
 redis.call('SADD', replicas, me)
 local status = 'ok'
 if known ~= '' and epoch ~= known then
   status = 'resync'
-  redis.call('SET', resync_key, '1', 'PX', window, 'NX')
-elseif known ~= '' and not had then
+  redis.call('SET', resync_key, '1', 'PX', window)
+elseif known ~= '' and not ours then
   status = 'expired'
 end
-return {status, epoch}
+return {status, epoch, token}
 """

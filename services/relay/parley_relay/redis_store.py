@@ -43,6 +43,11 @@ PREFIX = "parley:"
 EPOCH_MIN_TTL_MS = 24 * 3600 * 1000
 
 
+def room_key(room: str, part: str) -> str:
+    """A per-room key in the room's hash slot: `parley:{<room>}:<part>` (DECISIONS.md)."""
+    return f"{PREFIX}{{{room}}}:{part}"
+
+
 def make_client(
     url: str, *, max_connections: int = 512, decode: bool = True, name: str | None = None
 ) -> redis.Redis:
@@ -86,6 +91,7 @@ class RedisStore:
         self.lease_ms = max(1, int(heartbeat_seconds * 1000))
         self.seat_ttl_ms = max(1, int(seat_ttl * 1000))
         self.epoch = ""  # the data set we registered in; "" until the first heartbeat
+        self.lease_token = ""  # what our lease key holds while it is ours (redis_lua.HEARTBEAT)
         self._join = client.register_script(redis_lua.JOIN)
         self._leave = client.register_script(redis_lua.LEAVE)
         self._prune = client.register_script(redis_lua.PRUNE)
@@ -95,6 +101,10 @@ class RedisStore:
 
     def _key(self, kind: str, name: str = "") -> str:
         return f"{PREFIX}{kind}:{name}" if name else PREFIX + kind
+
+    def seats_key(self, room: str) -> str:
+        """The key of the room's seats hash (read by the mailbox scripts, redis_mailbox.py)."""
+        return self._key("room", room)
 
     def join(self, room: str, req: JoinRequest, restore: bool = False) -> JoinResult:
         """Atomic join (Lua): clean the room, then resume / seat / refuse per the rules."""
@@ -128,6 +138,7 @@ class RedisStore:
             replaced=Conn(replaced[0], replaced[1]) if replaced else None,
             holder=out.get("n", ""),
             version=int(out.get("v", 0)),
+            evicted=_conns(out.get("e")),
         )
 
     def leave(self, room: str, sid: str, release: bool = False) -> LeaveResult:
@@ -153,7 +164,7 @@ class RedisStore:
     def heartbeat(self) -> str:
         """Renew our lease; "resync" when Redis lost its data, "expired" when we were
         presumed dead while Redis kept it (see redis_lua.HEARTBEAT)."""
-        status, epoch = self._beat(
+        status, epoch, token = self._beat(
             keys=[
                 self._key("alive", self.replica),
                 self._key("epoch"),
@@ -167,9 +178,10 @@ class RedisStore:
                 self.lease_ms,
                 self.lease_ms,  # resync window: every live replica beats within one lease
                 max(self.seat_ttl_ms, EPOCH_MIN_TTL_MS),
+                self.lease_token,
             ],
         )
-        self.epoch = epoch
+        self.epoch, self.lease_token = epoch, token
         return status
 
     def prune_dead(self) -> list[Pruned]:

@@ -12,7 +12,9 @@ one and `redis_store.RedisStore`, one contract test suite runs against both):
 * a secret seat whose connection goes stays reserved for `seat_ttl` seconds; `release`
   (the `leave` event) frees it at once; a seat without secret is freed on disconnect;
 * after the backing store lost its data, only `restore` (a replica re-registering a
-  connection it holds) may create seats until the resync window ends (`recovering`).
+  connection it holds) may create seats until the resync window ends (`recovering`); seats
+  a new replica granted before any older replica noticed the loss are provisional, and a
+  restore in their room evicts them (`evicted`).
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ class JoinResult:
     """`status` is "joined", "room_full", "already_connected" or "recovering".
 
     When joined: `peers` are the other seats' live connections, `replaced` the connection
-    this join took the seat from (to be dropped). `holder` names the seat's member for
-    `already_connected`.
+    this join took the seat from (to be dropped), `evicted` the connections of provisional
+    seats a restore removed (to be dropped; see redis_lua.HEARTBEAT). `holder` names the
+    seat's member for `already_connected`.
     """
 
     status: str
@@ -61,6 +64,7 @@ class JoinResult:
     replaced: Conn | None = None
     holder: str = ""
     version: int = 0  # orders seat changes (see Connection.version in core.py)
+    evicted: tuple[Conn, ...] = ()
 
     @property
     def joined(self) -> bool:

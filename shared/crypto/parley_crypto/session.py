@@ -8,6 +8,10 @@ belongs to one session and one direction. ``sig`` (null in deniable mode) is the
 ElGamal signature over associated data || header || ct; the MAC covers it, so a rewritten
 signature fails the MAC before the signature is even checked. ``open`` verifies the MAC,
 then the signature, then decrypts, and only then commits the new ratchet state.
+
+A session started from prekeys (``prekeys.py``) also carries ``"init"``, the initial message,
+on the initiator's envelopes until the peer answers; an envelope with an ``init`` opens only
+in the session that init started.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Session:
         deniable: bool,
         peer_deniable: bool,
         clock: Callable[[], float] = time.time,
+        init: dict | None = None,
+        init_pending: bool = False,
     ) -> None:
         self._me = me
         self._peer = peer
@@ -53,6 +59,10 @@ class Session:
         self._peer_deniable = peer_deniable
         self._clock = clock
         self._width = state.group.byte_length
+        # An asynchronous session (prekeys.py) remembers the initial message that started it;
+        # the initiator attaches it to every envelope until the peer's first one opens.
+        self._init = init
+        self._init_pending = bool(init_pending and init is not None)
 
     @property
     def peer(self) -> PeerIdentity:
@@ -95,6 +105,16 @@ class Session:
         return self._peer_deniable
 
     @property
+    def init(self) -> dict | None:
+        """The initial message of an asynchronous session (prekeys.py), else None."""
+        return self._init
+
+    @property
+    def init_pending(self) -> bool:
+        """True while our envelopes carry the initial message (the peer has not answered)."""
+        return self._init_pending
+
+    @property
     def needs_rekey(self) -> bool:
         """Always False: the ratchet renews keys every turn; kept for older callers."""
         return False
@@ -124,7 +144,7 @@ class Session:
         header, ct, sig, mac = ratchet.RatchetEncrypt(
             self._state, padding.pad(bytes(plaintext)), self._ad(self._role), sign
         )
-        return {
+        envelope = {
             "v": PROTOCOL_VERSION,
             "dh": _wire.to_hex(header.dh),
             "pn": header.pn,
@@ -133,6 +153,9 @@ class Session:
             "mac": _wire.to_b64(mac),
             "sig": self._sig_payload(sig),
         }
+        if self._init_pending:
+            envelope["init"] = self._init
+        return envelope
 
     def _sig_payload(self, sig: bytes) -> dict | None:
         if not sig:
@@ -147,6 +170,12 @@ class Session:
         beyond the skip bound (OlderPeer for a v1 envelope); the state is then unchanged."""
         if _wire.is_v1(envelope):
             raise OlderPeer(self._peer.name)
+        if isinstance(envelope, dict) and "init" in envelope:
+            # Only the initial message that started this session may ride along (the MAC
+            # binds its transcript hash through the associated data anyway).
+            if self._init is None or envelope["init"] != self._init:
+                raise InvalidMessage("envelope starts another session")
+            envelope = {k: v for k, v in envelope.items() if k != "init"}
         header, ct, sig, mac = self._parse(envelope)
         state, padded = ratchet.RatchetDecrypt(
             self._state,
@@ -163,6 +192,7 @@ class Session:
         except ValueError as exc:
             raise InvalidMessage(f"bad padding: {exc}") from exc
         self._state = state
+        self._init_pending = False  # the peer answered: it holds the session
         return plaintext
 
     def _parse(self, envelope: object) -> tuple[ratchet.Header, bytes, bytes, bytes]:

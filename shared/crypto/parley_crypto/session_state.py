@@ -50,7 +50,11 @@ def dump(session) -> dict:
                 [_wire.to_hex(k[0]), k[1], v[0].hex(), v[1]] for k, v in st.MKSKIPPED.items()
             ],
         },
-    }
+        # Optional (older states have none): the initial message of an asynchronous session.
+        "init": None if session._init is None else {
+            "payload": session._init, "pending": session._init_pending,
+        },
+    }  # fmt: skip
 
 
 def _key(value: object, what: str, optional: bool = False) -> bytes | None:
@@ -73,6 +77,10 @@ def _choice(value: object, allowed: tuple, what: str):
 
 def load(cls, obj: object, me, clock):
     """Parse ``obj`` into a ``cls`` (Session) for identity ``me``."""
+    init, pending = None, False
+    if isinstance(obj, dict) and "init" in obj:
+        init, pending = _init(obj["init"])
+        obj = {k: v for k, v in obj.items() if k != "init"}
     data = _wire.fields(obj, _FIELDS, InvalidState, "session state")
     _wire.version(data, InvalidState, "session state", PROTOCOL_VERSION)
     if data["type"] != _TYPE or data["me"] != me.public.key_id:
@@ -116,7 +124,20 @@ def load(cls, obj: object, me, clock):
         deniable=_choice(data["deniable"], (True, False), "deniable"),
         peer_deniable=_choice(data["peer_deniable"], (True, False), "peer_deniable"),
         clock=clock,
+        init=init,
+        init_pending=pending,
     )
+
+
+def _init(value: object) -> tuple[dict | None, bool]:
+    """The stored initial message (checked again in full only if it ever opens anything:
+    Session.open compares it with the envelope's, whose MAC binds the transcript)."""
+    if value is None:
+        return None, False
+    data = _wire.fields(value, ("payload", "pending"), InvalidState, "session state init")
+    if not isinstance(data["payload"], dict) or not isinstance(data["pending"], bool):
+        raise InvalidState("session state init is invalid")
+    return data["payload"], data["pending"]
 
 
 def _skipped(items: object, digits: int) -> dict:

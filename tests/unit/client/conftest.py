@@ -142,7 +142,7 @@ def pair(tmp_path, clock) -> Pair:
 
 @pytest.fixture
 def make_pair(tmp_path, clock):
-    """Build a Pair with custom core options (e.g. rekey_after=3)."""
+    """Build a Pair with custom core options (e.g. deniable=True)."""
     return lambda **options: Pair(tmp_path, clock, **options)
 
 

@@ -25,12 +25,37 @@ def test_defaults(tmp_path):
         False,
         False,
     )
-    assert s.timeout == 30.0 and s.rekey_after == 1000
+    assert s.timeout == 30.0
 
 
 def test_xdg_data_home_is_respected(tmp_path):
     s = load_settings([], env={"XDG_DATA_HOME": str(tmp_path / "xdg")})
     assert s.home == tmp_path / "xdg" / "parley"
+
+
+def test_parley_homes_gives_each_name_its_own_home_unless_a_home_is_given(tmp_path):
+    """The client image's PARLEY_HOMES: `--name alice` and `--name bob` in one keys volume
+    are two people; PARLEY_HOME or --home still name the home outright."""
+    env = {"PARLEY_HOMES": str(tmp_path / "homes"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    alice = load_settings(["--name", "alice"], env=env)
+    bob = load_settings(["--name", "bob"], env=env)
+    assert alice.home == tmp_path / "homes" / "alice"
+    assert bob.home == tmp_path / "homes" / "bob"
+    # Decomposed input lands in the NFC folder: one person, one folder.
+    assert load_settings(["--name", "Jose\u0301"], env=env).home == tmp_path / "homes" / "Jos\u00e9"
+    env_home = {**env, "PARLEY_HOME": str(tmp_path / "mine")}
+    assert load_settings(["--name", "alice"], env=env_home).home == tmp_path / "mine"
+    flag = ["--name", "alice", "--home", str(tmp_path / "flag")]
+    assert load_settings(flag, env=env_home).home == tmp_path / "flag"
+    assert load_settings([], env={**env, "PARLEY_HOMES": ""}).home == tmp_path / "xdg" / "parley"
+
+
+@pytest.mark.parametrize("name", ["../bob", "a/b", "..", ".", "/etc"])
+def test_parley_homes_never_lets_a_name_leave_its_folder(tmp_path, name):
+    env = {"PARLEY_HOMES": str(tmp_path / "homes")}
+    with pytest.raises(ConfigError, match="name must be"):
+        load_settings(["--name", name], env=env)
+    assert not (tmp_path / "homes").exists()
 
 
 def test_flag_beats_env_beats_default(tmp_path):
@@ -43,7 +68,6 @@ def test_flag_beats_env_beats_default(tmp_path):
         "PARLEY_HASH": "sha1",
         "PARLEY_RELAY_TOKEN": "envtoken",
         "PARLEY_TIMEOUT": "7",
-        "PARLEY_REKEY_AFTER": "50",
         "PARLEY_DENIABLE": "1",
         "PARLEY_JSON": "yes",
     }
@@ -56,7 +80,7 @@ def test_flag_beats_env_beats_default(tmp_path):
         "sha1",
         "envtoken",
     )
-    assert s.home == tmp_path / "envhome" and s.timeout == 7 and s.rekey_after == 50
+    assert s.home == tmp_path / "envhome" and s.timeout == 7
     assert s.deniable and s.json
     s = load_settings(
         [
@@ -127,7 +151,7 @@ def test_settings_are_frozen():
         ([], {"PARLEY_HASH": "md5"}, "unknown hash"),
         (["--timeout", "soon"], {}, "--timeout"),
         (["--timeout", "-1"], {}, "--timeout"),
-        (["--rekey-after", "0"], {}, "--rekey-after"),
+        (["--rekey-after", "5"], {}, "unrecognized arguments: --rekey-after"),
         (["--name", " padded"], {}, "name"),
         (["--name", "bob\u202e"], {}, "name"),  # a bidi override
         (["--name", "a\x1b[31m"], {}, "name"),

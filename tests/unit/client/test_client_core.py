@@ -373,6 +373,11 @@ def test_a_large_outbox_is_paced_not_dropped(pair, clock):
     pair.a.core.tick()
     pair.pump()
     assert pair.b.texts() == [f"backlog {i}" for i in range(total)]
+    # Receipts are paced too (core.RECEIPT_RATE): all of them within a few seconds more.
+    for _ in range(10):
+        clock.now += 1.0
+        pair.b.core.tick()
+        pair.pump()
     assert len(pair.a.core.outbox) == 0
 
 

@@ -8,7 +8,13 @@ import stat
 
 import pytest
 
-from parley_client.seats import SeatFileError, new_instance, room_secret, seat_auth
+from parley_client.seats import (
+    SeatFileError,
+    forget_room,
+    new_instance,
+    room_secret,
+    seat_auth,
+)
 from parley_client.transport import TRANSPORTS, Transport
 
 
@@ -23,6 +29,17 @@ def test_secret_is_created_once_per_room_and_kept(tmp_path):
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert json.loads(path.read_text())["rooms"] == {"r1": first, "r2": room_secret(home, "r2")}
     assert [p.name for p in home.iterdir()] == ["seats.json"]  # no temp file left behind
+
+
+def test_forgetting_a_room_keeps_the_others_and_a_new_join_gets_a_new_secret(tmp_path):
+    home = tmp_path / "home"
+    old, other = room_secret(home, "r1"), room_secret(home, "r2")
+    assert forget_room(home, "r1") is True
+    assert json.loads((home / "seats.json").read_text())["rooms"] == {"r2": other}
+    assert stat.S_IMODE((home / "seats.json").stat().st_mode) == 0o600
+    assert forget_room(home, "r1") is False  # nothing left to forget
+    assert room_secret(home, "r1") != old
+    assert forget_room(tmp_path / "empty", "r1") is False
 
 
 def test_instance_is_new_per_process():

@@ -74,7 +74,7 @@ def test_format():
     ]
 
 
-@pytest.mark.parametrize("bad", ["1" * 59, "a" * 60, None, "١" * 60])
+@pytest.mark.parametrize("bad", ["1" * 59, "1" * 61, "a" * 60, None, "١" * 60])
 def test_format_rejects_garbage(bad):
     with pytest.raises(ValueError):
         safety.format_safety_number(bad)

@@ -7,6 +7,7 @@ that needs a reservation to expire uses a short TTL and waits past it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -15,7 +16,7 @@ import pytest
 import redis
 
 from parley_relay.redis_store import PREFIX, RedisStore, make_client
-from parley_relay.store import Conn, JoinRequest, MemoryStore
+from parley_relay.store import Conn, JoinRequest, MemoryStore, Pruned
 
 LONG = 3600.0
 
@@ -179,6 +180,46 @@ def test_held_lists_only_this_replicas_live_seats(backend):
     assert all(h.sid != "s1" for h in a.held())
 
 
+def test_held_of_each_replica_lists_only_its_own_connections(backend):
+    a, b = backend.store("A"), backend.store("B")
+    a.join("r", req("s1", "alice", secret(1), "i1"))
+    b.join("r", req("s2", "bob", secret(2), "i2", replica="B"))
+    assert [h.sid for h in a.held()] == ["s1"]
+    assert [h.sid for h in b.held()] == ["s2"]  # "A" sorts before "B": not a range check
+
+
+def test_a_connection_is_seated_once_whatever_the_sid_order(backend):
+    """Seat creation checks for this very sid, not for any sid ordering: "z" then "a" are two
+    seats, and "b" re-joining a full room it sits in is still joined."""
+    store = backend.store()
+    assert store.join("r", req("z", "first")).joined
+    assert store.join("r", req("a", "second")).joined
+    assert sorted(h.sid for h in store.held()) == ["a", "z"]
+    store.leave("r", "z")
+    assert store.join("r", req("b", "third")).joined  # room now holds "a" and "b"
+    again = store.join("r", req("b", "third"))
+    assert again.joined and again.peers == (Conn("A", "a"),)
+    assert sorted(h.sid for h in store.held()) == ["a", "b"]
+
+
+def test_joined_is_a_boolean_the_relay_can_branch_on(backend):
+    """The relay refuses on `not result.joined`: a refusal must read False, not a method."""
+    store = backend.store()
+    assert store.join("r", req("s1")).joined is True
+    assert store.join("r", req("s2")).joined is True
+    assert store.join("r", req("s3")).joined is False
+
+
+def test_store_results_are_immutable(backend):
+    store = backend.store()
+    joined = store.join("r", req("s1"))
+    left = store.leave("r", "s1")
+    pruned = Pruned("r", "alice", ())
+    for obj, attr in ((joined, "status"), (left, "removed"), (pruned, "name")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, attr, "changed")
+
+
 # -- Redis-only behaviour: leases, pruning, epochs, TTLs ---------------------------------------
 
 
@@ -227,6 +268,57 @@ def test_heartbeat_statuses(redis_server):
     assert a.heartbeat() == "resync"
     assert raw.exists(f"{PREFIX}resync")
     assert b.heartbeat() == "ok"  # a replica that never knew the old epoch
+
+
+def test_an_expired_reply_lost_on_the_way_is_reported_again(redis_server):
+    """The lease was gone (presumed dead) and the beat that found out lost its reply: the
+    next beat must still say "expired", or the replica serves seats others vacated."""
+    raw = redis.Redis.from_url(redis_server.url)
+    a = rs(redis_server.url, "A")
+    assert a.heartbeat() == "ok"
+    raw.delete(f"{PREFIX}alive:A")
+    lost = rs(redis_server.url, "A")  # the same beat, whose reply never reached A
+    lost.epoch, lost.lease_token = a.epoch, a.lease_token
+    assert lost.heartbeat() == "expired"
+    assert a.heartbeat() == "expired"  # before: "ok" (the lost beat had renewed the lease)
+    assert a.heartbeat() == "ok"
+
+
+def test_first_start_opens_no_window_that_refuses_joins(redis_server):
+    """A fresh data set's first replica cannot tell a first start from a Redis restart:
+    its joins are granted (provisionally), never kept waiting."""
+    a = rs(redis_server.url, "A")
+    assert a.heartbeat() == "ok"
+    assert a.join("r", req("s1", "alice", secret(1), "i1")).joined
+    assert a.join("r", req("s2", "bob")).joined
+
+
+def test_restore_evicts_seats_taken_before_the_resync_window_opened(redis_server):
+    """M5 gap: after a Redis restart a NEW replica beat first (it knows no older epoch, so
+    it opened no resync window) and strangers joined through it; the old replica's
+    restores must win those seats back."""
+    raw = redis.Redis.from_url(redis_server.url)
+    old = rs(redis_server.url, "O")
+    old.heartbeat()
+    old.join("r", req("s1", "alice", secret(1), "i1"))
+    old.join("r", req("s2", "bob", secret(2), "i2"))
+    raw.flushall()  # Redis restarted empty
+    new = rs(redis_server.url, "N")
+    assert new.heartbeat() == "ok"
+    eve = new.join("r", req("e1", "alice", secret(7), "i7", replica="N"))
+    mallory = new.join("r", req("e2", "bob", replica="N"))
+    assert eve.joined and mallory.joined
+    assert old.heartbeat() == "resync"
+    first = old.join("r", req("s1", "alice", secret(1), "i1", replica="O"), restore=True)
+    assert first.joined and first.peers == ()  # not paired with a stranger, not even briefly
+    assert set(first.evicted) == {Conn("N", "e1"), Conn("N", "e2")}
+    second = old.join("r", req("s2", "bob", secret(2), "i2", replica="O"), restore=True)
+    assert second.joined and second.peers == (Conn("O", "s1"),) and second.evicted == ()
+    assert sorted(s["sid"] for s in old.seats("r")) == ["s1", "s2"]
+    assert new.held() == []
+    assert new.join("r", req("e3", "eve", secret(9), "i9", replica="N")).status == "recovering"
+    raw.delete(f"{PREFIX}resync")
+    assert new.join("r", req("e3", "eve", secret(9), "i9", replica="N")).status == "room_full"
 
 
 def test_join_refused_while_the_epoch_is_unknown_or_resyncing(redis_server):
