@@ -197,17 +197,20 @@ class BoundedSocket(_BaseSocket):
         try:
             while ws is not None and not queue.empty():
                 batch = iter(queue.take_all())
+                texts = []
                 for pkt in batch:
                     queue.task_done()
                     if pkt is None:
                         if ws is not None:
+                            _write(ws, texts)
                             ws.close()
-                        self._direct = ws = None
-                    elif ws is not None:
-                        self.queued_bytes -= packet_bytes(pkt)
-                        ws.send(pkt.encode())
-                    else:
-                        self.queued_bytes -= packet_bytes(pkt)
+                        self._direct, ws, texts = None, None, []
+                        continue
+                    self.queued_bytes -= packet_bytes(pkt)
+                    if ws is not None:
+                        texts.append(pkt.encode())
+                if ws is not None and texts:
+                    _write(ws, texts)
         except Exception:  # the peer is gone: drop what is left, close as Engine.IO's writer
             self._direct = None
             for pkt in [*batch, *queue.take_all()]:
@@ -234,6 +237,16 @@ class BoundedSocket(_BaseSocket):
             sock = getattr(self.ws, "_sock", None)
             if isinstance(sock, fastws.BoundedWebSocket):
                 sock.abort()  # wakes the writer blocked in sendall and the reader
+
+
+def _write(ws, texts: list) -> None:
+    """Write encoded Engine.IO packets to the websocket, in one write when it is ours."""
+    sock = getattr(ws, "_sock", None)
+    if isinstance(sock, fastws.BoundedWebSocket) and all(type(t) is str for t in texts):
+        sock.send_texts(texts)
+    else:
+        for text in texts:
+            ws.send(text)
 
 
 class GuardedServer:
