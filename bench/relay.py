@@ -19,6 +19,7 @@ Measured, each for Parley and the baseline in the same run:
     python bench/relay.py --quick              # 10 pairs x 50 messages, 1 round
     python bench/relay.py --replicas 1,2,4     # the sweep: CPU per message per replica count
     python bench/relay.py --rate 1000 --idle 2000 --baseline python
+    python bench/relay.py --cluster            # Redis Cluster sweep 1, 2, 4 (bench/cluster.py)
 
 The last line is always (a value this run did not measure is `na`):
     cpu_us_per_msg=<x> node_cpu_us_per_msg=<x> ratio_vs_node=<x> p50_ms=<x> p99_ms=<x>
@@ -316,7 +317,17 @@ def main(argv=None) -> int:
     p.add_argument(
         "--stored-messages", type=int, default=1000, help="messages stored per pair (--stored)"
     )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on a real Redis Cluster: replica sweep 1, 2, 4 (bench/cluster.py; --quick: shorter)",
+    )
     args = p.parse_args(argv)
+    if args.cluster:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from cluster import main as cluster_main
+
+        return cluster_main(["--seconds", "2", "--pairs", "10"] if args.quick else [])
     if args.stored:
         return run_stored(args)
     counts = [int(x) for x in args.replicas.split(",") if x.strip()]

@@ -9,8 +9,7 @@ import secrets
 
 import pytest
 
-from tests.containers.compose import ComposeProject
-from tests.containers.test_compose_chat import healthz
+from tests.containers.compose import ComposeProject, healthz
 from tests.support.servers import free_port, wait_for
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]

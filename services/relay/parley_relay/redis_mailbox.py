@@ -8,7 +8,7 @@ Keys, all in the room's hash slot (`redis_store.room_key`), `<tag>` = `mailbox.s
                          twice the mailbox TTL, renewed by each notice
   prekeys:<tag>  string  the seat's signed bundle (JSON); TTL seat TTL + 60 s per publish
   otk:<tag>      list    one-time prekeys (JSON {"id","dh"}), capped; same TTL
-and one global set `parley:mailboxes` ("<room>|<tag>" of every mailbox) that the janitor
+and one global set `parley:{g}:mailboxes` ("<room>|<tag>" of every mailbox) that the janitor
 walks to expire old entries; each member is removed once its stream is gone.
 
 Why a Stream: entry ids are Redis-clock times in ms that never decrease (the `at` clients
@@ -28,10 +28,10 @@ import json
 
 from .core import _JSON
 from .mailbox import EXPIRED_NOTICES_MAX, Entry, Limits, Prekeys, Stored, seat_tag
-from .redis_store import PREFIX, room_key
+from .redis_store import global_key, room_key
 from .store import Conn
 
-INDEX_KEY = PREFIX + "mailboxes"
+INDEX_KEY = global_key("mailboxes")
 MARGIN_MS = 60_000
 JANITOR_BATCH = 200  # mailboxes expired per janitor round and replica
 
@@ -207,7 +207,8 @@ class RedisMailbox:
         self.client = seats.client
         self.limits = limits or Limits()
         self.seat_ttl_ms = seats.seat_ttl_ms
-        self.peer_tags: dict[str, str] = {}  # room -> the other seat's tag last seen
+        # (room, asking seat's tag) -> the other seat's tag last seen
+        self.peer_tags: dict[tuple[str, str], str] = {}
         self.cursor = 0
         self._store = self.client.register_script(STORE)
         self._expire = self.client.register_script(EXPIRE)
@@ -224,16 +225,18 @@ class RedisMailbox:
             room_key(room, "expired"),
         ]
 
-    def _optimistic(self, room: str, run) -> dict:
-        """Run a script with the peer tag last seen; once more if the seat moved."""
-        tag = self.peer_tags.get(room, "0" * 16)
+    def _optimistic(self, room: str, asker_hash: str, run) -> tuple[dict, str]:
+        """Run a script with the peer tag last seen; once more if the seat moved. Returns
+        the script's answer and the tag it ran with."""
+        key = (room, seat_tag(asker_hash))
+        tag = self.peer_tags.get(key, "0" * 16)
         out = json.loads(run(tag))
         if out["s"] == "moved":
-            tag = self.peer_tags[room] = out["t"]
+            tag = self.peer_tags[key] = out["t"]
             out = json.loads(run(tag))
         if len(self.peer_tags) > 10_000:  # a cache, not a registry: forget old rooms
             self.peer_tags.clear()
-        return out
+        return out, tag
 
     def store(self, room: str, sender_hash: str, payload: object, size: int) -> Stored:
         text = _JSON.encode(payload)
@@ -243,7 +246,7 @@ class RedisMailbox:
             args = [sender_hash, tag, text, size, lim.max_messages, lim.max_bytes, lim.ttl_ms]
             return self._store(keys=self._keys(room, tag), args=[*args, EXPIRED_NOTICES_MAX])
 
-        out = self._optimistic(room, run)
+        out, tag = self._optimistic(room, sender_hash, run)
         status = out["s"]
         if status == "live":
             return Stored("live", peer=Conn(out["r"], out["c"]))
@@ -251,7 +254,7 @@ class RedisMailbox:
             # Outside the script: the index is one global key (another slot under Cluster).
             # Only for a new stream: the janitor keeps a member while its stream exists.
             if out["n"] == 0:
-                self.client.sadd(INDEX_KEY, f"{room}|{self.peer_tags[room]}")
+                self.client.sadd(INDEX_KEY, f"{room}|{tag}")
             return Stored("stored", id=out["id"], expired=int(out["e"]))
         return Stored(status, expired=int(out.get("e", 0)))
 
@@ -323,7 +326,7 @@ class RedisMailbox:
             ]
             return self._fetch(keys=keys, args=[asker_hash, tag])
 
-        out = self._optimistic(room, run)
+        out, _ = self._optimistic(room, asker_hash, run)
         if out["s"] != "ok":
             return None
         one_time = out.get("o")

@@ -25,8 +25,9 @@ def _build(settings: Settings, logger: logging.Logger) -> Relay:
     if settings.redis_url is None:
         return make_app(settings, logger=logger)
     # Imported here: the in-memory relay does not need redis at all.
-    from .bus import RedisBus
+    from .bus import ClusterBus, RedisBus
     from .publisher import BatchingPublisher
+    from .redis_cluster import is_cluster_url
     from .redis_store import RedisStore, make_client
 
     # Client names show up in Redis CLIENT LIST: which replica holds which connections.
@@ -37,9 +38,19 @@ def _build(settings: Settings, logger: logging.Logger) -> Relay:
         settings.heartbeat_seconds,
         seat_ttl=settings.seat_ttl_seconds,
     )
-    # Publishes of concurrent greenlets share a pipeline round trip (CPU per message).
-    publisher = BatchingPublisher(make_client(settings.redis_url, decode=False, name=f"{name}-pub"))
-    bus = RedisBus(settings.redis_url, settings.replica_id, publisher, logger)
+    publisher = make_client(settings.redis_url, decode=False, name=f"{name}-pub")
+    if is_cluster_url(settings.redis_url):
+        bus = ClusterBus(
+            settings.redis_url,
+            settings.replica_id,
+            publisher,
+            logger,
+            failover_seconds=settings.cluster_failover_seconds,
+        )
+    else:
+        # Publishes of concurrent greenlets share a pipeline round trip (CPU per message).
+        batched = BatchingPublisher(publisher)
+        bus = RedisBus(settings.redis_url, settings.replica_id, batched, logger)
     return make_app(settings, store, bus, logger=logger)
 
 

@@ -49,9 +49,17 @@ class Backend:
             time.sleep(ms / 1000)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def backend(request):
-    url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
+    """Memory, one Redis, and a real Redis Cluster (whose nodes refuse a script touching
+    keys of two slots: every mailbox script must stay in the room's slot)."""
+    url = None
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server").url
+    elif request.param == "cluster":
+        cluster = request.getfixturevalue("shared_redis_cluster")
+        cluster.flush()
+        url = cluster.url
     b = Backend(request.param, url)
     yield b
     for c in b.clients:
@@ -266,6 +274,24 @@ def test_redis_keys_live_in_the_rooms_slot_and_expire(redis_server):
             assert key.startswith("parley:{r9}:")
             assert box.client.pttl(key) > 0, key
         assert BOB not in "".join(box.client.keys("*"))  # only the tag, never more
+    finally:
+        for c in b.clients:
+            c.close()
+
+
+def test_redis_index_names_each_mailbox_that_holds_entries(redis_server):
+    """The janitor's index lists room|tag of every non-empty mailbox, whichever seat asked."""
+    b = Backend("redis", redis_server.url)
+    try:
+        seats, box = away_pair(b, room="ix")
+        assert box.store("ix", ALICE, "for bob", 7).status == "stored"
+        assert seats.leave("ix", "a1").removed  # alice away now, bob back
+        join(seats, "ix", "b2", BOB, "bob")
+        assert box.store("ix", BOB, "for alice", 9).status == "stored"
+        assert box.store("ix", BOB, "again", 5).status == "stored"
+        members = box.client.smembers(INDEX_KEY)
+        assert members == {f"ix|{seat_tag(BOB)}", f"ix|{seat_tag(ALICE)}"}
+        assert box.peer_tags[("ix", seat_tag(BOB))] == seat_tag(ALICE)
     finally:
         for c in b.clients:
             c.close()
