@@ -9,7 +9,10 @@ of what it must have caused, from the relays' structured logs and the clients' o
   (a failover, not only a reconnect to the restarted one);
 * cut_client:stall: the stalled client was sent messages during the stall, and every one of
   them was shown only after the connection was restored (bytes really waited);
-* cut_client:reset: the cut client connected to a relay again after the restore.
+* cut_client:reset: the cut client connected to a relay again after the restore;
+* bounds:<attack>:k: the relay refused the attack as it must (tests/faults/bounds.py), its
+  peak RSS grew by less than ATTACK_RSS_BOUND_KB meanwhile, /healthz answered 200, and for
+  seat_by_name the attacked pair only ever shook hands with each other's key.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from tests.faults.bounds import ATTACK_RSS_BOUND_KB
 from tests.faults.checker import parse_shown
 
 CONNECTED = "connected to relay "
@@ -96,12 +100,42 @@ def _reconnected(soak, fault: FaultRecord) -> bool:
     return any(at > fault.ended for at, _ in _connections(soak.clients[soak.cut_name]))
 
 
+def _undisturbed(soak) -> bool:
+    """The attacked pair only ever met each other: every handshake of either member was with
+    the same key and none saw a changed key (a seat taken by name would show a stranger's
+    key). Reconnects do not count: a loaded machine may fence a replica meanwhile."""
+    room, _ = soak.victim()
+    pair = [name for name, c in soak.clients.items() if c.args[c.args.index("--room") + 1] == room]
+    for name in pair:
+        events = [e for _, e in soak.clients[name].timed_events()]
+        keys = {e.get("fingerprint") for e in events if e.get("event") == "secure"}
+        if len(keys) != 1 or any(e.get("event") == "key_changed" for e in events):
+            return False
+    return len(pair) == 2
+
+
+def _attack_held(soak, fault: FaultRecord) -> bool:
+    attack = soak.attacks.get(fault)
+    if attack is None or not attack.refused or attack.growth_kb >= ATTACK_RSS_BOUND_KB:
+        return False
+    return _undisturbed(soak) if fault.action.startswith("bounds:seat_by_name") else True
+
+
+def _next_main(soak, n: int, fault: FaultRecord) -> float:
+    """When the next fault of the main sequence began (the attacks run beside it)."""
+    later = [f.began for f in soak.done[n + 1 :] if not f.action.startswith("bounds:")]
+    return later[0] if later else fault.ended + 60
+
+
 def fault_effects(soak, report=None) -> list[dict]:
     """One {"action", "began", "seen", "expected"} row per fault the soak ran."""
     rows = []
     for n, fault in enumerate(soak.done):
-        until = soak.done[n + 1].began if n + 1 < len(soak.done) else fault.ended + 60
-        if fault.action == "restart_redis":
+        until = _next_main(soak, n, fault)
+        if fault.action.startswith("bounds:"):
+            seen = _attack_held(soak, fault)
+            expected = f"refused, peak RSS < +{ATTACK_RSS_BOUND_KB // 1024} MB, healthz 200"
+        elif fault.action == "restart_redis":
             seen, expected = _resynced(soak, fault, until), "every relay resynced"
         elif fault.action.startswith("kill_relay:"):
             killed = int(fault.action.split(":")[1])

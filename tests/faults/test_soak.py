@@ -5,21 +5,27 @@ While every client sends numbered messages at a steady rate, the harness
   (b) SIGKILLs one relay replica and starts it again on the same port,
   (c) stalls one client's connection for 30 s (a proxy between that client and both relays
       stops forwarding in both directions: only that client is affected), and later
-  (d) resets it (every connection dropped, new ones refused) for 30 s.
+  (d) resets it (every connection dropped, new ones refused) for 30 s;
+and, during the stall, from a side thread, attacks the relays as an outsider would
+(tests/faults/bounds.py): a 200 MB frame before any CONNECT, a 1 MB-fragment flood, a peer
+that never reads, a stranger taking a live member's seat by name, a binary attachment.
 Then a checker reads every receiver's output and asserts that each message was shown exactly
 once and in its sender's order, and tests/faults/effects.py asserts that every fault took
 effect: a resync after each Redis restart, a failover to the survivor after each kill, the
-stalled client's messages held for most of the stall, a reconnect after each reset. Figures
+stalled client's messages held for most of the stall, a reconnect after each reset, each
+attack refused (close 1009, disconnected, room_full) with the relay's peak RSS within
+ATTACK_RSS_BOUND_KB of its own peak just before and the attacked pair undisturbed. Figures
 are printed and written to JSON for docs/reliability.md.
 
-Duration: PARLEY_SOAK_SECONDS of sending (default 100, at least 40, so the test takes about
-3 minutes); runs of 240 s and more repeat the fault cycle every 120 s.
+Duration: PARLEY_SOAK_SECONDS of sending (default DEFAULT_SECONDS = 80, at least 40, so the
+test takes about two minutes); runs of 240 s and more repeat the fault cycle every 120 s.
 PARLEY_SOAK_CUT_SECONDS (default 30, at most 30% of a cycle) and PARLEY_SOAK_RATE (messages
 per second per client, default 1) tune the load.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.bounds import ATTACK_RSS_BOUND_KB, ATTACKS, run_attack
 from tests.faults.checker import check_stream, make_text, parse_shown, summarize
 from tests.faults.effects import FaultRecord, fault_effects
 from tests.faults.harness import ParleyProcess, Timeline
@@ -43,7 +50,12 @@ PAIRS = 10
 CROSS_REPLICA_PAIRS = 6  # the rest have both members on one replica
 CYCLE_SECONDS = 120.0
 MIN_SECONDS = 40.0  # one fault cycle needs this much sending time
+# The CI length (part of `make test`): one cycle of every fault, cuts of 24 s (30% of it),
+# about two minutes of wall time in all on a loaded 2-core machine.
+DEFAULT_SECONDS = 80.0
 HEARTBEAT = ["--heartbeat-seconds", "5"]
+# The pair whose room a stranger tries to enter under a member's name (not the cut pair).
+SEAT_VICTIM_PAIR = 5
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,7 @@ class SoakConfig:
     def from_env(cls) -> SoakConfig:
         env = os.environ
         cfg = cls(
-            seconds=float(env.get("PARLEY_SOAK_SECONDS") or 100),
+            seconds=float(env.get("PARLEY_SOAK_SECONDS") or DEFAULT_SECONDS),
             cut_seconds=float(env.get("PARLEY_SOAK_CUT_SECONDS") or 30),
             rate=float(env.get("PARLEY_SOAK_RATE") or 1.0),
         )
@@ -96,6 +108,16 @@ class SoakConfig:
             n += 1
         return plan
 
+    def attacks(self) -> list[list[str]]:
+        """Per cycle, the bounds attacks (`bounds:<attack>:<relay>`, alternating relays).
+        They start once that cycle's stall has begun: it touches only the cut client, so no
+        other fault blurs what an attack did, however late a loaded machine runs the plan."""
+        cycles = sum(1 for _, action in self.faults() if action == "cut_client:stall")
+        return [
+            [f"bounds:{name}:{(k + n) % 2}" for k, name in enumerate(ATTACKS)]
+            for n in range(cycles)
+        ]
+
 
 def report_dir() -> Path:
     base = os.environ.get("PARLEY_SOAK_REPORT_DIR") or tempfile.gettempdir()
@@ -119,6 +141,9 @@ class Soak:
         self.sent: dict[str, int] = {}
         self.cut_name = "b00"
         self.done: list[FaultRecord] = []
+        self.attacks: dict[FaultRecord, object] = {}  # bounds attack -> tests.faults.bounds.Attack
+        self._done_lock = threading.Lock()
+        self._stalls = threading.Semaphore(0)  # released when each stall begins
         self._stop_feeding = threading.Event()
 
     # ----- set-up ------------------------------------------------------------------------
@@ -186,10 +211,30 @@ class Soak:
     # ----- faults ------------------------------------------------------------------------
     def do(self, action: str) -> None:
         began = time.time()
-        self._do(action)
-        self.done.append(FaultRecord(action, began, time.time()))
+        attack = self._do(action)
+        record = FaultRecord(action, began, time.time())
+        with self._done_lock:
+            self.done.append(record)
+            if attack is not None:
+                self.attacks[record] = attack
 
-    def _do(self, action: str) -> None:
+    def victim(self) -> tuple[str, str]:
+        """(room, member name) a stranger tries to take a seat in."""
+        return f"soak{SEAT_VICTIM_PAIR:02d}", f"a{SEAT_VICTIM_PAIR:02d}"
+
+    def _do(self, action: str):
+        if action.startswith("bounds:"):
+            _, name, index = action.split(":")
+            room, victim = self.victim()
+            relay = self.relays[int(index)]
+            with contextlib.suppress(TimeoutError):  # attacked anyway; refused=False then
+                wait_for(lambda: relay.get("/healthz")[0] == 200, timeout=60, interval=0.5)
+            attack = run_attack(name, relay, room=room, victim=victim)
+            self.timeline.note(
+                f"attack {name} on relay {index}: refused={attack.refused} "
+                f"peak_growth_kb={attack.growth_kb} ({attack.detail})"
+            )
+            return attack
         if action.startswith("kill_relay:"):
             relay = self.relays[int(action.split(":")[1])]
             relay.stop(signal.SIGKILL)
@@ -207,6 +252,8 @@ class Soak:
             mode = action.split(":")[1]
             for p in self.proxies:
                 p.stall() if mode == "stall" else p.cut()
+            if mode == "stall":
+                self._stalls.release()
             self.timeline.note(
                 f"cut {self.cut_name}'s connection ({mode}) for {self.cfg.cut_for():g}s"
             )
@@ -215,11 +262,21 @@ class Soak:
                 p.restore()
             self.timeline.note(f"{self.cut_name}'s connection restored")
 
+    def _attack(self) -> None:
+        for cycle in self.cfg.attacks():
+            if not self._stalls.acquire(timeout=self.cfg.seconds + 300):
+                return  # the stall never came: the fault count assertion reports it
+            for action in cycle:
+                self.do(action)
+
     def run(self) -> None:
         feeder = threading.Thread(target=self.feed, daemon=True, name="feeder")
         start = time.monotonic()
         self.timeline.note(f"sending {self.cfg.rate:g} msg/s per client for {self.cfg.seconds:g}s")
+        # The attacks run beside the main faults (the stall only sleeps meanwhile).
+        attacker = threading.Thread(target=self._attack, daemon=True, name="attacker")
         feeder.start()
+        attacker.start()
         try:
             for offset, action in self.cfg.faults():
                 delay = start + offset - time.monotonic()
@@ -230,8 +287,10 @@ class Soak:
             if left > 0:
                 time.sleep(left)
         finally:
+            attacker.join(timeout=180)
             self._stop_feeding.set()
             feeder.join(timeout=10)
+        self.done.sort(key=lambda f: f.began)
         self.timeline.note(f"stopped sending: {sum(self.sent.values())} messages")
 
     def drain(self) -> None:
@@ -341,6 +400,7 @@ def test_soak_zero_loss_zero_duplicates_under_faults(tmp_path):
     finally:
         soak.cleanup()
     figures = {
+        "load_average": os.getloadavg(),
         "config": {
             "pairs": PAIRS,
             "clients": 2 * PAIRS,
@@ -348,6 +408,7 @@ def test_soak_zero_loss_zero_duplicates_under_faults(tmp_path):
             "rate_per_client": cfg.rate,
             "cut_seconds": cfg.cut_seconds,
             "faults": [action for _, action in cfg.faults()],
+            "attacks": cfg.attacks(),
         },
         "wall_seconds": round(time.monotonic() - began, 1),
         "timeline": [[round(t, 2), text] for t, text in soak.timeline.notes],
@@ -364,6 +425,16 @@ def test_soak_zero_loss_zero_duplicates_under_faults(tmp_path):
         "client_problems": problems,
         "relay_tracebacks": relay_tracebacks,
         "fault_effects": effects,
+        "bounds_attacks": [
+            {
+                "action": f.action,
+                "refused": a.refused,
+                "peak_growth_kb": a.growth_kb,
+                "bound_kb": ATTACK_RSS_BOUND_KB,
+                "detail": a.detail,
+            }
+            for f, a in sorted(soak.attacks.items(), key=lambda item: item[0].began)
+        ],  # fmt: skip
     }
     path = report_dir() / "soak-report.json"
     path.write_text(json.dumps(figures, indent=2))
@@ -380,6 +451,6 @@ def test_soak_zero_loss_zero_duplicates_under_faults(tmp_path):
     assert not problems, problems
     assert relay_tracebacks == 0
     # Every fault really happened and was felt (else the zero-loss verdict proves nothing).
-    assert len(soak.done) == len(cfg.faults()), soak.done
+    assert len(soak.done) == len(cfg.faults()) + sum(map(len, cfg.attacks())), soak.done
     missing = [e for e in effects if not e["seen"]]
     assert not missing, missing

@@ -71,9 +71,20 @@ def _dh_value(group, value: object, what: str) -> int:
         raise PrekeyError(f"{what} rejected: {exc}") from exc
 
 
+def _claimed_name(obj: dict) -> str:
+    """The name a v1 payload claims, fit for the OlderPeer line (or "the peer")."""
+    ident = obj.get("identity")
+    name = ident.get("name") if isinstance(ident, dict) else obj.get("name")
+    return (
+        name
+        if isinstance(name, str) and 0 < len(name) <= 64 and name.isprintable()
+        else ("the peer")
+    )
+
+
 def _peer(obj: object, me: Identity, what: str) -> PeerIdentity:
     if _wire.is_v1(obj):
-        raise OlderPeer(str(obj.get("name", "the peer"))[:64])
+        raise OlderPeer(_claimed_name(obj))
     try:
         peer = PeerIdentity.from_payload(obj)
     except OlderPeer:
@@ -155,7 +166,7 @@ def parse_bundle(obj: object, me: Identity, local_hash: str = elgamal.DEFAULT_HA
     """Validate a fetched bundle: shape, version, identity and group, the SPK in the subgroup,
     the owner's hash against our policy, and the owner's signature over it."""
     if _wire.is_v1(obj):
-        raise OlderPeer(str(obj.get("identity", {}).get("name", "the peer"))[:64])
+        raise OlderPeer(_claimed_name(obj))
     if len(json.dumps(obj, separators=(",", ":"))) > BUNDLE_MAX_BYTES:
         raise PrekeyError(f"prekey bundle is larger than {BUNDLE_MAX_BYTES} bytes")
     data = _wire.fields(obj, _BUNDLE_FIELDS, PrekeyError, "prekey bundle")
@@ -314,7 +325,7 @@ class Initial:
 def parse_init(obj: object, me: Identity) -> Initial:
     """Shape, version, identity, group membership of EK, ids and options of an init."""
     if _wire.is_v1(obj):
-        raise OlderPeer(str(obj.get("identity", {}).get("name", "the peer"))[:64])
+        raise OlderPeer(_claimed_name(obj))
     data = _wire.fields(obj, _INIT_FIELDS, PrekeyError, "initial message")
     _wire.version(data, PrekeyError, "initial message", PROTOCOL_VERSION)
     peer = _peer(data["identity"], me, "initial message")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import replace
 
 import pytest
 
@@ -118,4 +119,54 @@ def test_corrupt_or_readable_contacts_file_is_a_clear_error(tmp_path):
     path.write_text(json.dumps({"v": 1, "rooms": {}}))
     path.chmod(0o644)
     with pytest.raises(HomeError, match=f"chmod 600 {path}"):
+        FileContacts(path)
+
+
+def test_first_use_and_rekey_keep_names_to_the_label_bound(contacts):
+    long_name = "b" * 70
+    contact = Contact.first_use("duo", FakePeer(long_name, "k1"))
+    assert contact.label == contact.peer_name == "b" * 64
+    assert contact.rekeyed(FakePeer("c" * 65, "k2")).peer_name == "c" * 64
+    assert contact.rekeyed(FakePeer("c" * 65, "k2")).label == "b" * 64
+
+
+def test_a_peer_without_a_payload_is_pinned_without_one():
+    class Bare:
+        name, key_id, fingerprint = "bob", "k1", "k1"
+
+    assert Contact.first_use("duo", Bare()).identity is None
+    assert Contact.first_use("duo", FakePeer("bob", "k1")).identity == {"name": "bob", "key": "k1"}
+
+
+def test_lookalike_checks_the_name_the_peer_had_as_well_as_the_label(contacts):
+    contacts.put(replace(Contact.first_use("duo", FakePeer("bob", "k-bob")), label="Robert"))
+    flagged = check(contacts, "elsewhere", FakePeer("b\u043eb", "k-mallory"))
+    assert flagged.status == NEW and flagged.lookalike.peer_name == "bob"
+    by_label = check(contacts, "elsewhere", FakePeer("R\u043ebert", "k-mallory"))
+    assert by_label.lookalike.label == "Robert"
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("bob", "bo\u0301b"),  # combining acute (Mn)
+        ("bob", "b\u20ddob"),  # combining enclosing circle (Me)
+        ("bob", "b\u200dob"),  # zero-width joiner (Cf)
+        ("bob", "b o b"),
+        ("dan", "clan"),
+        ("will", "vvill"),
+        ("lily", "iiiy"),
+    ],
+)
+def test_each_skeleton_rule(a, b):
+    assert skeleton(a) == skeleton(b)
+
+
+def test_a_malformed_entry_is_a_clear_error(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    path = home / "contacts.json"
+    path.write_text(json.dumps({"v": 1, "rooms": {"duo": {"key_id": "k1"}}}))
+    path.chmod(0o600)
+    with pytest.raises(HomeError, match="bad entry for room 'duo'"):
         FileContacts(path)

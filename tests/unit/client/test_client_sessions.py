@@ -154,3 +154,38 @@ def test_the_last_error_is_raised_when_none_opens(clock):
     sessions.add(FakeSession("k1", "new"))
     with pytest.raises(errors.InvalidMessage, match="^old cannot open x$"):
         sessions.open("x")
+
+
+def test_rearm_restarts_a_restored_sessions_grace_on_joining(clock):
+    sessions = SessionSet(clock)
+    saved = FakeSession("k1", "saved")
+    sessions.restore(saved)
+    clock.now += SESSION_GRACE_SECONDS  # the restored session's first grace has run out
+    assert len(sessions) == 0
+    sessions.rearm()  # joining: the backlog sealed for it may still come
+    rearmed = clock.now
+    assert sessions.open("saved") == (saved, b"opened by saved")
+    clock.now = rearmed + SESSION_GRACE_SECONDS - 0.001
+    assert len(sessions) == 1
+    clock.now = rearmed + SESSION_GRACE_SECONDS
+    assert len(sessions) == 0
+
+
+def test_rearm_does_nothing_once_a_live_session_exists(clock):
+    sessions = SessionSet(clock)
+    sessions.restore(FakeSession("k1", "saved"))
+    sessions.add(FakeSession("k2", "live"))  # another key: the saved one is gone for good
+    sessions.rearm()
+    assert len(sessions) == 1
+    with pytest.raises(errors.InvalidMessage, match="live cannot open saved"):
+        sessions.open("saved")
+
+
+def test_rearm_without_a_restored_session_does_nothing(clock):
+    sessions = SessionSet(clock)
+    sessions.rearm()
+    assert len(sessions) == 0 and sessions.newest is None
+    sessions.restore(FakeSession("k1", "saved"))
+    sessions.clear()
+    sessions.rearm()  # clear() forgot the restored session too; nothing comes back
+    assert len(sessions) == 0

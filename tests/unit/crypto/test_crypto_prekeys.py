@@ -429,3 +429,23 @@ def test_signed_prekey_rotates_and_old_ones_expire(bob):
 
 def test_errors_are_parley_errors():
     assert issubclass(PrekeyError, ParleyError) and issubclass(InvalidPrekeyState, ParleyError)
+
+
+@pytest.mark.parametrize(
+    "init",
+    [
+        None, "x", [], 5, {}, {"v": 1, "identity": "x"}, {"v": 1, "identity": [1]},
+        {"v": 1, "identity": {"name": 7}}, {"v": 1, "name": "\x1b[2J"},
+        {"v": 2, "identity": "x", "ek": 1, "nonce": 1, "spk": 1, "otk": 1, "hash": 1,
+         "deniable": 1, "sig": 1},
+    ],
+)  # fmt: skip
+def test_hostile_init_shapes_raise_parley_errors_only(bob, store, init):
+    with pytest.raises(ParleyError):
+        prekeys.respond(bob, ROOM, store, {"v": 2, "init": init})
+
+
+@pytest.mark.parametrize("bundle", [None, "x", [], {"v": 1, "identity": 3}, {"v": 2}])
+def test_hostile_bundle_shapes_raise_parley_errors_only(alice, bundle):
+    with pytest.raises(ParleyError):
+        prekeys.initiate(alice, ROOM, bundle, None)

@@ -15,8 +15,15 @@ import time
 import pytest
 import redis
 
-from parley_relay.redis_store import PREFIX, RedisStore, make_client
-from parley_relay.store import Conn, JoinRequest, MemoryStore, Pruned
+from parley_relay.redis_store import (
+    LEASES_KEY,
+    RESYNC_KEY,
+    RedisStore,
+    make_client,
+    replica_key,
+    room_key,
+)
+from parley_relay.store import Conn, Held, JoinRequest, JoinResult, MemoryStore, Pruned
 
 LONG = 3600.0
 
@@ -49,9 +56,17 @@ class Backend:
             time.sleep(seconds)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def backend(request):
-    url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
+    """The same contract on memory, one Redis and a real Redis Cluster (whose nodes refuse
+    any script touching keys of two slots: CROSSSLOT)."""
+    url = None
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server").url
+    elif request.param == "cluster":
+        cluster = request.getfixturevalue("shared_redis_cluster")
+        cluster.flush()
+        url = cluster.url
     b = Backend(request.param, url)
     yield b
     for c in b.clients:
@@ -202,25 +217,121 @@ def test_a_connection_is_seated_once_whatever_the_sid_order(backend):
     assert sorted(h.sid for h in store.held()) == ["a", "b"]
 
 
+def test_leave_takes_only_its_own_seat_never_a_reservation(backend):
+    """A reserved seat has no sid; leaving must find the leaver's seat, not the first one."""
+    store = backend.store()
+    store.join("r", req("s1", "alice", secret(1), "i1"))
+    store.leave("r", "s1")  # alice's seat is now reserved
+    store.join("r", req("s2", "bob", secret(2), "i2"))
+    left = store.leave("r", "s2")
+    assert left.removed and left.name == "bob"
+    assert store.held() == []
+    assert store.join("r", req("s3", "alice", secret(1), "i9")).joined  # alice's reservation
+    assert store.join("r", req("s4", "bob", secret(2), "i9")).joined  # and bob's
+
+
+def test_leave_on_another_replica_takes_nothing(backend):
+    a, b = backend.store("A"), backend.store("B")
+    a.join("r", req("s1", "alice", secret(1), "i1"))
+    b.join("r", req("s2", "bob", secret(2), "i2", replica="B"))
+    assert not b.leave("r", "s1").removed  # "s1" lives on A
+    assert not a.leave("r", "s2").removed  # "s2" lives on B
+    assert sorted(h.sid for h in a.held() + b.held()) == ["s1", "s2"]
+
+
+def test_replica_names_compare_by_value(backend):
+    name = "".join(["rep", "lica-1"])  # equal to the literal, another object
+    store = backend.store(name)
+    store.join("r", req("s1", "alice", secret(1), "i1", replica="replica-1"))
+    assert [h.sid for h in store.held()] == ["s1"]
+    assert store.leave("r", "s1").removed
+
+
+def test_resume_and_already_connected_whatever_the_sid_order(backend):
+    """The seat rules compare sids for equality only: a newer connection whose sid sorts
+    before the old one's is refused (other instance) or replaces it (same instance)."""
+    store = backend.store()
+    store.join("r", req("s9", "alice", secret(1), "i1"))
+    refused = store.join("r", req("s1", "alice", secret(1), "i2"))
+    assert refused.status == "already_connected" and refused.joined is False
+    resumed = store.join("r", req("s1", "alice", secret(1), "i1"))
+    assert resumed.joined and resumed.replaced == Conn("A", "s9")
+    # The same connection again, its sid another (equal) str object as the network gives:
+    # never told to drop itself, never its own peer.
+    again = store.join("r", req("".join(["s", "1"]), "alice", secret(1), "i1"))
+    assert again.joined and again.replaced is None and again.peers == ()
+    plain = store.join("r", req("".join(["s", "7"]), "bob"))
+    assert plain.peers == (Conn("A", "s1"),)
+    assert store.join("r", req("".join(["s", "7"]), "bob")).peers == (Conn("A", "s1"),)
+    # its own sid under another instance is still this connection: joined, not refused
+    assert store.join("r", req("".join(["s", "1"]), "alice", secret(1), "i0")).joined
+    assert store.leave("r", "".join(["s", "7"])).removed  # leave finds it by value too
+
+
+def test_instances_compare_for_equality_whatever_their_order(backend):
+    store = backend.store()
+    store.join("r", req("s1", "alice", secret(1), "i2"))
+    refused = store.join("r", req("s2", "alice", secret(1), "i1"))  # "i1" sorts first
+    assert refused.status == "already_connected"
+    same = "".join(["i", "2"])  # the same instance as another str object, as JSON gives it
+    resumed = store.join("r", req("s3", "alice", secret(1), same))
+    assert resumed.joined and resumed.replaced == Conn("A", "s1")
+
+
+def test_memory_store_is_always_healthy_and_close_forgets_the_rooms():
+    """/healthz asks ping(); the memory store has no backend that could be down."""
+    store = MemoryStore(replica="A")
+    assert store.ping() is True and store.heartbeat() == "ok" and store.prune_dead() == []
+    store.join("r", req("s1"))
+    store.close()
+    assert store.held() == [] and store.seats("r") == []
+
+
+def test_memory_store_default_reservation_lasts_seven_days():
+    """PARLEY_SEAT_TTL's default: a mailbox keeps messages as long (services/relay/README.md)."""
+    now = [0.0]
+    store = MemoryStore(replica="A", clock=lambda: now[0])
+    store.join("r", req("s1", "alice", secret(1), "i1"))
+    store.join("r", req("s2", "bob", secret(2), "i2"))
+    store.leave("r", "s1")
+    now[0] = 7 * 24 * 3600.0 - 0.5
+    assert store.join("r", req("s3", "carol", secret(3), "i3")).status == "room_full"
+    now[0] = 7 * 24 * 3600.0  # the reservation ends at exactly the TTL
+    assert store.join("r", req("s3", "carol", secret(3), "i3")).joined
+
+
 def test_joined_is_a_boolean_the_relay_can_branch_on(backend):
     """The relay refuses on `not result.joined`: a refusal must read False, not a method."""
     store = backend.store()
     assert store.join("r", req("s1")).joined is True
     assert store.join("r", req("s2")).joined is True
     assert store.join("r", req("s3")).joined is False
+    for status in ("already_connected", "room_full", "recovering"):  # sorting around "joined"
+        assert JoinResult(status).joined is False
+    assert JoinResult("".join(["jo", "ined"])).joined is True  # as decoded from a script reply
 
 
 def test_store_results_are_immutable(backend):
     store = backend.store()
     joined = store.join("r", req("s1"))
     left = store.leave("r", "s1")
-    pruned = Pruned("r", "alice", ())
-    for obj, attr in ((joined, "status"), (left, "removed"), (pruned, "name")):
+    pruned, held = Pruned("r", "alice", ()), Held("r", "s1", ())
+    objects = [(joined, "status"), (left, "removed"), (pruned, "name"), (held, "sid")]
+    objects += [(Conn("A", "s1"), "sid"), (req("s1"), "secret_hash")]
+    for obj, attr in objects:
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, attr, "changed")
 
 
 # -- Redis-only behaviour: leases, pruning, epochs, TTLs ---------------------------------------
+
+
+def expire_lease(url, replica):
+    """Make `replica`'s lease look run out (as if it stopped renewing it long ago)."""
+    raw = redis.Redis.from_url(url)
+    time.sleep(0.01)  # after the seats were taken (a lease ends after its seats' joins)
+    sec, usec = raw.time()
+    raw.hset(LEASES_KEY, replica, sec * 1000 + usec // 1000 - 1)
 
 
 def rs(url, replica, hb=30.0, seat_ttl=LONG):
@@ -235,7 +346,8 @@ def test_dead_replica_seats_are_vacated_secret_ones_stay_reserved(redis_server):
     b.join("r", req("s2", "bob", secret(2), "i2", replica="B"))
     a.join("lobby", req("s3", "anonymous"))
     b.join("lobby", req("s4", "anonymous", replica="B"))
-    redis.Redis.from_url(redis_server.url).delete(f"{PREFIX}alive:B")
+    expire_lease(redis_server.url, "B")
+    a.heartbeat()  # learns that B's lease ran out
     pruned = sorted(a.prune_dead(), key=lambda p: p.room)
     assert [(p.room, p.name, p.peers) for p in pruned] == [
         ("lobby", "anonymous", (Conn("A", "s3"),)),
@@ -253,7 +365,8 @@ def test_join_cleans_dead_connections_before_the_pruner(redis_server):
     a.heartbeat(), b.heartbeat()
     a.join("lobby", req("s1", "anonymous"))
     b.join("lobby", req("s2", "anonymous", replica="B"))
-    redis.Redis.from_url(redis_server.url).delete(f"{PREFIX}alive:B")
+    expire_lease(redis_server.url, "B")
+    a.heartbeat()
     assert a.join("lobby", req("s3", "anonymous")).joined
 
 
@@ -261,12 +374,12 @@ def test_heartbeat_statuses(redis_server):
     raw = redis.Redis.from_url(redis_server.url)
     a, b = rs(redis_server.url, "A"), rs(redis_server.url, "B")
     assert a.heartbeat() == "ok" and a.heartbeat() == "ok"
-    raw.delete(f"{PREFIX}alive:A")  # presumed dead while Redis kept its data
+    raw.hdel(LEASES_KEY, "A")  # presumed dead while Redis kept its data
     assert a.heartbeat() == "expired"
     assert a.heartbeat() == "ok"
     raw.flushall()  # Redis lost everything
     assert a.heartbeat() == "resync"
-    assert raw.exists(f"{PREFIX}resync")
+    assert raw.exists(RESYNC_KEY)
     assert b.heartbeat() == "ok"  # a replica that never knew the old epoch
 
 
@@ -276,7 +389,7 @@ def test_an_expired_reply_lost_on_the_way_is_reported_again(redis_server):
     raw = redis.Redis.from_url(redis_server.url)
     a = rs(redis_server.url, "A")
     assert a.heartbeat() == "ok"
-    raw.delete(f"{PREFIX}alive:A")
+    raw.hdel(LEASES_KEY, "A")
     lost = rs(redis_server.url, "A")  # the same beat, whose reply never reached A
     lost.epoch, lost.lease_token = a.epoch, a.lease_token
     assert lost.heartbeat() == "expired"
@@ -317,7 +430,7 @@ def test_restore_evicts_seats_taken_before_the_resync_window_opened(redis_server
     assert sorted(s["sid"] for s in old.seats("r")) == ["s1", "s2"]
     assert new.held() == []
     assert new.join("r", req("e3", "eve", secret(9), "i9", replica="N")).status == "recovering"
-    raw.delete(f"{PREFIX}resync")
+    raw.delete(RESYNC_KEY)
     assert new.join("r", req("e3", "eve", secret(9), "i9", replica="N")).status == "room_full"
 
 
@@ -337,7 +450,7 @@ def test_join_refused_while_the_epoch_is_unknown_or_resyncing(redis_server):
     assert a.join("r", req("s2", "alice", secret(1), "i1")).joined
     # ...a restore never takes a seat from the connection now holding it.
     assert a.join("r", req("s1", "alice", secret(1), "i1"), restore=True).status == "room_full"
-    raw.delete(f"{PREFIX}resync")
+    raw.delete(RESYNC_KEY)
     assert a.join("r", req("s9", "eve")).joined
 
 
@@ -347,11 +460,11 @@ def test_every_key_has_a_ttl_or_an_owner(redis_server):
     a.heartbeat()
     a.join("r", req("s1", "alice", secret(1), "i1"))
     a.leave("r", "s1")
-    owned = {f"{PREFIX}conns:A", f"{PREFIX}replicas"}
-    for key in raw.keys(f"{PREFIX}*"):
+    owned = {replica_key("A", "conns")}
+    for key in raw.keys("parley:*"):
         assert key in owned or raw.pttl(key) > 0, key
     a.close()
-    assert raw.keys(f"{PREFIX}conns:*") == [] and not raw.sismember(f"{PREFIX}replicas", "A")
+    assert not raw.exists(replica_key("A", "conns")) and not raw.hexists(LEASES_KEY, "A")
 
 
 def test_only_the_hash_of_the_secret_is_stored(redis_server):
@@ -360,7 +473,7 @@ def test_only_the_hash_of_the_secret_is_stored(redis_server):
     a.heartbeat()
     h = secret(1)
     a.join("r", req("s1", "alice", h, "i1"))
-    dump = b"".join(raw.hvals(f"{PREFIX}room:r"))
+    dump = b"".join(raw.hvals(room_key("r", "seats")))
     assert h.encode() in dump  # the relay is handed the hash; the secret never reaches it
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import pytest
 import redis
@@ -116,3 +117,35 @@ def test_a_store_that_replays_envelopes_and_one_time_keys_is_harmless(
     assert bob.wait(timeout=60) == 0
     assert bob.received() == ["first start", "second line"]  # the replays show nothing
     assert "could not be opened" in json.dumps(bob.events)  # the reused one-time key: refused
+
+
+def test_a_full_mailbox_and_expired_messages_are_plain_lines_for_the_sender(
+    batch_clients, tmp_path
+):
+    """The sender's view of the mailbox limits: `mailbox_full` is one plain line and what did
+    not fit stays queued (exit 5: it waits for an absent contact); entries older than the TTL
+    come back as `expired in the relay's mailbox ... <text>` lines (whenever the relay tells:
+    at once if connected, else at the next join) and go out again."""
+    store = RedisServer().start()
+    limits = {"PARLEY_MAILBOX_MAX_MESSAGES": "3", "PARLEY_MAILBOX_TTL": "2"}
+    relay = RelayProcess(store.url, env=limits)
+    try:
+        relay.start()
+        bob_joins_once_and_leaves(batch_clients, tmp_path, relay)
+        alice = batch_clients("alice", ROOM, relay.url, "--timeout", "3", home=tmp_path / "a")
+        alice.send(*[f"text {i}" for i in range(5)])
+        assert alice.wait(timeout=90) == 5, alice.stderr()  # EXIT_ABSENT
+        stored = [e["text"] for e in alice.of("stored")]
+        assert stored[:3] == ["text 0", "text 1", "text 2"] and "text 3" not in stored
+        full = [e for e in alice.events if "mailbox at the relay is full" in e.get("message", "")]
+        assert len(full) == 1 and not alice.of("relay_error"), alice.events
+
+        time.sleep(4)  # twice the TTL: whatever was stored has expired
+        again = batch_clients("alice", ROOM, relay.url, "--timeout", "3", home=tmp_path / "a")
+        again.wait(timeout=90)
+        expired = [e["message"] for e in alice.events + again.events if e.get("expired")]
+        assert any(m.endswith("): text 0") for m in expired), expired
+        assert all(m.startswith("expired in the relay's mailbox before bob") for m in expired)
+    finally:
+        relay.cleanup()
+        store.cleanup()
