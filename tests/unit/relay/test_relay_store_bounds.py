@@ -10,8 +10,8 @@ import pytest
 from parley_relay.budget import RedisBudget
 from parley_relay.mailbox import Full, Limits
 from parley_relay.redis_store import room_key
-from tests.unit.relay.test_relay_mailbox import ALICE, BOB, TTL_MS, Backend, away_pair, join
-from tests.unit.relay.test_relay_mailbox import backend as backend  # noqa: F401 - fixture
+from tests.unit.relay.test_relay_mailbox_store import ALICE, BOB, TTL_MS, Backend, away_pair, join
+from tests.unit.relay.test_relay_mailbox_store import backend as backend  # noqa: F401 - fixture
 
 CAROL, DAVE = (hashlib.sha256(n.encode()).hexdigest() for n in ("carol", "dave"))
 
