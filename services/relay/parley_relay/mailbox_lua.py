@@ -187,15 +187,22 @@ end
 return mine
 """
 
-# Returns {one-time keys now, bytes added}.
-PUT_PREKEYS = """
+_PREKEY_BYTES = """
+-- bytes a seat's prekeys take now (the budget's count of them)
+local function prekey_bytes(bundle_key, otk)
+  local n = redis.call('STRLEN', bundle_key)
+  for _, v in ipairs(redis.call('LRANGE', otk, 0, -1)) do n = n + #v end
+  return n
+end
+"""
+
+# Returns {one-time keys now, the seat's prekey bytes now}.
+PUT_PREKEYS = (
+    _PREKEY_BYTES
+    + """
 local bundle_key, otk = KEYS[1], KEYS[2]
 local bundle, cap, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local added = 0
-if bundle ~= '' then
-  added = #bundle - redis.call('STRLEN', bundle_key)
-  redis.call('SET', bundle_key, bundle)
-end
+if bundle ~= '' then redis.call('SET', bundle_key, bundle) end
 local known = {}
 for _, v in ipairs(redis.call('LRANGE', otk, 0, -1)) do known[cjson.decode(v).id] = true end
 local n = redis.call('LLEN', otk)
@@ -203,7 +210,6 @@ for i = 4, #ARGV, 2 do
   if n >= cap then break end
   if not known[ARGV[i]] then
     redis.call('RPUSH', otk, ARGV[i + 1])
-    added = added + #ARGV[i + 1]
     known[ARGV[i]] = true
     n = n + 1
   end
@@ -211,13 +217,15 @@ end
 for _, k in ipairs({bundle_key, otk}) do
   if redis.call('EXISTS', k) == 1 then redis.call('PEXPIRE', k, ttl + 60000) end
 end
-return {n, added}
+return {n, prekey_bytes(bundle_key, otk)}
 """
+)
 
 # The other seat's bundle and a one-time key: the one this asker got within the window
 # (`given`), else a new one popped (and remembered for the window).
 FETCH_PREKEYS = (
     _SEATS
+    + _PREKEY_BYTES
     + """
 local seats_key, bundle_key, otk, given = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local hash, tag, window = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -228,10 +236,12 @@ if ptag ~= tag then return cjson.encode({s = 'moved', t = ptag}) end
 local bundle = redis.call('GET', bundle_key)
 if not bundle then return cjson.encode({s = 'none'}) end
 local one = window > 0 and redis.call('GET', given) or false
+local left = -1  -- the owner's prekey bytes after a pop (-1: nothing popped)
 if not one then
   one = redis.call('LPOP', otk)
+  if one then left = prekey_bytes(bundle_key, otk) end
   if one and window > 0 then redis.call('SET', given, one, 'PX', window) end
 end
-return cjson.encode({s = 'ok', b = bundle, o = one})
+return cjson.encode({s = 'ok', b = bundle, o = one, t = left})
 """
 )

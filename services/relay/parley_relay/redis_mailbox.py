@@ -12,7 +12,8 @@ Keys, all in the room's hash slot (`redis_store.room_key`), `<tag>` = `mailbox.s
                          the fetch window (it gets the same one again meanwhile)
 and one global set `parley:{g}:mailboxes` ("<room>|<tag>" of every mailbox) that the janitor
 walks to expire old entries; each member is removed once its stream is gone. Stored bytes
-also count against the relay-wide budget (budget.py, keys `parley:{g}:stored:<bucket>`).
+and prekeys also count against the relay-wide budget (budget.py: `parley:{g}:stored:<bucket>`,
+`parley:{g}:prekeyed`, `parley:{g}:prekey_bytes`).
 
 Why a Stream: entry ids are Redis-clock times in ms that never decrease (the `at` clients
 show, and the arrival order), XRANGE reads a backlog in order from any point (a drain
@@ -176,7 +177,14 @@ class RedisMailbox:
                 self.client.srem(INDEX_KEY, member)
                 if self.client.exists(room_key(room, f"mbox:{tag}")):
                     self.client.sadd(INDEX_KEY, member)
+        self.budget.prekey_round(self._prekeys_gone, JANITOR_BATCH)
         return told
+
+    def _prekeys_gone(self, member: str) -> bool:
+        """Both prekey keys of "<room>|<tag>" expired (TTL: the seat was away too long)."""
+        room, _, tag = member.rpartition("|")
+        keys = (room_key(room, f"prekeys:{tag}"), room_key(room, f"otk:{tag}"))
+        return not any(self.client.exists(k) for k in keys)
 
     def put_prekeys(self, room: str, owner_hash: str, bundle, one_time: list) -> int:
         tag = seat_tag(owner_hash)
@@ -185,16 +193,11 @@ class RedisMailbox:
         for key in one_time:
             args += [key["id"], _JSON.encode(key)]
         size = len(text) + sum(len(a) for a in args[4::2])
-        bucket = self.budget.reserve(size) if size else 0
-        if bucket is None:
+        if size and not self.budget.fits(size):
             raise Full
         keys = [room_key(room, f"prekeys:{tag}"), room_key(room, f"otk:{tag}")]
-        try:
-            left, added = self._put(keys=keys, args=args)
-        except Exception:
-            self.budget.release({bucket: size})
-            raise
-        self.budget.release({bucket: size - max(0, int(added))})  # known ids: not kept
+        left, total = self._put(keys=keys, args=args)
+        self.budget.set_prekeys(f"{room}|{tag}", int(total))
         return int(left)
 
     def fetch_prekeys(self, room: str, asker_hash: str) -> Prekeys | None:
@@ -207,9 +210,11 @@ class RedisMailbox:
             ]
             return self._fetch(keys=keys, args=[asker_hash, tag, self.limits.fetch_window_ms])
 
-        out, _ = self._optimistic(room, asker_hash, run)
+        out, tag = self._optimistic(room, asker_hash, run)
         if out["s"] != "ok":
             return None
+        if out["t"] >= 0:  # popped one: the owner's prekeys take fewer bytes now
+            self.budget.set_prekeys(f"{room}|{tag}", int(out["t"]))
         one_time = out.get("o")
         return Prekeys(json.loads(out["b"]), json.loads(one_time) if one_time else None)
 
@@ -218,6 +223,7 @@ class RedisMailbox:
         parts = ("mbox", "mbytes", "prekeys", "otk")
         out = json.loads(self._drop(keys=[room_key(room, f"{p}:{tag}") for p in parts]))
         self.budget.release(out["f"] or {})
+        self.budget.set_prekeys(f"{room}|{tag}", 0)
 
     def counts(self, room: str, owner_hash: str) -> tuple[int, int, int]:
         tag = seat_tag(owner_hash)

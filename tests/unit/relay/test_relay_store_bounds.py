@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from parley_relay.budget import RedisBudget
-from parley_relay.mailbox import Full, Limits
+from parley_relay.mailbox import Full, Limits, seat_tag
 from parley_relay.redis_store import room_key
 from tests.unit.relay.test_relay_mailbox_store import ALICE, BOB, TTL_MS, Backend, away_pair, join
 from tests.unit.relay.test_relay_mailbox_store import backend as backend  # noqa: F401 - fixture
@@ -58,6 +58,27 @@ def test_expiry_gives_the_budget_back(backend):
     box.expire_all()
     assert used(box) == 0
     assert box.store("e2", ALICE, "x", 100).status == "stored"
+
+
+def test_prekey_bytes_follow_publish_fetch_release_and_key_expiry(backend):
+    seats, box = away_pair(backend, Limits(fetch_window_ms=0, total_bytes=10_000))
+    keys = [{"id": f"{i:016x}", "dh": "ab" * 50} for i in range(4)]
+    box.put_prekeys("r", BOB, {"b": "c" * 100}, keys)
+    full = used(box)
+    assert full >= 100 + 4 * 100
+    box.put_prekeys("r", BOB, {"b": "c" * 100}, keys)  # a republish counts nothing twice
+    assert used(box) == full
+    box.fetch_prekeys("r", ALICE)
+    assert full - 150 < used(box) < full - 100  # one key handed out: its bytes are free
+    with pytest.raises(Full):
+        box.put_prekeys("r", ALICE, {"b": "d" * 9_500}, [])
+    if backend.kind == "memory":
+        box.drop_seat("r", BOB)
+    else:  # as the keys' own TTL would; the janitor's round notices
+        tag = seat_tag(BOB)
+        box.client.delete(room_key("r", f"prekeys:{tag}"), room_key("r", f"otk:{tag}"))
+        box.expire_all()
+    assert used(box) == 0
 
 
 def test_a_redelivered_live_line_counts_and_reaches_the_seat(backend):
