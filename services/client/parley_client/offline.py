@@ -22,6 +22,7 @@ from parley_crypto import errors, prekeys
 from parley_crypto.prekey_store import ONE_TIME_TARGET, PrekeyStore
 
 from .events import Event, State, short_reason
+from .kept import LocalFailure
 
 # How long after joining we wait for the relay's KEY_EXCHANGE before treating the contact as
 # away: the relay sends it at once when both seats are live, so a second is plenty on a
@@ -56,7 +57,8 @@ class Offline:
         self._backlog_rejected = 0
         self._backlog_until: float | None = None
         self._acks: list[str] = []
-        self._held_entries: dict[str, str] = {}  # text id held back -> its mailbox entry
+        self._backlog_local = 0  # entries not processed because of a local failure
+        self._local_reason = ""
         self._entry: str | None = None  # the stored entry being processed, if any
         self._asking = 0  # requests without a reply yet
 
@@ -82,7 +84,8 @@ class Offline:
 
     def _offline_disconnected(self) -> None:
         self._away_at = self._backlog_until = None
-        self._in_backlog, self._acks = False, []  # unacked entries come again next join
+        # Unacked entries come again next join; kept.py keeps the opened, unshown ones.
+        self._in_backlog, self._acks = False, []
 
     def _offline_peer_left(self) -> None:
         if self._request is not None:
@@ -256,10 +259,17 @@ class Offline:
             return
         if not self._in_backlog:
             self._in_backlog, self._backlog_shown, self._backlog_rejected = True, 0, 0
+            self._backlog_local = 0
             self._emit(Event("info", DIVIDER, {"divider": "away"}))
+        if self._kept_again(entry):
+            return  # opened before and kept (kept.py): never opened twice
         self._entry = entry
         try:
             outcome = self._open_outcome(envelope, report=False)
+        except (LocalFailure, OSError) as e:  # our failure, not the entry's: it comes again
+            self._backlog_local += 1
+            self._local_reason = short_reason(e)
+            return
         except Exception:  # noqa: BLE001 - hostile input: counted, acknowledged, never a crash
             outcome = "rejected"
         finally:
@@ -268,15 +278,7 @@ class Offline:
             self._backlog_rejected += 1
         if outcome == "shown":
             self._backlog_shown += 1
-        if outcome == "held":
-            return  # acknowledged once it is shown (its predecessor may come next)
-        if outcome != "withheld":  # withheld: it comes again next join, maybe after /trust
-            self._ack_entry(entry)
-
-    def _entry_shown(self, text_id: str) -> None:
-        """A text from the backlog was shown (perhaps released from being held back)."""
-        entry = self._held_entries.pop(text_id, None)
-        if entry is not None:
+        if outcome not in ("held", "withheld"):  # those are kept (kept.py), acked once shown
             self._ack_entry(entry)
 
     def _ack_entry(self, entry: str) -> None:
@@ -285,19 +287,28 @@ class Offline:
             self._flush_acks()
 
     def _flush_acks(self) -> None:
-        if self._acks:
+        while self._acks:
             ids, self._acks = self._acks[:ACK_BATCH], self._acks[ACK_BATCH:]
-            self._send("mailbox_ack", {"ids": ids})
+            if self._request is None:
+                self._send("mailbox_ack", {"ids": ids})
+            else:  # the relay's reply lets kept.py forget the entries it confirmed
+                self._ask("mailbox_ack", {"ids": ids}, lambda r, i=ids: self._kept_acked(i, r))
 
     def _on_mailbox_done(self, payload: Any) -> None:
+        was_in_backlog, self._in_backlog = self._in_backlog, False
+        self._kept_backlog_done()
         self._flush_acks()
         self._backlog_until = None
-        if self._in_backlog:
-            self._in_backlog = False
+        if was_in_backlog:
             if self._backlog_rejected:
                 self._error(
                     f"{self._backlog_rejected} stored message(s) could not be opened "
                     "(replayed, tampered, or sealed for a session this client no longer has)"
+                )
+            if self._backlog_local:
+                self._error(
+                    f"{self._backlog_local} stored message(s) could not be processed here "
+                    f"({self._local_reason}); they stay at the relay for the next join"
                 )
             text = f"── end of what arrived while you were away ({self._backlog_shown}) ──"
             self._emit(Event("info", text, {"divider": "end"}))
@@ -309,7 +320,8 @@ class Offline:
         store = self._prekey_store()
         session, data = prekeys.respond(self.me, self.room, store, envelope)
         if not self._save_prekeys():  # the one-time key must be gone for good first
-            raise errors.InvalidMessage("could not record the one-time prekey as used")
+            self._prekeys = None  # back to the saved state: the entry is opened next join
+            raise LocalFailure("could not save the prekeys")
         if self.state is State.SECURE and self.session is not None:
             return session, data  # a live session runs: this start is answered on it
         self._adopt_async(session, "reached you while you were away")
