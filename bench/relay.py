@@ -17,6 +17,7 @@ the stock RedisManager broadcast decodes everything everywhere). Last line:
     python bench/relay.py            # 50 pairs x 200 messages, 2 rounds each
     python bench/relay.py --quick    # 10 pairs x 50 messages, 1 round (development)
     python bench/relay.py --baseline node   # against Node socket.io + redis-adapter (baselines.py)
+    python bench/relay.py --cluster  # Redis Cluster replica sweep 1, 2, 4 (bench/cluster.py)
 
 Stored-and-forwarded mode (issue 15, offline delivery): 50 pairs, B away while A sends
 --stored-messages (default 1,000) each, all kept in B's mailbox in Redis; then every B
@@ -285,12 +286,22 @@ def main(argv=None) -> int:
         "--stored-messages", type=int, default=1000, help="messages stored per pair (--stored)"
     )
     p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on a real Redis Cluster: replica sweep 1, 2, 4 (bench/cluster.py; --quick: shorter)",
+    )
+    p.add_argument(
         "--serve-baseline", nargs=2, metavar=("PORT", "REDIS_URL"), help=argparse.SUPPRESS
     )
     args = p.parse_args(argv)
     if args.serve_baseline:
         serve_baseline(int(args.serve_baseline[0]), args.serve_baseline[1])
         return 0
+    if args.cluster:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from cluster import main as cluster_main
+
+        return cluster_main(["--seconds", "2", "--pairs", "10"] if args.quick else [])
     if args.stored:
         return run_stored(args)
     if args.quick:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.cluster import RedisCluster
 from tests.support.servers import RedisServer, RelayProcess
 
 
@@ -15,6 +16,27 @@ def redis_server():
         yield server.start()
     finally:
         server.cleanup()
+
+
+@pytest.fixture
+def redis_cluster():
+    """A fresh Redis Cluster (3 masters + 3 replicas) for one test (e.g. one that kills a
+    master), stopped and removed afterwards, also when the test or the start failed."""
+    cluster = RedisCluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture(scope="module")
+def shared_redis_cluster():
+    """One Redis Cluster for a whole module; tests flush it (`RedisCluster.flush`)."""
+    cluster = RedisCluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.cleanup()
 
 
 @pytest.fixture

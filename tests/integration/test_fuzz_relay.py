@@ -39,6 +39,7 @@ import websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from parley_relay.redis_store import room_key
 from tests.support.rawws import (
     OP_BINARY,
     OP_CLOSE,
@@ -455,7 +456,7 @@ def test_relay_survives_fuzzing_without_leaks(relay, redis_server):
         # No leaked room slot: Redis forgets every fuzz member, fresh pairs fit in every room.
         r = redis.Redis.from_url(redis_server.url, decode_responses=True)
         wait_for(
-            lambda: all(r.hlen(f"parley:room:{room}") == 0 for room in FUZZ_ROOMS),
+            lambda: all(r.hlen(room_key(room, "seats")) == 0 for room in FUZZ_ROOMS),
             timeout=10,
             what="fuzz rooms to empty",
         )
@@ -470,7 +471,7 @@ def test_relay_survives_fuzzing_without_leaks(relay, redis_server):
                 x.close()
                 y.close()
         wait_for(
-            lambda: all(r.hlen(f"parley:room:{room}") == 0 for room in FUZZ_ROOMS),
+            lambda: all(r.hlen(room_key(room, "seats")) == 0 for room in FUZZ_ROOMS),
             timeout=10,
             what="fresh pairs to leave",
         )

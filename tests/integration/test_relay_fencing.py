@@ -15,6 +15,7 @@ import time
 import redis
 import socketio
 
+from parley_relay.redis_store import RESYNC_KEY
 from tests.support.relay_clients import (
     RelayClient,
     clients_fixture,  # noqa: F401 - fixture
@@ -68,7 +69,7 @@ def test_m5_strangers_racing_a_redis_restart_get_no_seat(redis_server, relay_fac
         want = {alice.sio.get_sid(), bob.sio.get_sid()}
         restored = lambda: set(seat_sids(redis_server.url, "m5")) == want  # noqa: E731
         wait_for(
-            lambda: restored() and not raw.exists("parley:resync"),
+            lambda: restored() and not raw.exists(RESYNC_KEY),
             timeout=40,
             what="both seats restored and the resync window over",
         )

@@ -17,7 +17,7 @@ import time
 
 import redis
 
-from parley_relay.redis_store import RedisStore, make_client
+from parley_relay.redis_store import RESYNC_KEY, RedisStore, make_client
 from tests.support.relay_clients import (
     RelayClient,
     clients_fixture,  # noqa: F401 - fixture
@@ -120,7 +120,7 @@ def test_strangers_racing_a_new_replica_after_a_redis_restart_lose_their_seats(
     alice.emit("message", "after the restart")
     bob.wait_for_payload("received_message", "after the restart")
     # Once the window is over, a stranger meets two owned seats.
-    wait_for(lambda: not raw.exists("parley:resync"), timeout=40, what="resync window over")
+    wait_for(lambda: not raw.exists(RESYNC_KEY), timeout=40, what="resync window over")
     late = clients(new.url, seat_auth("gap", "eve", new_secret(), new_instance()))
     assert late.try_connect()["data"]["code"] == "room_full"
     assert all(s.named("received_message") == [] for s in strangers)

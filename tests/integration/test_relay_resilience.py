@@ -13,6 +13,7 @@ import pytest
 import redis
 import socketio
 
+from parley_relay.redis_store import LEASES_KEY, RESYNC_KEY, replica_key, room_key
 from tests.support.relay_clients import (
     clients_fixture,  # noqa: F401 - fixture
     pair,
@@ -71,8 +72,8 @@ def test_redis_restart_503_then_recovery(redis_server, relay_factory, clients):
     a.wait_for_payload("received_message", "back")
     # ...and the room is still full in Redis (strangers wait out the resync window first).
     raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    wait_for(lambda: raw.hlen("parley:room:rr") == 2, timeout=10, what="resync")
-    wait_for(lambda: not raw.exists("parley:resync"), timeout=20, what="resync window end")
+    wait_for(lambda: raw.hlen(room_key("rr", "seats")) == 2, timeout=10, what="resync")
+    wait_for(lambda: not raw.exists(RESYNC_KEY), timeout=20, what="resync window end")
     assert (
         clients(r1.url, {"room": "rr", "name": "eve"}).try_connect()["data"]["code"] == "room_full"
     )
@@ -84,16 +85,16 @@ def test_sigterm_is_graceful(redis_server, relay_factory, clients):
     a, b = pair(clients, r1.url, r2.url, "bye")
     replica = r1.health()["replica"]
     raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    assert raw.sismember("parley:replicas", replica)
+    assert raw.hexists(LEASES_KEY, replica)
     # SIGTERM. No bound on how long the drain takes on a loaded machine: what matters is
     # that it finishes by itself (exit 0, not our SIGKILL after 60 s) and what it leaves.
     r1.stop(timeout=60)
     assert r1.proc.returncode == 0, r1.log()
     assert a.disconnected.wait(5)
     assert b.wait_for("peer_left", timeout=5) == [{"name": "alice"}]
-    assert raw.hkeys("parley:room:bye") == [b.sio.get_sid()]
-    assert not raw.sismember("parley:replicas", replica)
-    assert not raw.exists(f"parley:alive:{replica}")
+    assert raw.hkeys(room_key("bye", "seats")) == [b.sio.get_sid()]
+    assert not raw.hexists(LEASES_KEY, replica)
+    assert not raw.exists(replica_key(replica, "conns"))
     # The seat is free at once, no waiting for a heartbeat to expire.
     c = clients(r2.url, {"room": "bye", "name": "carol"}).connect()
     assert c.wait_for("KEY_EXCHANGE") == [1]
@@ -136,9 +137,9 @@ def test_resync_drops_members_whose_seats_were_taken_while_redis_forgot_them(
         # Until r2 heartbeats again its members look like ghosts (its liveness key is gone
         # with the rest) and r1's resync would rightly evict them: wait for it.
         raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        alive = f"parley:alive:{r2.health()['replica']}"
-        wait_for(lambda: raw.exists(alive), timeout=30, what="r2's heartbeat")
-        wait_for(lambda: not raw.exists("parley:resync"), timeout=30, what="resync window end")
+        r2_id = r2.health()["replica"]
+        wait_for(lambda: raw.hexists(LEASES_KEY, r2_id), timeout=30, what="r2's heartbeat")
+        wait_for(lambda: not raw.exists(RESYNC_KEY), timeout=30, what="resync window end")
         c, d = pair_named(clients, r2.url, "taken", "carol", "dave")
     finally:
         os.kill(r1.proc.pid, signal.SIGCONT)

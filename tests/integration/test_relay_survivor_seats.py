@@ -16,6 +16,7 @@ import time
 import redis
 import socketio
 
+from parley_relay.redis_store import RESYNC_KEY, room_key
 from tests.support.relay_clients import (
     clients_fixture,  # noqa: F401 - fixture
     new_instance,
@@ -31,7 +32,7 @@ ARGS = ["--heartbeat-seconds", str(HEARTBEAT), "--connect-rate", "off"]
 
 def _resynced(redis_url: str, room: str, sids: set[str]) -> bool:
     raw = redis.Redis.from_url(redis_url)
-    return set(seat_sids(redis_url, room)) == sids and not raw.exists("parley:resync")
+    return set(seat_sids(redis_url, room)) == sids and not raw.exists(RESYNC_KEY)
 
 
 def _resume(clients, url: str, auth: dict, timeout: float = 30):
@@ -130,7 +131,7 @@ def test_survivor_presumed_dead_fences_and_its_members_resume(redis_server, rela
             timeout=30,
             what="r0 prunes the stalled r1",
         )
-        assert raw.hlen("parley:room:stall") == 2  # reserved for their secrets
+        assert raw.hlen(room_key("stall", "seats")) == 2  # reserved for their secrets
     finally:
         os.kill(r1.proc.pid, signal.SIGCONT)
     wait_for(lambda: '"event": "fenced"' in r1.log(), timeout=20, what="r1 fences")

@@ -17,6 +17,8 @@ import pytest
 import redis
 import socketio
 
+from parley_relay.redis_store import room_key
+
 
 class RelayClient:
     """One real Socket.IO client connected to a relay, recording what it receives."""
@@ -172,7 +174,7 @@ def seat_sids(redis_url: str, room: str) -> list[str]:
     """The sids Redis lists as holding a seat of `room` ("" for a reserved seat)."""
     raw = redis.Redis.from_url(redis_url, decode_responses=True)
     out = []
-    for field, value in raw.hgetall(f"parley:room:{room}").items():
+    for field, value in raw.hgetall(room_key(room, "seats")).items():
         try:
             out.append(json.loads(value)["c"])
         except ValueError:  # the relay before seats: field = sid, value = "replica|name"

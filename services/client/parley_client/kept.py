@@ -22,6 +22,7 @@ from parley_crypto.identity import PeerIdentity
 
 from .events import Event, short_reason
 from .messages import MAX_BODY_BYTES, MAX_ID_LEN, Plaintext
+from .store import HomeError
 
 # As many as a full mailbox holds (the relay's PARLEY_MAILBOX_MAX_MESSAGES default, 1000) and
 # as many bytes (PARLEY_MAILBOX_MAX_BYTES, 10 MiB): one backlog's worth can always be kept.
@@ -40,7 +41,12 @@ class Kept:
 
     def _init_kept(self) -> None:
         self._kept: dict[str, dict] = {}  # entry id -> record, oldest first
-        for record in self.room_state.kept()[-MAX_KEPT:]:
+        try:
+            saved = self.room_state.kept()
+        except (OSError, HomeError) as e:  # their entries stay unacked: opened (or not) again
+            self._error(f"ignored the unreadable unshown stored messages: {short_reason(e)}")
+            saved = []
+        for record in saved[-MAX_KEPT:]:
             if _valid(record):
                 self._kept[record["entry"]] = record
         for record in self._kept.values():
@@ -66,7 +72,7 @@ class Kept:
     def _save_kept(self) -> None:
         try:
             self.room_state.save_kept(list(self._kept.values()))
-        except (OSError, errors.ParleyError) as e:  # kept in memory for this run anyway
+        except (OSError, HomeError) as e:  # kept in memory for this run anyway
             self._error(f"could not save the unshown stored messages: {short_reason(e)}")
 
     def _kept_done(self, text_id: str) -> None:

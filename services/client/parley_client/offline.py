@@ -23,6 +23,7 @@ from parley_crypto.prekey_store import ONE_TIME_TARGET, PrekeyStore
 
 from .events import Event, State, short_reason
 from .kept import LocalFailure
+from .store import HomeError
 
 # How long after joining we wait for the relay's KEY_EXCHANGE before treating the contact as
 # away: the relay sends it at once when both seats are live, so a second is plenty on a
@@ -117,7 +118,11 @@ class Offline:
     # ----- publishing our prekeys --------------------------------------------------------
     def _prekey_store(self) -> PrekeyStore:
         if self._prekeys is None:
-            saved = self.room_state.prekeys()
+            try:
+                saved = self.room_state.prekeys()
+            except (OSError, HomeError) as e:  # unreadable or corrupt: start again, say so
+                self._error(f"ignored the saved prekeys (new ones follow): {short_reason(e)}")
+                saved = None
             if saved is not None:
                 try:
                     self._prekeys = PrekeyStore.from_state(saved, self.me)
@@ -131,7 +136,7 @@ class Offline:
         try:
             self.room_state.save_prekeys(self._prekey_store().to_state())
             return True
-        except (OSError, errors.ParleyError) as e:
+        except (OSError, HomeError, errors.ParleyError) as e:
             self._error(f"could not save the prekeys: {short_reason(e)}")
             return False
 
@@ -266,7 +271,7 @@ class Offline:
         self._entry = entry
         try:
             outcome = self._open_outcome(envelope, report=False)
-        except (LocalFailure, OSError) as e:  # our failure, not the entry's: it comes again
+        except (LocalFailure, OSError, HomeError) as e:  # our failure, not the entry's: it comes again
             self._backlog_local += 1
             self._local_reason = short_reason(e)
             return

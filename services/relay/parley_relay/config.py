@@ -14,6 +14,12 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .redis_cluster import (
+    ClusterUrlError,
+    cluster_url_from_list,
+    is_cluster_url,
+    parse_cluster_url,
+)
 from .redis_secret import PasswordFileError, read_password_file, url_has_password, url_with_password
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -60,6 +66,9 @@ class Settings:
     # as the mailbox keeps messages for an absent member (7 days), so nobody else can take a
     # departed member's place meanwhile. The `leave` event releases it at once.
     seat_ttl_seconds: float = 7 * 24 * 3600.0
+    # Redis Cluster only: a failover takes cluster-node-timeout (Redis's default 15 s) plus
+    # about a second; a message waits that out rather than being refused (bus.ClusterBus).
+    cluster_failover_seconds: float = 20.0
     # Resource bounds (docs/operations.md "Limits" says why each default is what it is).
     outbound_queue_bytes: int = 1_048_576
     header_timeout: float = 10.0
@@ -140,7 +149,22 @@ def _positive(name: str, text: str, kind: type = int):
 OPTIONS: dict[str, tuple[str, str | None, str]] = {
     "host": ("PARLEY_HOST", "127.0.0.1", "interface to listen on (0.0.0.0 in containers)"),
     "port": ("PARLEY_PORT", "5000", "TCP port"),
-    "redis_url": ("PARLEY_REDIS_URL", None, "Redis URL; unset = single process, in memory"),
+    "redis_url": (
+        "PARLEY_REDIS_URL",
+        None,
+        "Redis URL (redis+cluster://h1:p1,h2:p2 for Redis Cluster); unset = single process",
+    ),
+    "redis_cluster": (
+        "PARLEY_REDIS_CLUSTER",
+        None,
+        "Redis Cluster startup nodes 'h1:p1,h2:p2' (instead of a redis+cluster:// URL)",
+    ),
+    "cluster_failover_seconds": (
+        "PARLEY_CLUSTER_FAILOVER_SECONDS",
+        "20",
+        "on Redis Cluster: how long a message waits out a master failover before the "
+        "sender gets 'unavailable' (above cluster-node-timeout)",
+    ),
     "redis_password_file": (
         "PARLEY_REDIS_PASSWORD_FILE",
         None,
@@ -254,7 +278,10 @@ def load_settings(
     replica = raw["replica_id"] or _default_replica_id()
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", replica):
         raise ConfigError(f"replica id {replica!r}: use letters, digits and ._:- only")
-    redis_url = _redis_url(raw["redis_url"] or None, raw["redis_password_file"] or None)
+    redis_url = _redis_url(
+        _cluster_or_url(raw["redis_url"] or None, raw["redis_cluster"] or None),
+        raw["redis_password_file"] or None,
+    )
     port = _positive("port", raw["port"] or "")
     if port > 65535:
         raise ConfigError(f"port must be at most 65535, got {port}")
@@ -273,15 +300,38 @@ def load_settings(
         heartbeat_seconds=_positive("heartbeat seconds", raw["heartbeat_seconds"] or "", float),
         replica_id=replica,
         seat_ttl_seconds=_positive("seat ttl", raw["seat_ttl"] or "", float),
+        cluster_failover_seconds=_positive(
+            "cluster failover seconds", raw["cluster_failover_seconds"] or "", float
+        ),
         **_bounds(raw),
     )
 
 
+def _cluster_or_url(url: str | None, cluster: str | None) -> str | None:
+    """PARLEY_REDIS_URL, or the redis+cluster:// URL of a --redis-cluster node list."""
+    if cluster is None:
+        return url
+    if url is not None:
+        raise ConfigError("set either a redis url or a redis cluster node list, not both")
+    try:
+        return cluster_url_from_list(cluster)
+    except ClusterUrlError as exc:
+        raise ConfigError(str(exc).replace("redis cluster url", "redis cluster")) from None
+
+
 def _redis_url(url: str | None, password_file: str | None) -> str | None:
     """The Redis URL, with the password from `password_file` filled in when it has none."""
-    if url is not None and not re.match(r"^(redis|rediss|unix)://", url):
+    if url is not None and not re.match(r"^(redis|rediss|unix|rediss?\+cluster)://", url):
         # Not the URL itself: it may carry a password.
-        raise ConfigError("redis url: expected redis://, rediss:// or unix://")
+        raise ConfigError(
+            "redis url: expected redis://, rediss://, unix:// or redis+cluster://h1:p1,h2:p2"
+            " (Sentinel is not supported)"
+        )
+    if url is not None and is_cluster_url(url):
+        try:
+            parse_cluster_url(url)
+        except ClusterUrlError as exc:
+            raise ConfigError(str(exc)) from None
     if password_file is None:
         return url
     if url is None:

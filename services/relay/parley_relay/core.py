@@ -200,6 +200,11 @@ class Connection:
     # Version (seat-store time) of the seat state `peers` came from: updates that cross on
     # the wire (two replicas announcing joins of one seat) apply only if newer.
     version: int = 0
+    # Version of the last seat change whose event (KEY_EXCHANGE, peer_left) reached it. Kept
+    # apart from `version`, which the reconciliation loop also advances (its reads carry the
+    # time of the read): a peer's announcement sent just before such a read is stale as a
+    # peer list but its event is news, and must not be dropped.
+    event_version: int = 0
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,7 @@ class RelayNamespace(socketio.Namespace):
             early = self.early.pop(sid, None)
             if early is not None and early[3] > conn.version:
                 conn.peers, conn.version = pairs(early[0]), early[3]
+            conn.event_version = conn.version
             # No yield from here to the end of the handler: python-socketio marks the socket
             # connected right after we return, so what we checked above still holds then.
             self.conns[sid] = conn
@@ -234,7 +235,7 @@ class RelayNamespace(socketio.Namespace):
             if p in self.holding:  # still draining its own backlog: after it
                 self.deliver(p, "KEY_EXCHANGE", 1)
         remote = tuple(p for p in conn.peers if p not in local)
-        self.tell_peers(remote, joiner, "KEY_EXCHANGE", 1, announce)
+        self.tell_peers(remote, joiner, "KEY_EXCHANGE", 1, announce, reliable=True)
         log_event(self.log, "key_exchange", room=conn.identity.room, sid=sid)
 
     def on_disconnect(self, sid: str) -> None:
@@ -303,17 +304,25 @@ class RelayNamespace(socketio.Namespace):
             self.kicked.add(sid)  # its own connect handler rolls it back
 
     def tell_peers(
-        self, peers, joiner: tuple, event: str | None, data: object, version: int
+        self,
+        peers,
+        joiner: tuple,
+        event: str | None,
+        data: object,
+        version: int,
+        reliable: bool = False,
     ) -> None:
         """Each peer's peers become `joiner` + the other peers as of seat state `version`;
-        then it gets `event`."""
+        then it gets `event`. `reliable` waits out a Redis failover (bus.ClusterBus): only
+        where nothing else waits on us (never the janitor, whose lease would lapse)."""
         peers = pairs(peers)
         for replica, sid in peers:
             theirs = list(joiner) + [p for p in peers if p != (replica, sid)]
             if replica == self.me:
                 self.peer_update(sid, theirs, event, data, version)
             else:
-                self._safe(self.bus.send, replica, ["p", sid, theirs, event, data, version])
+                message = ["p", sid, theirs, event, data, version]
+                self._safe(self.bus.send, replica, message, reliable=reliable)
 
     def peer_update(self, sid: str, peers, event: str | None, data: object, version: int) -> None:
         """Apply a peer update unless the connection already knows a newer seat state."""
@@ -322,10 +331,10 @@ class RelayNamespace(socketio.Namespace):
             if sid in self.connecting and version > self.early.get(sid, (0, 0, 0, 0))[3]:
                 self.early[sid] = (peers, event, data, version)
             return
-        if version < conn.version:
-            return  # crossed on the wire with a newer change: stale
-        conn.peers, conn.version = pairs(peers), version
-        if event:
+        if version >= conn.version:  # else: crossed on the wire with a newer change
+            conn.peers, conn.version = pairs(peers), version
+        if event and version > conn.event_version:
+            conn.event_version = version
             self.deliver(sid, event, data)
 
     def on_bus(self, message: list) -> None:
@@ -358,7 +367,8 @@ class RelayNamespace(socketio.Namespace):
         if peer[0] == self.me:
             self.deliver(peer[1], event, data, sender)
         else:
-            self.bus.send(peer[0], ["m", peer[1], event, data])
+            # reliable: a client's message, acked to its sender (waits out a failover)
+            self.bus.send(peer[0], ["m", peer[1], event, data], reliable=True)
 
     def deliver_raw(self, sid: str, event: str, data: object) -> None:
         self._safe(self.server.emit, event, data, to=sid, namespace=NAMESPACE)

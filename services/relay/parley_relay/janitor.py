@@ -81,7 +81,7 @@ def reconcile(relay) -> None:
     """Make this replica's sockets and Redis's seats agree (see the module docstring)."""
     ns = relay.namespace
     local = set(ns.conns)
-    held = relay.store.held()
+    held = relay.store.held(skip=_Busy(ns))
     listed = set()
     for h in held:
         listed.add(h.sid)
@@ -105,6 +105,18 @@ def reconcile(relay) -> None:
         if not ours and manager.is_connected(sid, NAMESPACE):
             log_event(relay.log, "stray_socket_closed", sid=sid)
             ns._safe(relay.sio.disconnect, sid, namespace=NAMESPACE)
+
+
+class _Busy:
+    """Sids whose registration in Redis must not be dropped as stale: still joining (their
+    seat may not be written yet), or joined since the store listed them. Checked live, when
+    the store decides, not when the reconciliation began."""
+
+    def __init__(self, ns):
+        self.ns = ns
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self.ns.connecting or sid in self.ns.conns
 
 
 def heartbeat_loop(relay) -> None:

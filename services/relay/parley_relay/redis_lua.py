@@ -1,13 +1,18 @@
 """The Lua scripts behind `redis_store.RedisStore` (each runs atomically inside Redis).
 
-A seat is a field of the hash `room:<room>`, its value JSON:
+Every script touches the keys of ONE hash slot, all passed in KEYS, so the same scripts run
+on a single Redis and on Redis Cluster. Decisions that need other slots (the epoch, the
+leases of other replicas, a replica's list of connections) are separate steps in
+redis_store.py, ordered so that a crash or race between them leaves nothing wrong behind.
+
+A seat is a field of the hash `parley:{<room>}:seats`, its value JSON:
   {"h": sha256 hex of the secret or "", "n": name, "i": instance, "r": replica,
-   "c": sid of the live connection or "", "x": reservation end in ms (when "c" is "")}
-`conns:<replica>` lists "<room>|<sid>" for every seat whose connection that replica holds.
+   "c": sid of the live connection or "", "x": reservation end in ms (when "c" is ""),
+   "t": when the connection took the seat (ms), "e": the epoch it was seated under}
 Times come from Redis (TIME), so replicas with skewed clocks agree.
 """
 
-# Shared helpers, prepended to every script.
+# Shared helpers, prepended to every room script.
 _COMMON = """
 -- Redis time in microseconds, as text (too many digits for cjson's numbers): the version of
 -- a seat change, so a replica applies peer updates that cross on the wire in the right order
@@ -26,20 +31,23 @@ local function ct_eq(a, b)
   for i = 1, #a do d = bit.bor(d, bit.bxor(string.byte(a, i), string.byte(b, i))) end
   return d == 0
 end
-local function split(v)
-  local i = string.find(v, '|', 1, true)
-  return string.sub(v, 1, i - 1), string.sub(v, i + 1)
+-- "rep=expiry,rep=expiry": replicas whose lease had run out at the caller's last heartbeat
+local function parse_dead(text)
+  local dead = {}
+  for rep, exp in string.gmatch(text or '', '([^=,]+)=(%d+)') do dead[rep] = tonumber(exp) end
+  return dead
 end
 -- the room's seats after dropping expired reservations and the connections of dead
--- replicas (a secret seat stays reserved, a seat without secret is freed)
-local function load(room_key, room, prefix, me, now, ttl)
+-- replicas (a secret seat stays reserved, a seat without secret is freed). A seat taken
+-- after its replica's lease ran out belongs to the replica's next life: kept.
+local function load(room_key, me, now, ttl, dead)
   local raw = redis.call('HGETALL', room_key)
   local seats = {}
   for i = 1, #raw, 2 do
     local id, s = raw[i], cjson.decode(raw[i + 1])
     local keep = true
-    if s.c ~= '' and s.r ~= me and redis.call('EXISTS', prefix .. 'alive:' .. s.r) == 0 then
-      redis.call('SREM', prefix .. 'conns:' .. s.r, room .. '|' .. s.c)
+    local gone = dead[s.r]
+    if s.c ~= '' and s.r ~= me and gone and (s.t or 0) < gone then
       if s.h == '' then keep = false else
         s.c = ''; s.x = now + ttl
         redis.call('HSET', room_key, id, cjson.encode(s))
@@ -62,19 +70,19 @@ local function touch(room_key, ttl)
 end
 """
 
+# Seat a connection. The caller checked the epoch first (and re-checks it afterwards:
+# redis_store.RedisStore.join) and passes it with the resync window value it read.
 JOIN = (
     _COMMON
     + """
-local room_key, my_conns, replicas = KEYS[1], KEYS[2], KEYS[3]
-local epoch_key, resync_key = KEYS[4], KEYS[5]
-local room, sid, me, name, inst, hash = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local cap, ttl, prefix, restore = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10] == '1'
-if redis.call('EXISTS', epoch_key) == 0 then return cjson.encode({s = 'recovering'}) end
+local room_key = KEYS[1]
+local sid, me, name, inst, hash = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local cap, ttl, restore = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == '1'
 -- resync window: '1' only restores seat anyone; 'p' (a new replica began this data set)
 -- new seats are provisional, and a restore evicts them (see HEARTBEAT)
-local window = redis.call('GET', resync_key)
+local epoch, window, dead = ARGV[9], ARGV[10], parse_dead(ARGV[11])
 local now = now_ms()
-local seats = load(room_key, room, prefix, me, now, ttl)
+local seats = load(room_key, me, now, ttl, dead)
 local evicted = {}
 if restore then
   local kept = {}
@@ -82,10 +90,7 @@ if restore then
     local s = e[2]
     if s.p == 1 and s.c ~= sid and not ct_eq(s.h, hash) then
       redis.call('HDEL', room_key, e[1])
-      if s.c ~= '' then
-        redis.call('SREM', prefix .. 'conns:' .. s.r, room .. '|' .. s.c)
-        table.insert(evicted, {s.r, s.c})
-      end
+      if s.c ~= '' then table.insert(evicted, {s.r, s.c}) end
     else
       table.insert(kept, e)
     end
@@ -103,43 +108,54 @@ if mine then
     if restore then return cjson.encode({s = 'room_full'}) end
     return cjson.encode({s = 'already_connected', n = s.n})
   end
-  if s.c ~= '' and s.c ~= sid then
-    replaced = {s.r, s.c}
-    redis.call('SREM', prefix .. 'conns:' .. s.r, room .. '|' .. s.c)
-  end
-  s.c = sid; s.r = me; s.i = inst; s.n = name; s.x = 0
+  if s.c ~= '' and s.c ~= sid then replaced = {s.r, s.c} end
+  s.c = sid; s.r = me; s.i = inst; s.n = name; s.x = 0; s.t = now; s.e = epoch
   redis.call('HSET', room_key, mine[1], cjson.encode(s))
 else
   local present = false
   for _, e in ipairs(seats) do if e[2].c == sid then present = true end end
   if not present then
     if not restore and window == '1' then return cjson.encode({s = 'recovering'}) end
+    if restore and #seats >= cap then
+      -- a live seat taken under an older epoch was taken in the instant after Redis lost
+      -- its data, before its joiner noticed: that join is being rolled back; a restore wins
+      for i, e in ipairs(seats) do
+        if e[2].c ~= '' and e[2].e ~= epoch then
+          redis.call('HDEL', room_key, e[1]); table.remove(seats, i)
+          table.insert(evicted, {e[2].r, e[2].c}); break
+        end
+      end
+    end
     if #seats >= cap then return cjson.encode({s = 'room_full'}) end
-    local s = {h = hash, n = name, i = inst, r = me, c = sid, x = 0}
+    local s = {h = hash, n = name, i = inst, r = me, c = sid, x = 0, t = now, e = epoch}
     if not restore and window == 'p' then s.p = 1 end
     redis.call('HSET', room_key, sid, cjson.encode(s))
     table.insert(seats, {sid, s})
   end
 end
-redis.call('SADD', my_conns, room .. '|' .. sid)
-redis.call('SADD', replicas, me)
 touch(room_key, ttl)
 return cjson.encode({s = 'joined', p = peers(seats, sid), r = replaced, e = evicted, v = stamp()})
 """
 )
 
+# Take the connection `sid` of replica `rep` out of its seat (a leave, or the pruner for a
+# dead replica; then only a seat taken before `before` ms, 0 = any, is vacated).
 LEAVE = (
     _COMMON
     + """
-local room_key, my_conns = KEYS[1], KEYS[2]
-local room, sid, me, release = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
-local ttl, prefix = tonumber(ARGV[5]), ARGV[6]
-redis.call('SREM', my_conns, room .. '|' .. sid)
+local room_key = KEYS[1]
+local sid, rep, release, ttl = ARGV[1], ARGV[2], ARGV[3] == '1', tonumber(ARGV[4])
+local dead, before = parse_dead(ARGV[5]), tonumber(ARGV[6])
 local now = now_ms()
-local seats = load(room_key, room, prefix, me, now, ttl)
+local seats = load(room_key, rep, now, ttl, dead)
 local found, rest = nil, {}
 for _, e in ipairs(seats) do
-  if e[2].c == sid and e[2].r == me then found = e else table.insert(rest, e) end
+  local s = e[2]
+  if s.c == sid and s.r == rep and (before == 0 or (s.t or 0) < before) then
+    found = e
+  else
+    table.insert(rest, e)
+  end
 end
 if not found then return cjson.encode({ok = 0}) end
 local s = found[2]
@@ -154,74 +170,29 @@ return cjson.encode({ok = 1, n = s.n, p = peers(rest, sid), v = stamp()})
 """
 )
 
-# Seats of every replica whose lease expired: vacate them, report whom to tell.
-PRUNE = (
+# Does `sid` of this replica still hold its seat? If so refresh the room's TTL (a room with
+# live members never expires) and return its peers.
+HOLD = (
     _COMMON
     + """
-local replicas = KEYS[1]
-local prefix, me, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local now = now_ms()
-local out = {}
-for _, rep in ipairs(redis.call('SMEMBERS', replicas)) do
-  if rep ~= me and redis.call('EXISTS', prefix .. 'alive:' .. rep) == 0 then
-    local set = prefix .. 'conns:' .. rep
-    for _, entry in ipairs(redis.call('SMEMBERS', set)) do
-      local room, sid = split(entry)
-      local room_key = prefix .. 'room:' .. room
-      local raw = redis.call('HGETALL', room_key)
-      local hit, rest = nil, {}
-      for i = 1, #raw, 2 do
-        local s = cjson.decode(raw[i + 1])
-        if s.c == sid and s.r == rep then hit = {raw[i], s} else table.insert(rest, {raw[i], s}) end
-      end
-      if hit then
-        local s = hit[2]
-        if s.h == '' then redis.call('HDEL', room_key, hit[1]) else
-          s.c = ''; s.x = now + ttl
-          redis.call('HSET', room_key, hit[1], cjson.encode(s))
-        end
-        table.insert(out, {room, s.n, peers(rest, sid), stamp()})
-      end
-    end
-    redis.call('DEL', set)
-    redis.call('SREM', replicas, rep)
-  end
+local room_key = KEYS[1]
+local sid, me, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local raw = redis.call('HGETALL', room_key)
+local hit, all = false, {}
+for i = 1, #raw, 2 do
+  local s = cjson.decode(raw[i + 1])
+  table.insert(all, {raw[i], s})
+  if s.c == sid and s.r == me then hit = true end
 end
-return cjson.encode(out)
+if not hit then return cjson.encode({ok = 0}) end
+touch(room_key, ttl)
+return cjson.encode({ok = 1, p = peers(all, sid), v = stamp()})
 """
 )
 
-# The seats whose connection this replica holds; stale entries of conns:<me> are dropped and
-# the rooms' TTLs refreshed (so a room with live members never expires).
-HELD = (
-    _COMMON
-    + """
-local my_conns = KEYS[1]
-local prefix, me, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local out = {}
-for _, entry in ipairs(redis.call('SMEMBERS', my_conns)) do
-  local room, sid = split(entry)
-  local room_key = prefix .. 'room:' .. room
-  local raw = redis.call('HGETALL', room_key)
-  local hit, all = false, {}
-  for i = 1, #raw, 2 do
-    local s = cjson.decode(raw[i + 1])
-    table.insert(all, {raw[i], s})
-    if s.c == sid and s.r == me then hit = true end
-  end
-  if hit then
-    touch(room_key, ttl)
-    table.insert(out, {room, sid, peers(all, sid), stamp()})
-  else
-    redis.call('SREM', my_conns, entry)
-  end
-end
-return cjson.encode(out)
-"""
-)
-
-# Renew the lease; detect that Redis lost its data (epoch changed) or that we were presumed
-# dead (lease gone or not ours, same epoch).
+# Renew the lease (the hash `leases`: replica -> "<lease end ms>|<token>"); detect that Redis
+# lost its data (epoch changed) or that we were presumed dead (lease gone, run out or not
+# ours, same epoch). Returns the replicas whose lease ran out, for the room scripts.
 # The lease holds a token the script picks whenever the replica's own is not found: a replica
 # adopts the token of every reply, so an "expired" reply lost on the way is reported again
 # at the next beat (the lease then holds a token the replica never received), never missed.
@@ -231,13 +202,18 @@ return cjson.encode(out)
 # unless a window is open already: joins still get seats, but provisional ones that an
 # older replica's restore evicts, so strangers racing a restart take no member's seat.
 HEARTBEAT = """
-local alive, epoch_key, resync_key, replicas = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local leases, epoch_key, resync_key = KEYS[1], KEYS[2], KEYS[3]
 local me, known, fresh, token = ARGV[1], ARGV[2], ARGV[3], ARGV[7]
 local lease, window, keep = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local had = redis.call('GET', alive)
-local ours = token ~= '' and had == token
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function lease_end(v) return tonumber(string.match(v or '', '^(%d+)')) or 0 end
+local had = redis.call('HGET', leases, me)
+local ours = token ~= '' and had ~= false and string.match(had, '|(.*)$') == token
+  and lease_end(had) > now
 if not ours then token = fresh end
-redis.call('SET', alive, token, 'PX', lease)
+redis.call('HSET', leases, me, (now + lease) .. '|' .. token)
+redis.call('PEXPIRE', leases, keep)
 local epoch = redis.call('GET', epoch_key)
 if not epoch then
   redis.call('SET', epoch_key, fresh)
@@ -245,7 +221,6 @@ if not epoch then
   if known == '' then redis.call('SET', resync_key, 'p', 'PX', window, 'NX') end
 end
 redis.call('PEXPIRE', epoch_key, keep)
-redis.call('SADD', replicas, me)
 local status = 'ok'
 if known ~= '' and epoch ~= known then
   status = 'resync'
@@ -253,5 +228,22 @@ if known ~= '' and epoch ~= known then
 elseif known ~= '' and not ours then
   status = 'expired'
 end
-return {status, epoch, token}
+local dead = {}
+local all = redis.call('HGETALL', leases)
+for i = 1, #all, 2 do
+  local until_ms = lease_end(all[i + 1])
+  if until_ms <= now then table.insert(dead, all[i] .. '=' .. until_ms) end
+end
+return {status, epoch, table.concat(dead, ','), token}
+"""
+
+# After pruning a dead replica: forget its lease, unless it renewed meanwhile.
+FORGET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and (tonumber(string.match(v, '^(%d+)')) or 0) <= now then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
 """

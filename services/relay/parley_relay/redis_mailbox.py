@@ -8,7 +8,7 @@ Keys, all in the room's hash slot (`redis_store.room_key`), `<tag>` = `mailbox.s
                          twice the mailbox TTL, renewed by each notice
   prekeys:<tag>  string  the seat's signed bundle (JSON); TTL seat TTL + 60 s per publish
   otk:<tag>      list    one-time prekeys (JSON {"id","dh"}), capped; same TTL
-and one global set `parley:mailboxes` ("<room>|<tag>" of every mailbox) that the janitor
+and one global set `parley:{g}:mailboxes` ("<room>|<tag>" of every mailbox) that the janitor
 walks to expire old entries; each member is removed once its stream is gone.
 
 Why a Stream: entry ids are Redis-clock times in ms that never decrease (the `at` clients
@@ -28,10 +28,10 @@ import json
 
 from .core import _JSON
 from .mailbox import EXPIRED_NOTICES_MAX, Entry, Limits, Prekeys, Stored, seat_tag
-from .redis_store import PREFIX, room_key
+from .redis_store import global_key, room_key
 from .store import Conn
 
-INDEX_KEY = PREFIX + "mailboxes"
+INDEX_KEY = global_key("mailboxes")
 MARGIN_MS = 60_000
 JANITOR_BATCH = 200  # mailboxes expired per janitor round and replica
 

@@ -1,25 +1,32 @@
 """Seats in Redis, shared by every relay replica (the rules are in `store.py`).
 
-Keys (all under `parley:`), each with a TTL or an owner that removes it:
-  room:<room>       hash    seat id -> seat JSON (see redis_lua.py); TTL seat_ttl + 60 s,
-                            refreshed on every change and by every replica holding a member
-  conns:<replica>   set     "<room>|<sid>" per seat that replica holds; owner: that replica
-                            (deleted on shutdown, or by any replica pruning it when it died)
-  alive:<replica>   string  the replica's lease, TTL heartbeat_seconds
-  replicas          set     replicas with a lease; dead ones removed by the pruner
-  epoch             string  random id of this Redis data set; TTL max(seat_ttl, 1 day),
-                            renewed by every lease
-  resync            string  present (TTL heartbeat_seconds) while replicas re-register their
-                            connections after Redis lost its data: only restores seat anyone
+Keys, each with a TTL or an owner that removes it. Every key carries a hash tag, and every
+Lua script (redis_lua.py) touches the keys of one slot only, so this runs unchanged on one
+Redis and on Redis Cluster (`redis_cluster.py`). Key names are built ONLY by the helpers
+below (`room_key`, `replica_key`, `global_key`):
+  parley:{<room>}:seats     hash    seat id -> seat JSON (see redis_lua.py); TTL seat_ttl +
+                                    60 s, refreshed on every change and by every replica
+                                    holding a member. Other per-room keys share the tag.
+  parley:{r:<replica>}:conns set    "<room>|<sid>" per seat that replica holds; owner: that
+                                    replica (deleted on shutdown, or pruned when it died)
+  parley:{g}:leases         hash    replica -> "<lease end ms>|<token>"; TTL max(seat_ttl, 1 day),
+                                    renewed by every lease; dead entries removed by the pruner
+  parley:{g}:epoch          string  random id of this Redis data set; same TTL as leases
+  parley:{g}:resync         string  present (TTL heartbeat_seconds) while replicas re-register
+                                    their connections after Redis lost its data: "1" only
+                                    restores seat anyone, "p" new seats are provisional
 
-Every decision runs as one Lua script, so two joins can never make a room of three. The
-scripts touch keys they compute (alive:/conns:/room:), so this needs one Redis, not Cluster.
+A join is three steps: register "<room>|<sid>" under our replica and read the epoch, run the
+room's JOIN script, re-read the epoch. If the epoch changed in between (Redis lost its data),
+the join is rolled back; a stale registration is harmless (`held` and the pruner skip and
+drop it). So two joins can never make a room of three, on one Redis or on a cluster.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Container
 
 import redis
 from redis.backoff import NoBackoff
@@ -41,21 +48,50 @@ PREFIX = "parley:"
 # The epoch outlives every seat, and at least a day: while replicas run they renew it; if it
 # expires anyway, the next lease sees a new epoch and resyncs, which is safe.
 EPOCH_MIN_TTL_MS = 24 * 3600 * 1000
+_TAG_BREAKERS = frozenset("{}")
+
+
+def _tag(name: str, what: str) -> str:
+    # A brace would end the hash tag early: two rooms could then share keys' slots with
+    # different tags. core.ROOM_RE and the replica id rules already exclude them.
+    if not name or _TAG_BREAKERS & set(name):
+        raise ValueError(f"{what} {name!r} cannot be used in a Redis key")
+    return name
 
 
 def room_key(room: str, part: str) -> str:
-    """A per-room key in the room's hash slot: `parley:{<room>}:<part>` (DECISIONS.md)."""
-    return f"{PREFIX}{{{room}}}:{part}"
+    """The key of `part` of `room` (e.g. "seats", "mbox:<seat>"): all in the room's slot."""
+    return f"{PREFIX}{{{_tag(room, 'room')}}}:{part}"
+
+
+def replica_key(replica: str, part: str) -> str:
+    """The key of `part` of a relay replica (e.g. "conns", "to" for its bus channel)."""
+    return f"{PREFIX}{{r:{_tag(replica, 'replica')}}}:{part}"
+
+
+def global_key(part: str) -> str:
+    """A key shared by all replicas ("leases", "epoch", "resync"): all in one slot."""
+    return f"{PREFIX}{{g}}:{part}"
+
+
+LEASES_KEY = global_key("leases")
+EPOCH_KEY = global_key("epoch")
+RESYNC_KEY = global_key("resync")
 
 
 def make_client(
     url: str, *, max_connections: int = 512, decode: bool = True, name: str | None = None
-) -> redis.Redis:
-    """A Redis client whose pool waits for a free connection instead of failing.
+):
+    """A Redis client (a cluster client for a redis+cluster:// URL) whose pool waits for a
+    free connection instead of failing.
 
     redis-py's default pool raises MaxConnectionsError past 100 connections; a blocking
     pool can never run dry, a burst just queues for a moment.
     """
+    from .redis_cluster import is_cluster_url, make_cluster_client
+
+    if is_cluster_url(url):
+        return make_cluster_client(url, max_connections=max_connections, decode=decode, name=name)
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -74,12 +110,21 @@ def _conns(raw) -> tuple[Conn, ...]:
     return tuple(Conn(r, s) for r, s in (raw or ()))
 
 
+def _entry(room: str, sid: str) -> str:
+    return f"{room}|{sid}"
+
+
+def _split(entry: str) -> tuple[str, str]:
+    room, _, sid = entry.partition("|")
+    return room, sid
+
+
 class RedisStore:
     """Seats shared through Redis; see the module docstring for the key layout."""
 
     def __init__(
         self,
-        client: redis.Redis,
+        client,
         replica: str,
         heartbeat_seconds: float,
         seat_ttl: float = DEFAULT_SEAT_TTL,
@@ -91,34 +136,40 @@ class RedisStore:
         self.lease_ms = max(1, int(heartbeat_seconds * 1000))
         self.seat_ttl_ms = max(1, int(seat_ttl * 1000))
         self.epoch = ""  # the data set we registered in; "" until the first heartbeat
-        self.lease_token = ""  # what our lease key holds while it is ours (redis_lua.HEARTBEAT)
+        # Replicas whose lease had run out at our last heartbeat: "rep=lease end,..." (the
+        # room scripts free their seats; they cannot read other slots' leases themselves).
+        self.dead = ""
+        self.lease_token = ""  # what our lease holds while it is ours (redis_lua.HEARTBEAT)
+        self._conns_key = replica_key(replica, "conns")
         self._join = client.register_script(redis_lua.JOIN)
         self._leave = client.register_script(redis_lua.LEAVE)
-        self._prune = client.register_script(redis_lua.PRUNE)
-        self._held = client.register_script(redis_lua.HELD)
+        self._hold = client.register_script(redis_lua.HOLD)
         self._beat = client.register_script(redis_lua.HEARTBEAT)
-        self._health: redis.Redis | None = None
+        self._forget = client.register_script(redis_lua.FORGET)
+        self._health = None
+        from .redis_cluster import is_cluster_client
 
-    def _key(self, kind: str, name: str = "") -> str:
-        return f"{PREFIX}{kind}:{name}" if name else PREFIX + kind
+        self._cluster = is_cluster_client(client)
 
     def seats_key(self, room: str) -> str:
         """The key of the room's seats hash (read by the mailbox scripts, redis_mailbox.py)."""
-        return self._key("room", room)
+        return room_key(room, "seats")
 
     def join(self, room: str, req: JoinRequest, restore: bool = False) -> JoinResult:
-        """Atomic join (Lua): clean the room, then resume / seat / refuse per the rules."""
+        """Join in three single-slot steps (module docstring): resume / seat / refuse."""
+        entry = _entry(room, req.sid)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sadd(replica_key(req.replica, "conns"), entry)
+        pipe.get(EPOCH_KEY)  # GETs, not MGET: a cluster pipeline refuses multi-key commands
+        pipe.get(RESYNC_KEY)
+        _, epoch, resync = pipe.execute()
+        epoch = _text(epoch)
+        if epoch is None:
+            return self._refused(req, entry, JoinResult("recovering"))
         out = json.loads(
             self._join(
-                keys=[
-                    self._key("room", room),
-                    self._key("conns", req.replica),
-                    self._key("replicas"),
-                    self._key("epoch"),
-                    self._key("resync"),
-                ],
+                keys=[room_key(room, "seats")],
                 args=[
-                    room,
                     req.sid,
                     req.replica,
                     req.name,
@@ -126,51 +177,90 @@ class RedisStore:
                     req.secret_hash,
                     self.capacity,
                     self.seat_ttl_ms,
-                    PREFIX,
                     "1" if restore else "0",
+                    epoch,
+                    _text(resync) or "",
+                    self.dead,
                 ],
             )
         )
+        if out["s"] != "joined":
+            return self._refused(req, entry, JoinResult(out["s"], holder=out.get("n", "")))
+        if _text(self.client.get(EPOCH_KEY)) != epoch:
+            # Redis lost its data while we joined: the seat went into a data set whose
+            # replicas have not resynced yet. Undo it; the client retries.
+            self.leave(room, req.sid)
+            return JoinResult("recovering")
         replaced = out.get("r") or None
         return JoinResult(
-            status=out["s"],
+            status="joined",
             peers=_conns(out.get("p")),
             replaced=Conn(replaced[0], replaced[1]) if replaced else None,
-            holder=out.get("n", ""),
             version=int(out.get("v", 0)),
             evicted=_conns(out.get("e")),
         )
 
-    def leave(self, room: str, sid: str, release: bool = False) -> LeaveResult:
-        out = json.loads(
+    def _refused(self, req: JoinRequest, entry: str, result: JoinResult) -> JoinResult:
+        self.client.srem(replica_key(req.replica, "conns"), entry)
+        return result
+
+    def _vacate(self, room: str, sid: str, replica: str, release: bool, before: int = 0):
+        return json.loads(
             self._leave(
-                keys=[self._key("room", room), self._key("conns", self.replica)],
-                args=[room, sid, self.replica, "1" if release else "0", self.seat_ttl_ms, PREFIX],
+                keys=[room_key(room, "seats")],
+                args=[sid, replica, "1" if release else "0", self.seat_ttl_ms, self.dead, before],
             )
         )
+
+    def leave(self, room: str, sid: str, release: bool = False) -> LeaveResult:
+        out = self._vacate(room, sid, self.replica, release)
+        self.client.srem(self._conns_key, _entry(room, sid))
         if not out.get("ok"):
             return LeaveResult(False)
         return LeaveResult(True, out["n"], _conns(out.get("p")), int(out["v"]))
 
-    def held(self) -> list[Held]:
-        out = json.loads(
-            self._held(
-                keys=[self._key("conns", self.replica)],
-                args=[PREFIX, self.replica, self.seat_ttl_ms],
-            )
-        )
-        return [Held(room, sid, _conns(peers), int(v)) for room, sid, peers, v in out or ()]
+    def _many(self, script, calls: list[tuple[list, list]]) -> list:
+        """Run `script` once per (keys, args), pipelined (each call still one slot)."""
+        if not calls:
+            return []
+        if self._cluster:  # redis-py refuses EVALSHA in a cluster pipeline: one by one
+            return [script(keys=keys, args=args) for keys, args in calls]
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            script(keys=keys, args=args, client=pipe)
+        results = pipe.execute(raise_on_error=False)
+        # A script unknown to a node (e.g. one just promoted) fails alone: run it directly,
+        # which loads it.
+        return [
+            script(keys=keys, args=args) if isinstance(res, Exception) else res
+            for (keys, args), res in zip(calls, results, strict=True)
+        ]
+
+    def held(self, skip: Container[str] = frozenset()) -> list[Held]:
+        """Seats our connections hold; our registrations without a seat are dropped, except
+        those of `skip` (connections still joining: their seat may not be written yet)."""
+        entries = sorted(_text(e) for e in self.client.smembers(self._conns_key))
+        calls = []
+        for entry in entries:
+            room, sid = _split(entry)
+            calls.append(([room_key(room, "seats")], [sid, self.replica, self.seat_ttl_ms]))
+        out, stale = [], []
+        for entry, raw in zip(entries, self._many(self._hold, calls), strict=True):
+            room, sid = _split(entry)
+            res = json.loads(raw)
+            if res.get("ok"):
+                out.append(Held(room, sid, _conns(res.get("p")), int(res["v"])))
+            elif sid not in skip:
+                stale.append(entry)
+        if stale:
+            self.client.srem(self._conns_key, *stale)
+        return out
 
     def heartbeat(self) -> str:
         """Renew our lease; "resync" when Redis lost its data, "expired" when we were
         presumed dead while Redis kept it (see redis_lua.HEARTBEAT)."""
-        status, epoch, token = self._beat(
-            keys=[
-                self._key("alive", self.replica),
-                self._key("epoch"),
-                self._key("resync"),
-                self._key("replicas"),
-            ],
+        status, epoch, dead, token = self._beat(
+            keys=[LEASES_KEY, EPOCH_KEY, RESYNC_KEY],
             args=[
                 self.replica,
                 self.epoch,
@@ -181,19 +271,33 @@ class RedisStore:
                 self.lease_token,
             ],
         )
-        self.epoch, self.lease_token = epoch, token
-        return status
+        self.epoch, self.dead, self.lease_token = _text(epoch), _text(dead), _text(token)
+        return _text(status)
 
     def prune_dead(self) -> list[Pruned]:
-        out = json.loads(
-            self._prune(keys=[self._key("replicas")], args=[PREFIX, self.replica, self.seat_ttl_ms])
-        )
-        return [Pruned(room, name, _conns(peers), int(v)) for room, name, peers, v in out or ()]
+        """Vacate the seats of replicas dead at our last heartbeat, one room at a time; two
+        pruners at once report each seat once (the room script vacates it once)."""
+        out = []
+        for item in filter(None, self.dead.split(",")):
+            rep, _, until = item.rpartition("=")
+            if rep == self.replica:
+                continue
+            key = replica_key(rep, "conns")
+            entries = sorted(_text(e) for e in self.client.smembers(key))
+            for entry in entries:
+                room, sid = _split(entry)
+                res = self._vacate(room, sid, rep, False, before=int(until))
+                if res.get("ok"):
+                    out.append(Pruned(room, res["n"], _conns(res.get("p")), int(res["v"])))
+            if entries:  # only what we read: a replica back to life may have added more
+                self.client.srem(key, *entries)
+            self._forget(keys=[LEASES_KEY], args=[rep])
+        return out
 
     def seats(self, room: str) -> list[dict]:
         """The room's seats as plain dicts (tests and diagnostics)."""
         out = []
-        for raw in self.client.hvals(self._key("room", room)):
+        for raw in self.client.hvals(room_key(room, "seats")):
             s = json.loads(raw)
             out.append({"secret_hash": s["h"], "name": s["n"], "sid": s["c"], "replica": s["r"]})
         return out
@@ -202,19 +306,11 @@ class RedisStore:
         """One quick PING (1 s timeouts, no retries) so /healthz answers fast even when
         Redis is unreachable or blackholed."""
         if self._health is None:
-            pool = self.client.connection_pool
-            kwargs = {
-                **pool.connection_kwargs,
-                "socket_timeout": 1,
-                "socket_connect_timeout": 1,
-                "retry": Retry(NoBackoff(), 0),
-            }
-            self._health = redis.Redis(
-                connection_pool=redis.ConnectionPool(
-                    connection_class=pool.connection_class, max_connections=4, **kwargs
-                )
-            )
+            self._health = _health_client(self.client)
         try:
+            if self._cluster:  # the leases' master: what the heartbeat needs (not every node)
+                node = self._health.get_node_from_key(LEASES_KEY)
+                return bool(self._health.ping(target_nodes=node))
             return bool(self._health.ping())
         except (redis.RedisError, OSError):
             return False
@@ -222,6 +318,29 @@ class RedisStore:
     def close(self) -> None:
         """Drop our lease and registration (after our members have left)."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.delete(self._key("alive", self.replica), self._key("conns", self.replica))
-        pipe.srem(self._key("replicas"), self.replica)
+        pipe.delete(self._conns_key)
+        pipe.hdel(LEASES_KEY, self.replica)
         pipe.execute()
+
+
+def _text(value) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _health_client(client):
+    from .redis_cluster import cluster_health_client, is_cluster_client
+
+    if is_cluster_client(client):
+        return cluster_health_client(client)
+    pool = client.connection_pool
+    kwargs = {
+        **pool.connection_kwargs,
+        "socket_timeout": 1,
+        "socket_connect_timeout": 1,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    return redis.Redis(
+        connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class, max_connections=4, **kwargs
+        )
+    )

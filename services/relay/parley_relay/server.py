@@ -25,7 +25,8 @@ def _build(settings: Settings, logger: logging.Logger) -> Relay:
     if settings.redis_url is None:
         return make_app(settings, logger=logger)
     # Imported here: the in-memory relay does not need redis at all.
-    from .bus import RedisBus
+    from .bus import ClusterBus, RedisBus
+    from .redis_cluster import is_cluster_url
     from .redis_store import RedisStore, make_client
 
     # Client names show up in Redis CLIENT LIST: which replica holds which connections.
@@ -37,7 +38,16 @@ def _build(settings: Settings, logger: logging.Logger) -> Relay:
         seat_ttl=settings.seat_ttl_seconds,
     )
     publisher = make_client(settings.redis_url, decode=False, name=f"{name}-pub")
-    bus = RedisBus(settings.redis_url, settings.replica_id, publisher, logger)
+    if is_cluster_url(settings.redis_url):
+        bus = ClusterBus(
+            settings.redis_url,
+            settings.replica_id,
+            publisher,
+            logger,
+            failover_seconds=settings.cluster_failover_seconds,
+        )
+    else:
+        bus = RedisBus(settings.redis_url, settings.replica_id, publisher, logger)
     return make_app(settings, store, bus, logger=logger)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -112,8 +112,9 @@ class SeatStore(Protocol):
     def leave(self, room: str, sid: str, release: bool = False) -> LeaveResult:
         """Take `sid` (of this replica) out of its seat; `release` frees a secret seat too."""
 
-    def held(self) -> list[Held]:
-        """Every seat whose connection is on this replica (and refresh those rooms' TTLs)."""
+    def held(self, skip: Container[str] = frozenset()) -> list[Held]:
+        """Every seat whose connection is on this replica (and refresh those rooms' TTLs);
+        `skip`: sids still joining, whose registration must not be dropped as stale."""
 
     def heartbeat(self) -> str:
         """Renew this replica's lease: "ok", "resync" (store lost its data: restore your
@@ -208,7 +209,7 @@ class MemoryStore:
             self.rooms.pop(room, None)
         return LeaveResult(True, seat.name, self._peers(seats, sid), next(self.versions))
 
-    def held(self) -> list[Held]:
+    def held(self, skip: Container[str] = frozenset()) -> list[Held]:
         out = []
         for room in list(self.rooms):
             seats = self._seats(room)

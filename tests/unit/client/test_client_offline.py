@@ -253,3 +253,18 @@ def test_receipts_for_a_restored_session_open_after_a_slow_start(relay, clock):
     relay.join("alice")
     assert len(relay["alice"].kinds("delivered")) == 2
     assert len(relay["alice"].core.outbox) == 0
+
+
+def test_a_corrupt_prekeys_file_is_one_line_and_replaced(tmp_path, clock):
+    relay = MailboxRelay(clock)
+    folder = tmp_path / "room"
+    relay["bob"].state = DiskRoomState(folder, "demo")
+    (folder / "prekeys.json").write_text("{not json")
+    (folder / "prekeys.json").chmod(0o600)
+    relay.start("bob")
+    relay.join("bob")
+    bob = relay["bob"]
+    assert any("ignored the saved prekeys" in t for t in bob.infos())
+    assert bob.bundle is not None and len(bob.one_time) == ONE_TIME_TARGET
+    assert PrekeyStore.from_state(bob.state.prekeys(), cached_identity("bob"))
+    bob.state.close()

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from parley_crypto import errors, ratchet
+from parley_crypto import dh, errors, groups, ratchet
 from tests.unit.crypto.conftest import connect
 
 DENIABLE = {"deniable": True}
@@ -71,3 +71,55 @@ def test_headers_are_immutable():
     header = ratchet.Header(5, 0, 0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         header.n = 1
+
+
+def test_a_valid_mac_does_not_excuse_a_bad_signature(alice, bob, mallory):
+    """Whoever holds the chain keys (a stolen session state) can MAC; only the sender's
+    identity key can sign. An envelope MACed correctly but signed by another key is refused
+    and changes nothing."""
+    x, y = connect(alice, bob)
+    genuine_signer = x._me
+    x._me = mallory  # seal signs with mallory's key; the MAC is still x's, over that signature
+    forged = x.seal(b"forged")
+    x._me = genuine_signer
+    before = json.dumps(y.to_state(), sort_keys=True)
+    with pytest.raises(errors.InvalidMessage, match="signature is invalid"):
+        y.open(forged)
+    assert json.dumps(y.to_state(), sort_keys=True) == before
+    assert y.open(x.seal(b"genuine")) == b"genuine"
+
+
+def test_the_verifier_sees_exactly_what_was_signed():
+    group = groups.get()
+    b_key = dh.generate(group)
+    sk, th, ad = b"\x01" * 32, b"\x02" * 32, b"ad"
+    a, b = ratchet.init_a(group, sk, th, b_key.public), ratchet.init_b(group, sk, th, b_key)
+    signed = []
+    header, ct, sig, mac = ratchet.RatchetEncrypt(
+        a, b"hello", ad, sign=lambda data: signed.append(data) or b"SIG"
+    )
+    seen = []
+    new, plain = ratchet.RatchetDecrypt(
+        b, header, ct, sig, mac, ad, verify=lambda data, s: seen.append((data, s))
+    )
+    assert plain == b"hello" and seen == [(signed[0], b"SIG")]
+
+    def refuse(data, s):
+        raise errors.InvalidMessage("refused by the verifier")
+
+    header, ct, sig, mac = ratchet.RatchetEncrypt(a, b"again", ad, sign=lambda data: b"SIG")
+    with pytest.raises(errors.InvalidMessage, match="refused by the verifier"):
+        ratchet.RatchetDecrypt(new, header, ct, sig, mac, ad, verify=refuse)
+
+
+def test_a_replay_is_named_a_replay_and_changes_nothing(alice, bob):
+    """Any number below Nr of the current chain is refused before its (long deleted) key is
+    even looked for: the last message, and the first."""
+    x, y = connect(alice, bob, a=DENIABLE, b=DENIABLE)
+    first, last = x.seal(b"first"), x.seal(b"last")
+    assert y.open(first) == b"first" and y.open(last) == b"last"
+    before = json.dumps(y.to_state(), sort_keys=True)
+    for replay in (last, first):
+        with pytest.raises(errors.InvalidMessage, match="^replayed message"):
+            y.open(replay)
+        assert json.dumps(y.to_state(), sort_keys=True) == before

@@ -49,3 +49,16 @@ def test_needs_rekey_is_a_false_property(alice, bob):
     (a method object in its place would read as True and trigger rekeys forever)."""
     sa, _ = connect(alice, bob)
     assert sa.needs_rekey is False
+
+
+@pytest.mark.parametrize("field", ["r", "s"])
+def test_a_signature_at_the_group_bound_is_refused_as_out_of_range(alice, bob, field):
+    """r = p and s = q are refused when parsing, before any MAC or signature arithmetic."""
+    sa, sb = connect(alice, bob)
+    genuine = sa.seal(b"hello")
+    group = sb.peer.verify_key.group
+    bound = group.p if field == "r" else group.q
+    forged = dict(genuine, sig=dict(genuine["sig"], **{field: format(bound, "x")}))
+    with pytest.raises(InvalidMessage, match="out of range"):
+        sb.open(forged)
+    assert sb.open(genuine) == b"hello"

@@ -49,9 +49,17 @@ class Backend:
             time.sleep(ms / 1000)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def backend(request):
-    url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
+    """Memory, one Redis, and a real Redis Cluster (whose nodes refuse a script touching
+    keys of two slots: every mailbox script must stay in the room's slot)."""
+    url = None
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server").url
+    elif request.param == "cluster":
+        cluster = request.getfixturevalue("shared_redis_cluster")
+        cluster.flush()
+        url = cluster.url
     b = Backend(request.param, url)
     yield b
     for c in b.clients:

@@ -24,6 +24,7 @@ def ns():
 def seat(ns, sid, version=10, peers=(("A", "x"),)):
     conn = ns.router.new_connection(sid, Identity("r", sid))
     conn.peers, conn.version = peers, version
+    conn.event_version = version  # as after its own join
     ns.conns[sid] = conn
     return conn
 
@@ -35,6 +36,18 @@ def test_a_peer_update_older_than_what_the_connection_knows_is_dropped(ns):
     ns.peer_update("s1", [["B", "new"]], "KEY_EXCHANGE", 1, 11)
     assert conn.peers == (("B", "new"),) and conn.version == 11
     assert ns.sent == [("KEY_EXCHANGE", 1, "s1")]
+
+
+def test_a_reconciliation_read_does_not_swallow_the_event_of_an_update_in_flight(ns):
+    """The peer joined at 12 and announced it (KEY_EXCHANGE); before the announcement
+    arrived, the reconciliation loop read the seats at 15 (already listing the peer). The
+    peer list of the announcement is stale, its KEY_EXCHANGE is not: it must arrive."""
+    conn = seat(ns, "s1")
+    conn.peers, conn.version = (("B", "new"),), 15  # what janitor.reconcile does
+    ns.peer_update("s1", [["B", "new"]], "KEY_EXCHANGE", 1, 12)
+    assert ns.sent == [("KEY_EXCHANGE", 1, "s1")] and conn.version == 15
+    ns.peer_update("s1", [["B", "new"]], "KEY_EXCHANGE", 1, 12)  # a repeat: once only
+    assert len(ns.sent) == 1
 
 
 def test_an_update_for_a_joining_connection_is_kept_for_its_handler(ns):

@@ -15,7 +15,14 @@ import time
 import pytest
 import redis
 
-from parley_relay.redis_store import PREFIX, RedisStore, make_client
+from parley_relay.redis_store import (
+    LEASES_KEY,
+    RESYNC_KEY,
+    RedisStore,
+    make_client,
+    replica_key,
+    room_key,
+)
 from parley_relay.store import Conn, Held, JoinRequest, JoinResult, MemoryStore, Pruned
 
 LONG = 3600.0
@@ -49,9 +56,17 @@ class Backend:
             time.sleep(seconds)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def backend(request):
-    url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
+    """The same contract on memory, one Redis and a real Redis Cluster (whose nodes refuse
+    any script touching keys of two slots: CROSSSLOT)."""
+    url = None
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server").url
+    elif request.param == "cluster":
+        cluster = request.getfixturevalue("shared_redis_cluster")
+        cluster.flush()
+        url = cluster.url
     b = Backend(request.param, url)
     yield b
     for c in b.clients:
@@ -311,6 +326,14 @@ def test_store_results_are_immutable(backend):
 # -- Redis-only behaviour: leases, pruning, epochs, TTLs ---------------------------------------
 
 
+def expire_lease(url, replica):
+    """Make `replica`'s lease look run out (as if it stopped renewing it long ago)."""
+    raw = redis.Redis.from_url(url)
+    time.sleep(0.01)  # after the seats were taken (a lease ends after its seats' joins)
+    sec, usec = raw.time()
+    raw.hset(LEASES_KEY, replica, sec * 1000 + usec // 1000 - 1)
+
+
 def rs(url, replica, hb=30.0, seat_ttl=LONG):
     store = RedisStore(make_client(url, max_connections=64), replica, hb, seat_ttl=seat_ttl)
     return store
@@ -323,7 +346,8 @@ def test_dead_replica_seats_are_vacated_secret_ones_stay_reserved(redis_server):
     b.join("r", req("s2", "bob", secret(2), "i2", replica="B"))
     a.join("lobby", req("s3", "anonymous"))
     b.join("lobby", req("s4", "anonymous", replica="B"))
-    redis.Redis.from_url(redis_server.url).delete(f"{PREFIX}alive:B")
+    expire_lease(redis_server.url, "B")
+    a.heartbeat()  # learns that B's lease ran out
     pruned = sorted(a.prune_dead(), key=lambda p: p.room)
     assert [(p.room, p.name, p.peers) for p in pruned] == [
         ("lobby", "anonymous", (Conn("A", "s3"),)),
@@ -341,7 +365,8 @@ def test_join_cleans_dead_connections_before_the_pruner(redis_server):
     a.heartbeat(), b.heartbeat()
     a.join("lobby", req("s1", "anonymous"))
     b.join("lobby", req("s2", "anonymous", replica="B"))
-    redis.Redis.from_url(redis_server.url).delete(f"{PREFIX}alive:B")
+    expire_lease(redis_server.url, "B")
+    a.heartbeat()
     assert a.join("lobby", req("s3", "anonymous")).joined
 
 
@@ -349,12 +374,12 @@ def test_heartbeat_statuses(redis_server):
     raw = redis.Redis.from_url(redis_server.url)
     a, b = rs(redis_server.url, "A"), rs(redis_server.url, "B")
     assert a.heartbeat() == "ok" and a.heartbeat() == "ok"
-    raw.delete(f"{PREFIX}alive:A")  # presumed dead while Redis kept its data
+    raw.hdel(LEASES_KEY, "A")  # presumed dead while Redis kept its data
     assert a.heartbeat() == "expired"
     assert a.heartbeat() == "ok"
     raw.flushall()  # Redis lost everything
     assert a.heartbeat() == "resync"
-    assert raw.exists(f"{PREFIX}resync")
+    assert raw.exists(RESYNC_KEY)
     assert b.heartbeat() == "ok"  # a replica that never knew the old epoch
 
 
@@ -364,7 +389,7 @@ def test_an_expired_reply_lost_on_the_way_is_reported_again(redis_server):
     raw = redis.Redis.from_url(redis_server.url)
     a = rs(redis_server.url, "A")
     assert a.heartbeat() == "ok"
-    raw.delete(f"{PREFIX}alive:A")
+    raw.hdel(LEASES_KEY, "A")
     lost = rs(redis_server.url, "A")  # the same beat, whose reply never reached A
     lost.epoch, lost.lease_token = a.epoch, a.lease_token
     assert lost.heartbeat() == "expired"
@@ -405,7 +430,7 @@ def test_restore_evicts_seats_taken_before_the_resync_window_opened(redis_server
     assert sorted(s["sid"] for s in old.seats("r")) == ["s1", "s2"]
     assert new.held() == []
     assert new.join("r", req("e3", "eve", secret(9), "i9", replica="N")).status == "recovering"
-    raw.delete(f"{PREFIX}resync")
+    raw.delete(RESYNC_KEY)
     assert new.join("r", req("e3", "eve", secret(9), "i9", replica="N")).status == "room_full"
 
 
@@ -425,7 +450,7 @@ def test_join_refused_while_the_epoch_is_unknown_or_resyncing(redis_server):
     assert a.join("r", req("s2", "alice", secret(1), "i1")).joined
     # ...a restore never takes a seat from the connection now holding it.
     assert a.join("r", req("s1", "alice", secret(1), "i1"), restore=True).status == "room_full"
-    raw.delete(f"{PREFIX}resync")
+    raw.delete(RESYNC_KEY)
     assert a.join("r", req("s9", "eve")).joined
 
 
@@ -435,11 +460,11 @@ def test_every_key_has_a_ttl_or_an_owner(redis_server):
     a.heartbeat()
     a.join("r", req("s1", "alice", secret(1), "i1"))
     a.leave("r", "s1")
-    owned = {f"{PREFIX}conns:A", f"{PREFIX}replicas"}
-    for key in raw.keys(f"{PREFIX}*"):
+    owned = {replica_key("A", "conns")}
+    for key in raw.keys("parley:*"):
         assert key in owned or raw.pttl(key) > 0, key
     a.close()
-    assert raw.keys(f"{PREFIX}conns:*") == [] and not raw.sismember(f"{PREFIX}replicas", "A")
+    assert not raw.exists(replica_key("A", "conns")) and not raw.hexists(LEASES_KEY, "A")
 
 
 def test_only_the_hash_of_the_secret_is_stored(redis_server):
@@ -448,7 +473,7 @@ def test_only_the_hash_of_the_secret_is_stored(redis_server):
     a.heartbeat()
     h = secret(1)
     a.join("r", req("s1", "alice", h, "i1"))
-    dump = b"".join(raw.hvals(f"{PREFIX}room:r"))
+    dump = b"".join(raw.hvals(room_key("r", "seats")))
     assert h.encode() in dump  # the relay is handed the hash; the secret never reaches it
 
 
