@@ -60,12 +60,16 @@ class Offline:
         self._acks: list[str] = []
         self._backlog_local = 0  # entries not processed because of a local failure
         self._local_reason = ""
+        self._ack_replies = 0  # mailbox_acks without the relay's reply yet
         self._entry: str | None = None  # the stored entry being processed, if any
         self._asking = 0  # requests without a reply yet
 
     @property
     def backlog_pending(self) -> bool:
-        """True from joining until the relay said the backlog is complete (or a while)."""
+        """True from joining until the relay said the backlog is complete (or a while), and
+        while the relay has not confirmed an acknowledgement of kept entries (kept.py)."""
+        if self._ack_replies and self.state is not State.CONNECTING:
+            return True
         return self._backlog_until is not None and self._clock() < self._backlog_until
 
     @property
@@ -76,7 +80,7 @@ class Offline:
     # ----- joining and leaving -----------------------------------------------------------
     def _offline_connected(self) -> None:
         self._fetched = self._fetching = self._mailbox_full = False
-        self._in_backlog, self._acks, self._asking = False, [], 0
+        self._in_backlog, self._acks, self._asking, self._ack_replies = False, [], 0, 0
         if self._request is None:
             return
         now = self._clock()
@@ -86,7 +90,7 @@ class Offline:
     def _offline_disconnected(self) -> None:
         self._away_at = self._backlog_until = None
         # Unacked entries come again next join; kept.py keeps the opened, unshown ones.
-        self._in_backlog, self._acks = False, []
+        self._in_backlog, self._acks, self._ack_replies = False, [], 0
 
     def _offline_peer_left(self) -> None:
         if self._request is not None:
@@ -297,7 +301,12 @@ class Offline:
             if self._request is None:
                 self._send("mailbox_ack", {"ids": ids})
             else:  # the relay's reply lets kept.py forget the entries it confirmed
-                self._ask("mailbox_ack", {"ids": ids}, lambda r, i=ids: self._kept_acked(i, r))
+                self._ack_replies += 1
+                self._ask("mailbox_ack", {"ids": ids}, lambda r, i=ids: self._on_acked(i, r))
+
+    def _on_acked(self, ids: list[str], reply: Any) -> None:
+        self._ack_replies = max(0, self._ack_replies - 1)
+        self._kept_acked(ids, reply)
 
     def _on_mailbox_done(self, payload: Any) -> None:
         was_in_backlog, self._in_backlog = self._in_backlog, False
