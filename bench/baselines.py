@@ -1,5 +1,8 @@
 """Baseline relays for the benchmarks, run beside parley-relay in the same process tree.
 
+`python` (`serve_baseline`, run as `python bench/baselines.py --serve-baseline PORT REDIS_URL`):
+a bare python-socketio + RedisManager forwarder on the same server stack as parley-relay.
+
 `node`: Node's socket.io 4 + @socket.io/redis-adapter (bench/node/relay.js), the relay a user
 would pick instead of Parley's. Its packages come from the npm registry with `npm ci` (the
 versions pinned by bench/node/package-lock.json) into bench/node/node_modules, which is
@@ -86,3 +89,51 @@ def start_node_relays(redis_url: str, count: int = 2, nofile: int | None = None)
             relay.cleanup()
         raise
     return relays
+
+
+# -- the baseline relay (runs in its own process) ----------------------------------------------
+
+
+def serve_baseline(port: int, redis_url: str) -> None:
+    """A minimal forwarder: join the auth room on connect, emit to the room minus the sender.
+
+    The same server stack as Parley's relay (gevent, gevent-websocket, RedisManager), with
+    the stock manager given a pool large enough not to run dry (else it loses messages).
+    """
+    from gevent import monkey
+
+    monkey.patch_all()
+    import socketio
+    from gevent.pywsgi import WSGIServer
+    from geventwebsocket.handler import WebSocketHandler
+
+    mgr = socketio.RedisManager(redis_url, redis_options={"max_connections": 10_000})
+    sio = socketio.Server(async_mode="gevent", client_manager=mgr)
+    rooms: dict[str, str] = {}
+
+    @sio.event
+    def connect(sid, environ, auth=None):
+        room = (auth or {}).get("room", "lobby")
+        rooms[sid] = room
+        sio.enter_room(sid, room)
+
+    @sio.event
+    def disconnect(sid, reason=None):
+        rooms.pop(sid, None)
+
+    @sio.on("message")
+    def message(sid, data):
+        sio.emit("received_message", data, room=rooms.get(sid), skip_sid=sid)
+
+    def http(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"status":"ok"}']
+
+    app = socketio.WSGIApp(sio, http)
+    WSGIServer(("127.0.0.1", port), app, handler_class=WebSocketHandler, log=None).serve_forever()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["--serve-baseline"] or len(sys.argv) != 4:
+        sys.exit("usage: baselines.py --serve-baseline PORT REDIS_URL")
+    serve_baseline(int(sys.argv[2]), sys.argv[3])

@@ -1,23 +1,31 @@
-"""Relay benchmark: Parley's relay against a bare python-socketio + RedisManager forwarder.
+"""Relay benchmark: Parley's relay against Node's socket.io (or a bare python-socketio relay).
 
-Starts one redis-server and two replicas of each relay on free ports (cleaned up at the end),
-then drives N pairs (member A on replica 1, member B on replica 2), each member sending M
-messages of 1 kB to the other with at most W in flight, using the gevent load generator in
-tests/support/relay_load.py (real socketio.Clients in one separate process). Rounds alternate
-between the two relays so machine noise hits both alike; the best round of each counts.
+One redis-server; for each replica count of `--replicas` (default 2), that many replicas of
+Parley's relay and of the baseline, on free ports, cleaned up at the end. N pairs of real
+Socket.IO clients (tests/support/relay_load.py, gevent, one separate process) send 1 kB
+messages with at most W in flight; pair i's members sit on replicas i and i+1, so with 2+
+replicas every message crosses replicas through Redis. Rounds alternate between Parley and
+the baseline so machine noise hits both alike; the best round of each counts.
 
-Prints throughput, latency p50/p99 and relay CPU per message for both, then the fan-out tax:
-two extra replicas of each relay that hold no bench member, while the pairs send a paced
-load (--fanout-rate, default 1,000 msg/s offered); their CPU per forwarded message is what a
-replica pays for conversations it has no part in (Parley routes by seat: target <= 10 us;
-the stock RedisManager broadcast decodes everything everywhere). Last line:
-    msgs_per_s=<x> p50_ms=<x> p99_ms=<x> baseline_msgs_per_s=<x> ratio=<x>
-    fanout_us=<x> baseline_fanout_us=<x>   (the same line, continued)
+Measured, each for Parley and the baseline in the same run:
+* CPU per forwarded message: user+system CPU of the relay replicas AND of redis-server
+  during the round, divided by the messages received (the cost a deployment pays);
+* paced latency (`--rate`, default 1,000 msg/s offered for `--rate-seconds`): p50/p99;
+* the fan-out tax: two more replicas holding no bench member listen while the pairs send a
+  paced load; their CPU per forwarded message (Parley routes by seat: target <= 10 us);
+* with `--idle N`: RSS per idle websocket on one replica (bench/idle.py's measurement).
 
-    python bench/relay.py            # 50 pairs x 200 messages, 2 rounds each
-    python bench/relay.py --quick    # 10 pairs x 50 messages, 1 round (development)
-    python bench/relay.py --baseline node   # against Node socket.io + redis-adapter (baselines.py)
-    python bench/relay.py --cluster  # Redis Cluster replica sweep 1, 2, 4 (bench/cluster.py)
+    python bench/relay.py                      # 50 pairs x 200 messages, 2 rounds, vs Node
+    python bench/relay.py --quick              # 10 pairs x 50 messages, 1 round
+    python bench/relay.py --replicas 1,2,4     # the sweep: CPU per message per replica count
+    python bench/relay.py --rate 1000 --idle 2000 --baseline python
+    python bench/relay.py --cluster            # Redis Cluster sweep 1, 2, 4 (bench/cluster.py)
+
+The last line is always (a value this run did not measure is `na`):
+    cpu_us_per_msg=<x> node_cpu_us_per_msg=<x> ratio_vs_node=<x> p50_ms=<x> p99_ms=<x>
+    idle_kb_per_conn=<x> fanout_tax_us=<x>      (one line)
+cpu/p50/p99 are Parley's at 2 replicas (else the first count given); the node_ and ratio_
+fields need `--baseline node` (the default).
 
 Stored-and-forwarded mode (issue 15, offline delivery): 50 pairs, B away while A sends
 --stored-messages (default 1,000) each, all kept in B's mailbox in Redis; then every B
@@ -39,48 +47,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-# -- the baseline relay (runs in its own process) ----------------------------------------------
-
-
-def serve_baseline(port: int, redis_url: str) -> None:
-    """A minimal forwarder: join the auth room on connect, emit to the room minus the sender.
-
-    The same server stack as Parley's relay (gevent, gevent-websocket, RedisManager), with
-    the stock manager given a pool large enough not to run dry (else it loses messages).
-    """
-    from gevent import monkey
-
-    monkey.patch_all()
-    import socketio
-    from gevent.pywsgi import WSGIServer
-    from geventwebsocket.handler import WebSocketHandler
-
-    mgr = socketio.RedisManager(redis_url, redis_options={"max_connections": 10_000})
-    sio = socketio.Server(async_mode="gevent", client_manager=mgr)
-    rooms: dict[str, str] = {}
-
-    @sio.event
-    def connect(sid, environ, auth=None):
-        room = (auth or {}).get("room", "lobby")
-        rooms[sid] = room
-        sio.enter_room(sid, room)
-
-    @sio.event
-    def disconnect(sid, reason=None):
-        rooms.pop(sid, None)
-
-    @sio.on("message")
-    def message(sid, data):
-        sio.emit("received_message", data, room=rooms.get(sid), skip_sid=sid)
-
-    def http(environ, start_response):
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [b'{"status":"ok"}']
-
-    app = socketio.WSGIApp(sio, http)
-    WSGIServer(("127.0.0.1", port), app, handler_class=WebSocketHandler, log=None).serve_forever()
+BASELINES = Path(__file__).resolve().parent / "baselines.py"  # runs the python baseline
+# Replica count whose figures make the last line (the issue's "2 replicas, 50 pairs").
+MAIN_REPLICAS = 2
 
 
 # -- orchestration -------------------------------------------------------------------------------
@@ -92,17 +61,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_relays(kind: str, redis_url: str) -> list:
-    """Two replicas of `kind` ("parley", "baseline" or "node"); objects with .url/.proc."""
+def start_relays(kind: str, redis_url: str, count: int = 2) -> list:
+    """`count` replicas of `kind` ("parley", "python" or "node"); objects with .url/.proc."""
     sys.path.insert(0, str(ROOT))
     if kind == "node":
         from baselines import start_node_relays  # Node process management lives there
 
-        return start_node_relays(redis_url, count=2)
+        return start_node_relays(redis_url, count=count)
     from tests.support.servers import RelayProcess, free_port, wait_for
 
     out = []
-    for _ in range(2):
+    for _ in range(count):
         if kind == "parley":
             # Limits stay on (the token bucket runs per message) but set high enough not
             # to throttle the benchmark load.
@@ -115,7 +84,7 @@ def start_relays(kind: str, redis_url: str) -> list:
             relay.port = free_port()
             log = open(os.devnull, "wb")  # noqa: SIM115 - handed to the child
             relay.proc = subprocess.Popen(
-                [sys.executable, __file__, "--serve-baseline", str(relay.port), redis_url],
+                [sys.executable, str(BASELINES), "--serve-baseline", str(relay.port), redis_url],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -125,28 +94,18 @@ def start_relays(kind: str, redis_url: str) -> list:
     return out
 
 
-def run_load(relays: list, args, tag: str, extra: tuple[str, ...] = ()) -> dict:
-    """Drive one round of load through a pair of replicas; add relay CPU per message."""
-    before = [cpu_seconds(r.proc.pid) for r in relays]
+def run_load(relays: list, args, tag: str, redis_pid: int, extra: tuple[str, ...] = ()) -> dict:
+    """One round of load over `relays`; adds relay+Redis CPU per received message (us)."""
+    pids = [r.proc.pid for r in relays] + [redis_pid]
+    before = [cpu_seconds(pid) for pid in pids]
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "tests.support.relay_load",
-            "--url-a",
-            relays[0].url,
-            "--url-b",
-            relays[1].url,
-            "--pairs",
-            str(args.pairs),
-            "--messages",
-            str(args.messages),
-            "--size",
-            str(args.size),
-            "--window",
-            str(args.window),
-            "--tag",
-            tag,
+            *("--urls", ",".join(r.url for r in relays)),
+            *("--pairs", str(args.pairs), "--messages", str(args.messages)),
+            *("--size", str(args.size), "--window", str(args.window), "--tag", tag),
             *extra,
         ],
         cwd=ROOT,
@@ -157,16 +116,21 @@ def run_load(relays: list, args, tag: str, extra: tuple[str, ...] = ()) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    cpu = sum(cpu_seconds(r.proc.pid) for r in relays) - sum(before)
-    result["relay_cpu_ms_per_msg"] = round(cpu * 1000 / max(1, result["received"]), 3)
+    cpu = sum(cpu_seconds(pid) for pid in pids) - sum(before)
+    result["cpu_us_per_msg"] = round(cpu * 1e6 / max(1, result["received"]), 1)
+    result["load"] = round(os.getloadavg()[0], 2)
     return result
 
 
-def fanout_tax(pair: list, idle: list, args, tag: str) -> dict:
+def paced_args(args, rate: float, seconds: float) -> tuple[str, ...]:
+    per_member = max(1, int(rate * seconds / (2 * args.pairs)))
+    return ("--rate", str(rate), "--messages", str(per_member), "--window", "50")
+
+
+def fanout_tax(pair: list, idle: list, args, tag: str, redis_pid: int) -> dict:
     """Paced load through `pair` while `idle` (replicas holding no member) only listen:
     microseconds of idle-replica CPU per forwarded message, per idle replica."""
-    per_member = max(1, int(args.fanout_rate * args.fanout_seconds / (2 * args.pairs)))
-    extra = ("--rate", str(args.fanout_rate), "--messages", str(per_member), "--window", "50")
+    extra = paced_args(args, args.fanout_rate, args.fanout_seconds)
     import socketio
 
     # One client per idle replica, in a room of its own: a replica serving nobody would not
@@ -174,12 +138,14 @@ def fanout_tax(pair: list, idle: list, args, tag: str) -> dict:
     bystanders = []
     for i, relay in enumerate(idle):
         client = socketio.Client(reconnection=False)
-        client.connect(relay.url, auth={"room": f"idle-{tag}-{i}"}, transports=["websocket"])
+        client.connect(
+            relay.url, auth={"room": f"idle-{tag}-{i}", "name": "idle"}, transports=["websocket"]
+        )
         bystanders.append(client)
     try:
         time.sleep(1.0)
         before = [cpu_seconds(r.proc.pid) for r in idle]
-        result = run_load(pair, args, tag, extra)
+        result = run_load(pair, args, tag, redis_pid, extra)
         spent = sum(cpu_seconds(r.proc.pid) for r in idle) - sum(before)
     finally:
         for client in bystanders:
@@ -260,26 +226,92 @@ def run_stored(args) -> int:
 def describe(name: str, r: dict) -> str:
     return (
         f"{name:9s} {r['msgs_per_s']:9.1f} msgs/s  p50 {r['p50_ms']:8.2f} ms  "
-        f"p99 {r['p99_ms']:8.2f} ms  relay CPU {r['relay_cpu_ms_per_msg']:.3f} ms/msg  "
-        f"lost {r['lost']}  out-of-order {r['out_of_order']}"
+        f"p99 {r['p99_ms']:8.2f} ms  relay+Redis CPU {r['cpu_us_per_msg']:7.1f} us/msg  "
+        f"lost {r['lost']}  out-of-order {r['out_of_order']}  (load {r['load']})"
     )
 
 
+def sweep_point(n: int, kinds: list[str], redis, args) -> dict:
+    """Replica count `n`: unpaced rounds (CPU per message), then at MAIN_REPLICAS the paced
+    latency and the fan-out tax; returns {kind: {"cpu": us, "paced": result, ...}}."""
+    out: dict[str, dict] = {k: {"rounds": []} for k in kinds}
+    relays: dict[str, list] = {}
+    try:
+        for kind in kinds:
+            relays[kind] = start_relays(kind, redis.url, n)
+        for i in range(args.rounds):
+            for kind in kinds if i % 2 == 0 else kinds[::-1]:
+                r = run_load(relays[kind], args, f"{kind}{n}r{i}", redis.proc.pid)
+                out[kind]["rounds"].append(r)
+                print(f"[{n} replicas] " + describe(kind, r), flush=True)
+                time.sleep(0.5)
+        for kind in kinds:
+            out[kind]["cpu"] = min(r["cpu_us_per_msg"] for r in out[kind]["rounds"])
+        if n != args.main_n:
+            return out
+        if args.rate:
+            for kind in kinds:
+                extra = paced_args(args, args.rate, args.rate_seconds)
+                r = run_load(relays[kind], args, f"{kind}-paced", redis.proc.pid, extra)
+                out[kind]["paced"] = r
+                print(f"[{n} replicas] paced {args.rate:.0f} msg/s " + describe(kind, r))
+        if args.fanout_seconds > 0:
+            for kind in kinds:
+                relays[kind + "-idle"] = start_relays(kind, redis.url, 2)
+                r = fanout_tax(
+                    relays[kind], relays[kind + "-idle"], args, f"{kind}-fan", redis.proc.pid
+                )
+                out[kind]["fanout"] = r["fanout_us"]
+                print(
+                    f"fan-out   {kind:9s} {args.fanout_rate:.0f} msg/s offered, {r['received']} "
+                    f"forwarded (lost {r['lost']}): {r['fanout_us']:.2f} us CPU per forwarded "
+                    "message on each replica holding no member",
+                    flush=True,
+                )
+    finally:
+        for group in relays.values():
+            for relay in group:
+                relay.cleanup()
+    return out
+
+
+def idle_figures(redis, args, kinds: list[str]) -> dict:
+    """bench/idle.py's measurement for each kind (RSS per idle websocket, one replica)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import idle
+
+    opts = argparse.Namespace(n=args.idle, pairs=5, messages=100, window=1)
+    out = {}
+    for kind in kinds:
+        if kind in ("parley", "node"):
+            out[kind] = idle.measure(kind, redis.url, opts)
+            print(idle.describe(out[kind]), flush=True)
+    return out
+
+
+def fmt(value, digits: int = 2) -> str:
+    return "na" if value is None else f"{value:.{digits}f}"
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Parley relay vs bare python-socketio relay")
+    p = argparse.ArgumentParser(description="Parley relay vs Node socket.io / bare python-socketio")
     p.add_argument("--pairs", type=int, default=50)
     p.add_argument("--messages", type=int, default=200, help="messages per member")
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--window", type=int, default=20, help="max in-flight messages per sender")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="10 pairs x 50 messages, 1 round")
+    p.add_argument("--replicas", default=str(MAIN_REPLICAS), help="replica counts, e.g. 1,2,4")
+    p.add_argument("--rate", type=float, default=1000.0, help="paced run: msg/s offered (0: off)")
+    p.add_argument("--rate-seconds", type=float, default=5.0, help="length of the paced run")
     p.add_argument("--fanout-rate", type=float, default=1000.0, help="offered msgs/s, fan-out run")
-    p.add_argument("--fanout-seconds", type=float, default=5.0, help="length of the fan-out run")
+    p.add_argument("--fanout-seconds", type=float, default=5.0, help="fan-out run (0: off)")
+    p.add_argument("--idle", type=int, default=0, help="idle websockets for the RSS figure")
     p.add_argument(
         "--baseline",
-        choices=("python", "node"),
-        default="python",
-        help="python: bare python-socketio + RedisManager; node: socket.io 4 + redis-adapter",
+        choices=("node", "python"),
+        default="node",
+        help="node: socket.io 4 + redis-adapter; python: bare python-socketio + RedisManager",
     )
     p.add_argument("--stored", action="store_true", help="stored-and-forwarded mode")
     p.add_argument(
@@ -290,13 +322,7 @@ def main(argv=None) -> int:
         action="store_true",
         help="on a real Redis Cluster: replica sweep 1, 2, 4 (bench/cluster.py; --quick: shorter)",
     )
-    p.add_argument(
-        "--serve-baseline", nargs=2, metavar=("PORT", "REDIS_URL"), help=argparse.SUPPRESS
-    )
     args = p.parse_args(argv)
-    if args.serve_baseline:
-        serve_baseline(int(args.serve_baseline[0]), args.serve_baseline[1])
-        return 0
     if args.cluster:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from cluster import main as cluster_main
@@ -304,70 +330,58 @@ def main(argv=None) -> int:
         return cluster_main(["--seconds", "2", "--pairs", "10"] if args.quick else [])
     if args.stored:
         return run_stored(args)
+    counts = [int(x) for x in args.replicas.split(",") if x.strip()]
+    if not counts or min(counts) < 1:
+        p.error("--replicas takes positive counts, e.g. 1,2,4")
+    args.main_n = MAIN_REPLICAS if MAIN_REPLICAS in counts else counts[0]
     if args.quick:
         args.pairs, args.messages, args.rounds = 10, 50, 1
         args.fanout_seconds = min(args.fanout_seconds, 2.0)
+        args.rate_seconds = min(args.rate_seconds, 2.0)
 
     sys.path.insert(0, str(ROOT))
     from tests.support.servers import RedisServer
 
+    kinds = ["parley", args.baseline]
     print(
-        f"relay bench: {args.pairs} pairs over 2 replicas + 1 Redis, {args.messages} x "
-        f"{args.size} B per member, window {args.window}, {args.rounds} round(s) each",
+        f"relay bench: {args.pairs} pairs, replicas {counts}, 1 Redis, {args.messages} x "
+        f"{args.size} B per member, window {args.window}, {args.rounds} round(s) each, "
+        f"baseline {args.baseline}; load average {os.getloadavg()[0]:.2f} on "
+        f"{os.cpu_count()} CPUs",
         flush=True,
     )
     redis_server = RedisServer().start()
-    relays: dict[str, list] = {}
+    points: dict[int, dict] = {}
+    idle_out: dict = {}
     try:
-        relays["parley"] = start_relays("parley", redis_server.url)
-        relays["baseline"] = start_relays(
-            "node" if args.baseline == "node" else "baseline", redis_server.url
-        )
-        results: dict[str, list[dict]] = {"parley": [], "baseline": []}
-        for i in range(args.rounds):
-            for kind in ("parley", "baseline") if i % 2 == 0 else ("baseline", "parley"):
-                r = run_load(relays[kind], args, tag=f"{kind}{i}")
-                results[kind].append(r)
-                print(describe(kind, r), flush=True)
-                time.sleep(0.5)
-        fanout: dict[str, dict] = {}
-        for kind in ("parley", "baseline"):
-            relays[kind + "-idle"] = start_relays(kind, redis_server.url)
-            r = fanout_tax(relays[kind], relays[kind + "-idle"], args, tag=f"{kind}-fanout")
-            fanout[kind] = r
-            print(
-                f"fan-out   {kind:9s} {args.fanout_rate:.0f} msg/s offered, {r['received']} "
-                f"forwarded (lost {r['lost']}): {r['fanout_us']:.2f} us CPU per forwarded "
-                "message on each replica holding no member",
-                flush=True,
-            )
+        for n in counts:
+            points[n] = sweep_point(n, kinds, redis_server, args)
+        if args.idle:
+            idle_out = idle_figures(redis_server, args, kinds)
     finally:
-        for group in relays.values():
-            for relay in group:
-                relay.cleanup()
         redis_server.cleanup()
 
-    best = {k: max(v, key=lambda r: r["msgs_per_s"]) for k, v in results.items()}
-    ours, base = best["parley"], best["baseline"]
-    ratio = ours["msgs_per_s"] / base["msgs_per_s"] if base["msgs_per_s"] else 0.0
-    print(describe("best ours", ours))
-    print(describe("best base", base))
-    # CPU per message is steadier than throughput on a machine shared with other work.
-    cpu_ours = min(r["relay_cpu_ms_per_msg"] for r in results["parley"])
-    cpu_base = min(r["relay_cpu_ms_per_msg"] for r in results["baseline"])
+    print("relay+Redis CPU per forwarded message, best round (us):")
+    for n, point in points.items():
+        ours, base = point["parley"]["cpu"], point[args.baseline]["cpu"]
+        print(
+            f"  {n} replica(s): parley {ours:.1f}, {args.baseline} {base:.1f}, "
+            f"ratio {ours / max(base, 1e-9):.2f}"
+        )
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    main_point = points[args.main_n]
+    ours = main_point["parley"]
+    node = main_point.get("node")
+    paced = ours.get("paced")
+    idle_kb = idle_out["parley"]["kb_per_conn"] if "parley" in idle_out else None
     print(
-        f"relay CPU per message (both replicas, best round): parley {cpu_ours:.3f} ms, "
-        f"{args.baseline} baseline {cpu_base:.3f} ms, ratio {cpu_ours / max(cpu_base, 1e-9):.2f}"
-    )
-    load = os.getloadavg()[0]
-    print(f"load average at the end: {load:.2f} on {os.cpu_count()} CPUs (shared machine)")
-    if ours["lost"] or base["lost"]:
-        print(f"WARNING: messages lost (parley {ours['lost']}, baseline {base['lost']})")
-    print(
-        f"msgs_per_s={ours['msgs_per_s']:.1f} p50_ms={ours['p50_ms']:.2f} "
-        f"p99_ms={ours['p99_ms']:.2f} baseline_msgs_per_s={base['msgs_per_s']:.1f} "
-        f"ratio={ratio:.2f} fanout_us={fanout['parley']['fanout_us']:.2f} "
-        f"baseline_fanout_us={fanout['baseline']['fanout_us']:.2f}"
+        f"cpu_us_per_msg={fmt(ours['cpu'], 1)} "
+        f"node_cpu_us_per_msg={fmt(node['cpu'] if node else None, 1)} "
+        f"ratio_vs_node={fmt(ours['cpu'] / max(node['cpu'], 1e-9) if node else None)} "
+        f"p50_ms={fmt(paced['p50_ms'] if paced else None)} "
+        f"p99_ms={fmt(paced['p99_ms'] if paced else None)} "
+        f"idle_kb_per_conn={fmt(idle_kb)} "
+        f"fanout_tax_us={fmt(ours.get('fanout'))}"
     )
     return 0
 

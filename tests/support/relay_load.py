@@ -6,6 +6,7 @@ drive hundreds of real `socketio.Client`s. Prints one JSON object with the resul
 sent, received, lost, duplicates, out_of_order, elapsed, msgs_per_s, p50_ms, p99_ms.
 
     python -m tests.support.relay_load --url-a URL --url-b URL --pairs 50 --messages 100
+    python -m tests.support.relay_load --urls URL1,URL2,URL3 ...   # pair i: URLi -> URLi+1
 """
 
 from gevent import monkey
@@ -78,9 +79,14 @@ class Side:
 def run(args) -> dict:
     stats = {"latencies": [], "duplicates": 0, "out_of_order": 0, "garbled": 0, "last_rx": 0.0}
     pairs = []
+    # --urls: pair i's members on replicas i and i+1 (mod n), so with n > 1 every message
+    # crosses replicas and every replica carries the same share; one URL: both on it.
+    urls = args.urls.split(",") if args.urls else [args.url_a, args.url_b]
+    n = len(urls)
     for i in range(args.pairs):
-        a = Side(args.url_a, f"load-{args.tag}-{i}", "a", args.token, stats)
-        b = Side(args.url_b, f"load-{args.tag}-{i}", "b", args.token, stats)
+        url_a, url_b = (urls[i % n], urls[(i + 1) % n]) if args.urls else urls
+        a = Side(url_a, f"load-{args.tag}-{i}", "a", args.token, stats)
+        b = Side(url_b, f"load-{args.tag}-{i}", "b", args.token, stats)
         a.peer, b.peer = b, a
         pairs.append((a, b))
     sides = [s for p in pairs for s in p]
@@ -140,8 +146,9 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--url-a", required=True)
-    p.add_argument("--url-b", required=True)
+    p.add_argument("--url-a")
+    p.add_argument("--url-b")
+    p.add_argument("--urls", help="comma-separated relay URLs instead of --url-a/--url-b")
     p.add_argument("--pairs", type=int, default=50)
     p.add_argument("--messages", type=int, default=100)
     p.add_argument("--size", type=int, default=1024)
@@ -157,6 +164,8 @@ def main(argv=None) -> int:
         help='print {"phase": "connected"} once paired, send after a line on stdin',
     )
     args = p.parse_args(argv)
+    if not args.urls and not (args.url_a and args.url_b):
+        p.error("give --url-a and --url-b, or --urls")
     result = run(args)
     print(json.dumps(result), flush=True)
     return 0

@@ -104,8 +104,11 @@ def drain(member: Member, timings: list) -> None:
     # (entries, connect to mailbox_done, first entry to mailbox_done)
     timings.append((len(member.entries), end - start, end - (member.first or end)))
     ids = [e["id"] for e in member.entries]
-    for i in range(0, len(ids), ACK_BATCH):
-        sio.call("mailbox_ack", {"ids": ids[i : i + ACK_BATCH]}, timeout=30)
+    try:
+        for i in range(0, len(ids), ACK_BATCH):
+            sio.call("mailbox_ack", {"ids": ids[i : i + ACK_BATCH]}, timeout=30)
+    except (socketio.exceptions.SocketIOError, OSError):
+        timings[-1] = (*timings[-1], "disconnected")  # reported as lost entries
 
 
 def main(argv=None) -> int:
@@ -148,9 +151,10 @@ def main(argv=None) -> int:
         lost += args.messages - len(set(seqs))
         out_of_order += sum(1 for x, y in zip(seqs, seqs[1:], strict=False) if y <= x)
         b.sio.disconnect()
-    rates = [n / t for n, t, _ in timings if t > 0]
-    stream_rates = [n / t for n, _, t in timings if t > 0]
-    drained = sum(n for n, _, _ in timings)
+    rates = [t[0] / t[1] for t in timings if t[1] > 0]
+    stream_rates = [t[0] / t[2] for t in timings if t[2] > 0]
+    drained = sum(t[0] for t in timings)
+    dropped = sum(1 for t in timings if len(t) > 3)
     print(
         json.dumps(
             {
@@ -167,6 +171,7 @@ def main(argv=None) -> int:
                 "drain_msgs_per_s_per_client_min": round(min(rates), 1),
                 "stream_msgs_per_s_per_client_median": round(statistics.median(stream_rates), 1),
                 "client_cpu_s": round(cpu_seconds([os.getpid()]), 1),
+                "clients_dropped": dropped,
                 "cpu_us_per_drained": round(cpu_drain * 1e6 / max(1, drained), 1),
             }
         )

@@ -21,9 +21,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
+import engineio.exceptions
 import engineio.socket
 import gevent
 from engineio import packet as eio_packet
@@ -31,6 +33,7 @@ from socketio import packet as sio_packet
 
 from . import fastws
 from .config import Settings
+from .eioqueue import PacketQueue
 from .guard import AddressBuckets
 from .logs import LOGGER_NAME, log_event
 
@@ -65,32 +68,49 @@ def packet_bytes(pkt) -> int:
 
 
 class BoundedSocket(_BaseSocket):
-    """Engine.IO socket with a cap on bytes queued for the client but not yet sent."""
+    """Engine.IO socket with a cap on bytes queued for the client but not yet sent.
+
+    Memory per idle connection (docs/operations.md): on a websocket, Engine.IO runs a writer
+    greenlet per connection that blocks on the queue for the whole session, and a greenlet
+    per ping interval; each running greenlet keeps its saved C stack and a frame data-stack
+    chunk (several kB of RSS). Here the writer runs only while packets are queued
+    (`_flush`, spawned by `send`), pings come from a libev timer, and the queue is a
+    `PacketQueue`. Long-polling sessions keep Engine.IO's own code paths.
+    """
 
     outbound_queue_bytes = 1_048_576  # set by install()
 
     def __init__(self, server, sid):
         super().__init__(server, sid)
+        self.queue = PacketQueue()
         self.queued_bytes = 0
         self.evicted = False
         self.ws = None
         self.opened = time.monotonic()  # for the CONNECT deadline
         self.refused_at: float | None = None  # when its CONNECT was refused (closed soon)
         self._ping_timer = None
+        self._direct = None  # the websocket the on-demand writer sends to
+        self._flusher = None  # that writer, while it runs
 
-    # Pings from a timer, not a sleeping greenlet (memory per idle connection, see
-    # docs/operations.md). Engine.IO's own schedule_ping spawns a greenlet that sleeps
-    # ping_interval: one more running greenlet per connection, with its saved C stack and
-    # data-stack chunk (several kB of RSS each). gevent.spawn_later creates the greenlet but
-    # only starts it when the ping is due: until then it is a small object and a libev timer.
     def schedule_ping(self):
         if self.last_ping:  # as Engine.IO: one ping cycle at a time
             self.last_ping = None
-            self._ping_timer = gevent.spawn_later(self.server.ping_interval, self._ping_due)
+            timer = gevent.get_hub().loop.timer(self.server.ping_interval)
+            self._ping_timer = timer
+            timer.start(self._ping_fired)
+
+    def _ping_fired(self) -> None:
+        # Runs in the hub, where nothing may block: the ping itself runs in a greenlet.
+        self._cancel_ping()
+        gevent.spawn(self._ping_due)
+
+    def _cancel_ping(self) -> None:
+        timer, self._ping_timer = self._ping_timer, None
+        if timer is not None:
+            timer.close()
 
     def _ping_due(self) -> None:
         """Queue a PING unless the socket is closing (what Engine.IO's _send_ping did)."""
-        self._ping_timer = None
         if self.closing or self.closed:
             return
         self.last_ping = time.time()
@@ -106,6 +126,7 @@ class BoundedSocket(_BaseSocket):
             return
         self.queued_bytes += size
         super().send(pkt)
+        self._wake_writer()
 
     def poll(self):
         packets = super().poll()
@@ -115,16 +136,91 @@ class BoundedSocket(_BaseSocket):
 
     def close(self, wait=True, abort=False, reason=None):
         """Engine.IO's close, but a waiting close gives up after CLOSE_FLUSH_SECONDS."""
-        pending, self._ping_timer = self._ping_timer, None
-        if pending is not None:
-            pending.kill(block=False)  # not yet due: cancelled, no ping for a closed socket
+        self._cancel_ping()  # no ping for a closed socket
         super().close(wait=False, abort=abort, reason=reason)
+        self._wake_writer()  # writes what is queued (the CLOSE), then closes the websocket
         if wait and not self.queue.join(timeout=CLOSE_FLUSH_SECONDS):
             self.evict()  # still not written: the client does not read, cut it
 
+    # -- websocket transport ------------------------------------------------------------
+
     def _websocket_handler(self, ws):
         self.ws = ws  # kept so evict() can shut the TCP socket down
-        return super()._websocket_handler(ws)
+        if self.connected:  # an upgrade from long-polling: Engine.IO's own writer
+            return super()._websocket_handler(ws)
+        self.connected = self.upgraded = True
+        sock = getattr(ws, "_sock", None)
+        if sock is not None:
+            fastws.slim_websocket(sock)
+        self._direct = ws
+        self._wake_writer()  # the OPEN packet is already queued
+        self._read_loop(ws)
+        self._direct = None
+        self.queue.put(None)  # as Engine.IO: the writer stops after what is queued
+        if self._flusher is not None:
+            self._flusher.join()
+        self._direct = ws
+        self._flush()
+        self._direct = None
+        self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        return []
+
+    def _read_loop(self, ws) -> None:
+        """Hand every packet the client sends to Engine.IO until the websocket ends."""
+        limit = self.server.max_http_buffer_size
+        while True:
+            try:
+                data = ws.wait()
+            except Exception:  # the socket went away under us: the session ends
+                return
+            if data is None or len(data) > limit:
+                return
+            try:
+                self.receive(eio_packet.Packet(encoded_packet=data))
+            except engineio.exceptions.UnknownPacketError:
+                continue
+            except Exception:  # SocketIsClosedError, or a handler failure: end the session
+                return
+
+    def _wake_writer(self) -> None:
+        if self._direct is not None and self._flusher is None and not self.queue.empty():
+            self._flusher = gevent.spawn(self._flush)
+
+    def _flush(self) -> None:
+        """Write what is queued, oldest first; return when the queue is empty.
+
+        Only ever one at a time (`_flusher`): per-connection order is kept. A None in the
+        queue (Engine.IO's stop sentinel, from close()) closes the websocket. Every packet
+        taken is marked done, written or not, so close()'s join never waits for a dead peer."""
+        ws, queue = self._direct, self.queue
+        batch = iter(())
+        try:
+            while ws is not None and not queue.empty():
+                batch = iter(queue.take_all())
+                texts = []
+                for pkt in batch:
+                    queue.task_done()
+                    if pkt is None:
+                        if ws is not None:
+                            _write(ws, texts)
+                            ws.close()
+                        self._direct, ws, texts = None, None, []
+                        continue
+                    self.queued_bytes -= packet_bytes(pkt)
+                    if ws is not None:
+                        texts.append(pkt.encode())
+                if ws is not None and texts:
+                    _write(ws, texts)
+        except Exception:  # the peer is gone: drop what is left, close as Engine.IO's writer
+            self._direct = None
+            for pkt in [*batch, *queue.take_all()]:
+                queue.task_done()
+                if pkt is not None:
+                    self.queued_bytes -= packet_bytes(pkt)
+            with contextlib.suppress(Exception):
+                ws.close()
+        finally:
+            self._flusher = None
 
     def evict(self) -> None:
         """Disconnect a client that does not read (once); the work runs in its own greenlet."""
@@ -143,6 +239,16 @@ class BoundedSocket(_BaseSocket):
                 sock.abort()  # wakes the writer blocked in sendall and the reader
 
 
+def _write(ws, texts: list) -> None:
+    """Write encoded Engine.IO packets to the websocket, in one write when it is ours."""
+    sock = getattr(ws, "_sock", None)
+    if isinstance(sock, fastws.BoundedWebSocket) and all(type(t) is str for t in texts):
+        sock.send_texts(texts)
+    else:
+        for text in texts:
+            ws.send(text)
+
+
 class GuardedServer:
     """Mixin for socketio.Server: binary refused, CONNECT deadline and rate, refusal closes."""
 
@@ -157,14 +263,22 @@ class GuardedServer:
 
     def _handle_eio_connect(self, eio_sid, environ):
         if getattr(self, "_sweeper", None) is None:
+            self._unconnected: dict[str, None] = {}
             self._sweeper = gevent.spawn(self._sweep_loop)
+        self._unconnected[eio_sid] = None
         return super()._handle_eio_connect(eio_sid, environ)
+
+    def _handle_eio_disconnect(self, eio_sid, reason):
+        getattr(self, "_unconnected", {}).pop(eio_sid, None)
+        return super()._handle_eio_disconnect(eio_sid, reason)
 
     def _sweep_loop(self) -> None:
         """Close sessions without a Socket.IO connection after connect_timeout.
 
-        One greenlet looking at every session a few times per timeout, rather than a timer
-        per connection: a flood of short connections leaves nothing behind.
+        One greenlet looking a few times per timeout at the sessions that have not connected
+        (`_unconnected`, not every session: with 10,000 idle websockets a walk over all of
+        them held the process for milliseconds each round), rather than a timer per
+        connection: a flood of short connections leaves nothing behind.
         """
         while True:
             gevent.sleep(max(0.2, self.connect_timeout / 4))
@@ -174,18 +288,21 @@ class GuardedServer:
                 log_event(_log, "connect_sweep_failed", logging.WARNING, exc_info=True)
 
     def _sweep(self, now: float) -> None:
-        for eio_sid, sock in list(self.eio.sockets.items()):
+        pending = getattr(self, "_unconnected", {})
+        for eio_sid in list(pending):
+            sock = self.eio.sockets.get(eio_sid)
             opened = getattr(sock, "opened", None)
             if opened is None or sock.closed:
+                pending.pop(eio_sid, None)
                 continue
             refused_at = getattr(sock, "refused_at", None)
             if refused_at is not None:
                 if now - refused_at >= REFUSED_CLOSE_SECONDS:
                     self._close_session(eio_sid)  # the refused client did not close it
                 continue
-            if now - opened < self.connect_timeout:
-                continue
-            if self.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is None:
+            if self.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is not None:
+                pending.pop(eio_sid, None)  # connected: no deadline any more
+            elif now - opened >= self.connect_timeout:
                 log_event(_log, "connect_timeout", peer=self._peer(eio_sid))
                 self._close_session(eio_sid)
 
@@ -219,6 +336,8 @@ class GuardedServer:
         super()._handle_connect(eio_sid, namespace, data)
         if self.manager.sid_from_eio_sid(eio_sid, namespace or NAMESPACE) is None:
             self._refused(eio_sid)  # no second guess on this session
+        else:
+            getattr(self, "_unconnected", {}).pop(eio_sid, None)  # off the sweeper's list
 
     def _peer(self, eio_sid) -> str | None:
         return self.environ.get(eio_sid, {}).get("REMOTE_ADDR")

@@ -48,6 +48,22 @@ MAX_CONTROL_PAYLOAD = 125
 # A close reason must fit a control frame together with the 2-byte status code.
 MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2
 
+# What a websocket's WSGI environ keeps once upgraded: the peer's address (logs, per-address
+# limits, the Socket.IO CONNECT handler) and gevent-websocket's entries. The request headers
+# as strings, the input stream and the server fields (~1.5 kB per connection, held for hours)
+# were needed for the handshake only.
+KEPT_ENVIRON = frozenset(
+    {
+        "REMOTE_ADDR",
+        "REMOTE_PORT",
+        "REQUEST_METHOD",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "wsgi.websocket",
+        "wsgi.websocket_version",
+    }
+)
+
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 _log = logging.getLogger(LOGGER_NAME)
@@ -73,6 +89,16 @@ def unmask(mask: bytes, payload: bytes) -> bytes:
 
 def _header_unmask(self, payload):
     return unmask(self.mask, payload)
+
+
+def text_frame(data: bytes) -> bytes:
+    """One unmasked, final text frame (server to client, RFC 6455 section 5.2)."""
+    n = len(data)
+    if n < 126:
+        return bytes((0x80 | OP_TEXT, n)) + data
+    if n < 65536:
+        return struct.pack("!BBH", 0x80 | OP_TEXT, 126, n) + data
+    return struct.pack("!BBQ", 0x80 | OP_TEXT, 127, n) + data
 
 
 def _read_exact(read, n: int) -> bytes:
@@ -193,6 +219,19 @@ class BoundedWebSocket(_ws.WebSocket):
         environ = self.environ or {}
         return environ.get("REMOTE_ADDR")
 
+    # -- writing ------------------------------------------------------------------------
+
+    def send_texts(self, texts: list[str]) -> None:
+        """Several text messages, one frame each, in one socket write: a burst queued for
+        one client costs one syscall instead of one per message."""
+        if self.closed or self.raw_write is None:
+            raise WebSocketError(_ws.MSG_ALREADY_CLOSED)
+        frames = b"".join([text_frame(text.encode("utf-8")) for text in texts])
+        try:
+            self.raw_write(frames)
+        except OSError as exc:
+            raise WebSocketError(_ws.MSG_SOCKET_DEAD) from exc
+
     # -- closing ------------------------------------------------------------------------
 
     def close(self, code=1000, message=b""):
@@ -218,6 +257,23 @@ class BoundedWebSocket(_ws.WebSocket):
         """Drop the connection now: used for slow consumers (no close handshake to wait for)."""
         self.closed = True
         shutdown_socket(getattr(self.handler, "socket", None) if self.handler else None)
+
+
+def slim_websocket(ws) -> None:
+    """After the upgrade: drop what only the handshake needed (memory per idle connection).
+
+    The environ is emptied and refilled in place (every holder shares that dict, and clear()
+    frees its table), the parsed request headers go, and so does the UTF-8 validator this
+    class never uses (bytes.decode validates)."""
+    environ = ws.environ
+    if environ:
+        kept = {k: v for k, v in environ.items() if k in KEPT_ENVIRON}
+        environ.clear()
+        environ.update(kept)
+    ws.utf8validator = None
+    handler = ws.handler
+    if handler is not None and hasattr(handler, "headers"):
+        handler.headers = None
 
 
 # Kept for existing imports: the frame class used to be called FastWebSocket.

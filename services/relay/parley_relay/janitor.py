@@ -28,6 +28,16 @@ from .store import JoinRequest
 
 SEAT_LOST_TEXT = "the relay lost track of this connection's seat; reconnect to resume it"
 
+# The reconciliation walks every connection of the replica (10,000 idle ones: tens of ms of
+# Python); it yields to the other greenlets after this many, so live traffic is not held up.
+RECONCILE_BATCH = 256
+
+
+def _pause(i: int) -> None:
+    """Yield once every RECONCILE_BATCH steps of a long walk."""
+    if i % RECONCILE_BATCH == RECONCILE_BATCH - 1:
+        gevent.sleep(0)
+
 
 def heartbeat_once(relay) -> None:
     """One round of the loop above; raises when Redis is unreachable."""
@@ -83,7 +93,8 @@ def reconcile(relay) -> None:
     local = set(ns.conns)
     held = relay.store.held(skip=_Busy(ns))
     listed = set()
-    for h in held:
+    for i, h in enumerate(held):
+        _pause(i)
         listed.add(h.sid)
         conn = ns.conns.get(h.sid)
         if conn is not None:
@@ -100,7 +111,8 @@ def reconcile(relay) -> None:
             # resumed elsewhere. Retrying resumes it by secret, so not a final room_full.
             ns.drop(sid, Rejection("unavailable", SEAT_LOST_TEXT))
     manager = relay.sio.manager
-    for sid, _ in list(manager.get_participants(NAMESPACE, None)):
+    for i, (sid, _) in enumerate(list(manager.get_participants(NAMESPACE, None))):
+        _pause(i)
         ours = sid in ns.conns or sid in ns.connecting
         if not ours and manager.is_connected(sid, NAMESPACE):
             log_event(relay.log, "stray_socket_closed", sid=sid)

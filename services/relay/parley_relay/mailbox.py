@@ -7,7 +7,7 @@ Per secret seat (named by `seat_tag`, the first 16 hex of its secret's hash) a s
 * expiry notices: ids of entries dropped unread, for the seat that stored them;
 * prekeys: the seat's signed bundle and a capped list of one-time prekeys, each handed out
   once (`fetch_prekeys`).
-Two implementations share the `MailboxStore` contract (tests/unit/relay/test_relay_mailbox.py
+Two implementations share the `MailboxStore` contract (tests/unit/relay/test_relay_mailbox_store.py
 runs against both): `memory_mailbox.MemoryMailbox` and `redis_mailbox.RedisMailbox`.
 
 This module also validates the client's offline-delivery events (`parse_*`): anything

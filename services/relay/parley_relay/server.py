@@ -26,6 +26,7 @@ def _build(settings: Settings, logger: logging.Logger) -> Relay:
         return make_app(settings, logger=logger)
     # Imported here: the in-memory relay does not need redis at all.
     from .bus import ClusterBus, RedisBus
+    from .publisher import BatchingPublisher
     from .redis_cluster import is_cluster_url
     from .redis_store import RedisStore, make_client
 
@@ -47,7 +48,9 @@ def _build(settings: Settings, logger: logging.Logger) -> Relay:
             failover_seconds=settings.cluster_failover_seconds,
         )
     else:
-        bus = RedisBus(settings.redis_url, settings.replica_id, publisher, logger)
+        # Publishes of concurrent greenlets share a pipeline round trip (CPU per message).
+        batched = BatchingPublisher(publisher)
+        bus = RedisBus(settings.redis_url, settings.replica_id, batched, logger)
     return make_app(settings, store, bus, logger=logger)
 
 
