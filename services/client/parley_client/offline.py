@@ -275,7 +275,7 @@ class Offline:
         self._entry = entry
         try:
             outcome = self._open_outcome(envelope, report=False)
-        except (LocalFailure, OSError, HomeError) as e:  # our failure, not the entry's: it comes again
+        except (LocalFailure, OSError, HomeError) as e:  # ours, not the entry's: it comes again
             self._backlog_local += 1
             self._local_reason = short_reason(e)
             return
