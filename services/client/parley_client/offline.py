@@ -151,7 +151,7 @@ class Offline:
         left = left if _count(left) else 0
         store = self._prekey_store()
         keys = store.new_one_time(min(ONE_TIME_PER_EVENT, max(0, ONE_TIME_TARGET - left)))
-        bundle = store.bundle(**self._hs_options)
+        bundle = store.bundle(self.room, **self._hs_options)
         if self._save_prekeys():  # the private keys are durable before anyone can use them
             self._ask("prekeys", {"bundle": bundle, "one_time": keys}, self._on_published)
 

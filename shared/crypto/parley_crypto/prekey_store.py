@@ -86,10 +86,13 @@ class PrekeyStore:
             self._signed = (self._signed + [newest])[-MAX_SIGNED:]
         return newest
 
-    def bundle(self, hash: str = elgamal.DEFAULT_HASH, deniable: bool = False) -> dict:
-        """The signed bundle payload for relay event ``prekeys``."""
+    def bundle(self, room: str, hash: str = elgamal.DEFAULT_HASH, deniable: bool = False) -> dict:
+        """The signed bundle payload for relay event ``prekeys`` in ``room`` (signed for that
+        room and dated with the signed prekey's creation time)."""
         spk = self.current(hash, deniable)
-        return prekeys.make_bundle(self._me, spk.id, spk.key, spk.hash, spk.deniable)
+        return prekeys.make_bundle(
+            self._me, spk.id, spk.key, spk.hash, spk.deniable, room, spk.created
+        )
 
     def new_one_time(self, count: int) -> list[dict]:
         """``count`` fresh one-time keys (privates kept here; save before publishing)."""
