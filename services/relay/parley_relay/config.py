@@ -85,6 +85,13 @@ class Settings:
     mailbox_max_bytes: int = 10_485_760
     mailbox_ttl_seconds: float = 7 * 24 * 3600.0
     prekeys_max: int = 200
+    # Relay-wide: payload and prekey bytes kept for all seats together (rooms are free, so a
+    # per-seat bound alone lets one client fill Redis); keep it at most half of Redis's
+    # maxmemory (docs/operations.md "Redis memory").
+    mailbox_total_bytes: int = 268_435_456
+    # One asking seat gets the same one-time prekey again within this window, so a single
+    # member cannot empty the peer's one-time keys by fetching in a loop.
+    prekeys_fetch_window_seconds: float = 10.0
 
     @property
     def max_frame_bytes(self) -> int:
@@ -231,6 +238,16 @@ OPTIONS: dict[str, tuple[str, str | None, str]] = {
         "seconds a stored message waits before it expires (7 days); the sender is told",
     ),
     "prekeys_max": ("PARLEY_PREKEYS_MAX", "200", "one-time prekeys kept per seat"),
+    "mailbox_total_bytes": (
+        "PARLEY_MAILBOX_TOTAL_BYTES",
+        "268435456",
+        "stored message + prekey bytes for all seats together (256 MiB); past it mailbox_full",
+    ),
+    "prekeys_fetch_window": (
+        "PARLEY_PREKEYS_FETCH_WINDOW",
+        "10",
+        "seconds in which one seat's fetch_prekeys hands back the same one-time prekey",
+    ),
 }
 
 
@@ -406,6 +423,12 @@ def _mailbox(raw: dict[str, str | None], max_message: int) -> dict[str, object]:
             f"mailbox max bytes ({max_bytes}) must hold at least one largest message "
             f"({max_message}, PARLEY_MAX_MESSAGE_BYTES)"
         )
+    total = _positive("mailbox total bytes", raw["mailbox_total_bytes"] or "")
+    if total < max_message:
+        raise ConfigError(
+            f"mailbox total bytes ({total}) must hold at least one largest message "
+            f"({max_message}, PARLEY_MAX_MESSAGE_BYTES)"
+        )
     return {
         "mailbox_max_messages": _positive(
             "mailbox max messages", raw["mailbox_max_messages"] or ""
@@ -413,6 +436,10 @@ def _mailbox(raw: dict[str, str | None], max_message: int) -> dict[str, object]:
         "mailbox_max_bytes": max_bytes,
         "mailbox_ttl_seconds": _positive("mailbox ttl", raw["mailbox_ttl"] or "", float),
         "prekeys_max": _positive("prekeys max", raw["prekeys_max"] or ""),
+        "mailbox_total_bytes": total,
+        "prekeys_fetch_window_seconds": _positive(
+            "prekeys fetch window", raw["prekeys_fetch_window"] or "", float
+        ),
     }
 
 

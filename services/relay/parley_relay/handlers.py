@@ -241,13 +241,14 @@ class RelayNamespace(socketio.Namespace):
     def on_disconnect(self, sid: str) -> None:
         """Vacate the seat (reserved if it has a secret) and tell the peers, exactly once."""
         conn = self.conns.pop(sid, None)
-        self.holding.pop(sid, None)
+        held = self.offline.take_held(sid)
         self.metrics.connections.set(len(self.conns))
         if conn is None:
             return
         room = conn.identity.room
         try:
             self.vacated(self.store.leave(room, sid))
+            self.offline.reroute(conn, held)  # acked lines it never got: into the mailbox
         except Exception:
             # Redis is down: the seat stays listed under this replica, and the
             # reconciliation loop vacates it (and tells the peers) once Redis answers.
@@ -294,7 +295,10 @@ class RelayNamespace(socketio.Namespace):
     def drop(self, sid: str, rej: Rejection | None = None) -> None:
         """Close a local connection without vacating its seat (someone else holds it)."""
         if sid in self.conns:
-            del self.conns[sid]
+            conn = self.conns.pop(sid)
+            held = self.offline.take_held(sid)
+            if held:  # acked lines held during its drain: to the seat's new connection
+                gevent.spawn(self.offline.reroute, conn, held)
             self.metrics.connections.set(len(self.conns))
             if rej is not None:
                 self.deliver_raw(sid, "error", rej.payload())

@@ -46,12 +46,15 @@ def seat_tag(secret_hash: str) -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-seat bounds (settings PARLEY_MAILBOX_* and PARLEY_PREKEYS_MAX)."""
+    """Per-seat bounds (settings PARLEY_MAILBOX_*, PARLEY_PREKEYS_*), and the relay-wide
+    `total_bytes` budget over every seat's stored payloads and prekeys."""
 
     max_messages: int = 1000
     max_bytes: int = 10_485_760
     ttl_ms: int = 7 * 24 * 3600 * 1000
     prekeys_max: int = 200
+    total_bytes: int = 268_435_456
+    fetch_window_ms: int = 10_000  # 0: every fetch pops a new one-time key
 
     @classmethod
     def from_settings(cls, settings) -> Limits:
@@ -60,7 +63,13 @@ class Limits:
             max_bytes=settings.mailbox_max_bytes,
             ttl_ms=max(1, int(settings.mailbox_ttl_seconds * 1000)),
             prekeys_max=settings.prekeys_max,
+            total_bytes=settings.mailbox_total_bytes,
+            fetch_window_ms=int(settings.prekeys_fetch_window_seconds * 1000),
         )
+
+
+class Full(Exception):
+    """The relay-wide stored-bytes budget is used up (the client sees `mailbox_full`)."""
 
 
 @dataclass(frozen=True)
@@ -125,10 +134,15 @@ class MailboxStore(Protocol):
 
     def put_prekeys(self, room: str, owner_hash: str, bundle, one_time: list) -> int:
         """Replace the bundle (when given), append new one-time keys up to the cap; return
-        how many one-time keys the seat now has."""
+        how many one-time keys the seat now has. Raises `Full` past the relay-wide budget."""
 
     def fetch_prekeys(self, room: str, asker_hash: str) -> Prekeys | None:
-        """The other secret seat's bundle with one one-time key popped atomically, or None."""
+        """The other secret seat's bundle with one one-time key popped atomically, or None.
+        Within `Limits.fetch_window_ms` the same asker gets the key it got last again."""
+
+    def deliver(self, room: str, owner_hash: str, payload: object, size: int) -> Stored:
+        """A live event that missed its connection (replaced mid-drain): "live" to the
+        seat's current connection, else append to its mailbox (or "full"/"none")."""
 
     def drop_seat(self, room: str, owner_hash: str) -> None:
         """The seat was released (`leave`): its mailbox and prekeys go with it."""

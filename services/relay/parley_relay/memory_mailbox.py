@@ -3,6 +3,10 @@
 Seats come from the process's `MemoryStore`. Under gevent nothing here yields, so every
 method is atomic, as the Redis store's Lua scripts are. Entry ids are made like Redis Stream
 ids ("<ms>-<seq>", never decreasing) so clients see one format.
+
+Everything kept here counts against `Limits.total_bytes` (`used`, exact: one process): stored
+payloads, bundles and one-time keys. Prekeys not published again for the seat TTL expire
+with the janitor's round, as they do by key TTL in Redis.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .mailbox import EXPIRED_NOTICES_MAX, Entry, Limits, Prekeys, Stored, seat_tag
+from .core import _JSON
+from .mailbox import EXPIRED_NOTICES_MAX, Entry, Full, Limits, Prekeys, Stored, seat_tag
 from .store import Conn, MemoryStore, Seat, same_secret
 
 
@@ -35,8 +40,11 @@ class MemoryMailbox:
     clock: Callable[[], int] = _wall_ms  # ms since the epoch: the entries' `at`
     boxes: dict = field(default_factory=dict)
     notices: dict = field(default_factory=dict)  # room -> [(sender tag, id)]
-    bundles: dict = field(default_factory=dict)
-    one_time: dict = field(default_factory=dict)
+    bundles: dict = field(default_factory=dict)  # key -> (bundle, its bytes)
+    one_time: dict = field(default_factory=dict)  # key -> [one-time key]
+    published: dict = field(default_factory=dict)  # key -> ms of the last `prekeys`
+    given: dict = field(default_factory=dict)  # (room, asker, owner) -> (key, until ms)
+    used: int = 0  # bytes of everything above, against limits.total_bytes
     last: tuple = (0, -1)
 
     def _pair(self, room: str, me_hash: str) -> tuple[Seat | None, Seat | None]:
@@ -63,17 +71,33 @@ class MemoryMailbox:
             return Stored("live", peer=Conn(peer.replica, peer.sid))
         if not peer.secret_hash:
             return Stored("none")
-        key = (room, seat_tag(peer.secret_hash))
+        return self._append(room, seat_tag(peer.secret_hash), seat_tag(sender_hash), payload, size)
+
+    def deliver(self, room: str, owner_hash: str, payload: object, size: int) -> Stored:
+        mine, other = self._pair(room, owner_hash)
+        if mine is None or not owner_hash:
+            return Stored("none")
+        if mine.sid:
+            return Stored("live", peer=Conn(mine.replica, mine.sid))
+        sender = seat_tag(other.secret_hash) if other and other.secret_hash else ""
+        return self._append(room, seat_tag(owner_hash), sender, payload, size)
+
+    def _append(self, room: str, owner: str, sender: str, payload: object, size: int) -> Stored:
+        key = (room, owner)
         expired = len(self._expire(room, key))
         box = self.boxes.setdefault(key, _Box())
         if (
             len(box.entries) + 1 > self.limits.max_messages
             or box.size + size > self.limits.max_bytes
+            or self.used + size > self.limits.total_bytes
         ):
+            if not box.entries:
+                self.boxes.pop(key, None)
             return Stored("full", expired=expired)
         entry_id = self._next_id()
-        box.entries[entry_id] = (self.last[0], seat_tag(sender_hash), size, payload)
+        box.entries[entry_id] = (self.last[0], sender, size, payload)
         box.size += size
+        self.used += size
         return Stored("stored", id=entry_id, expired=expired)
 
     def _expire(self, room: str, key: tuple) -> set[str]:
@@ -89,6 +113,7 @@ class MemoryMailbox:
                 break
             del box.entries[entry_id]
             box.size -= size
+            self.used -= size
             notes.append((sender, entry_id))
             senders.add(sender)
         del notes[:-EXPIRED_NOTICES_MAX]
@@ -123,6 +148,7 @@ class MemoryMailbox:
             entry = box.entries.pop(entry_id, None)
             if entry is not None:
                 box.size -= entry[2]
+                self.used -= entry[2]
                 removed += 1
         if not box.entries:
             self.boxes.pop(key, None)
@@ -153,21 +179,38 @@ class MemoryMailbox:
         out = []
         for room, tag in list(self.boxes):
             out += [(room, c) for c in self._live(room, self._expire(room, (room, tag)))]
+        now = self.clock()
+        cut = now - int(self.seats.seat_ttl * 1000)
+        for key in [k for k, at in self.published.items() if at <= cut]:
+            self._drop_prekeys(key)
+        for key in [k for k, (_, until) in self.given.items() if until <= now]:
+            del self.given[key]
         return out
 
     def put_prekeys(self, room: str, owner_hash: str, bundle, one_time: list) -> int:
         key = (room, seat_tag(owner_hash))
-        if bundle is not None:
-            self.bundles[key] = bundle
         keys = self.one_time.setdefault(key, [])
         known = {k["id"] for k in keys}
-        for k in one_time:
-            if len(keys) >= self.limits.prekeys_max:
-                break
-            if k["id"] not in known:
-                keys.append(k)
-                known.add(k["id"])
+        new = [k for k in dict((k["id"], k) for k in one_time).values() if k["id"] not in known]
+        new = new[: max(0, self.limits.prekeys_max - len(keys))]
+        added = sum(_size(k) for k in new)
+        old = self.bundles.get(key, (None, 0))[1]
+        text = _size(bundle) if bundle is not None else old
+        if self.used + added + text - old > self.limits.total_bytes:
+            if not keys:
+                self.one_time.pop(key, None)
+            raise Full
+        if bundle is not None:
+            self.bundles[key] = (bundle, text)
+        keys += new
+        self.used += added + text - old
+        self.published[key] = self.clock()
         return len(keys)
+
+    def _drop_prekeys(self, key: tuple) -> None:
+        self.used -= self.bundles.pop(key, (None, 0))[1]
+        self.used -= sum(_size(k) for k in self.one_time.pop(key, []))
+        self.published.pop(key, None)
 
     def fetch_prekeys(self, room: str, asker_hash: str) -> Prekeys | None:
         mine, peer = self._pair(room, asker_hash)
@@ -177,18 +220,34 @@ class MemoryMailbox:
         bundle = self.bundles.get(key)
         if bundle is None:
             return None
+        now = self.clock()
+        gift = (room, seat_tag(asker_hash), key[1])
+        if gift in self.given and self.given[gift][1] > now:
+            return Prekeys(bundle[0], self.given[gift][0])
         keys = self.one_time.get(key) or []
-        return Prekeys(bundle, keys.pop(0) if keys else None)
+        one = keys.pop(0) if keys else None
+        if one is not None:
+            self.used -= _size(one)
+            if self.limits.fetch_window_ms > 0:
+                self.given[gift] = (one, now + self.limits.fetch_window_ms)
+        return Prekeys(bundle[0], one)
 
     def drop_seat(self, room: str, owner_hash: str) -> None:
         key = (room, seat_tag(owner_hash))
-        for table in (self.boxes, self.bundles, self.one_time):
-            table.pop(key, None)
+        box = self.boxes.pop(key, None)
+        if box is not None:
+            self.used -= box.size
+        self._drop_prekeys(key)
 
     def counts(self, room: str, owner_hash: str) -> tuple[int, int, int]:
         key = (room, seat_tag(owner_hash))
         box = self.boxes.get(key, _Box())
         return len(box.entries), box.size, len(self.one_time.get(key, []))
+
+
+def _size(value: object) -> int:
+    """Bytes a kept value counts against the budget (its JSON, as Redis keeps it)."""
+    return len(_JSON.encode(value).encode())
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

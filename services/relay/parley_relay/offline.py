@@ -23,6 +23,7 @@ from .logs import log_event
 from .mailbox import (
     DRAIN_BATCH,
     EXPIRED_PER_EVENT,
+    Full,
     MailboxStore,
     parse_ack,
     parse_fetch,
@@ -32,6 +33,7 @@ from .store import Conn
 
 NAMESPACE = "/"
 PACE_SECONDS = 0.005  # how often a paced drain looks at the connection's outbound queue
+FULL_TEXT = "the relay's storage for offline delivery is full; try again later"
 
 
 class Held(list):
@@ -147,6 +149,34 @@ class Offline:
                 self.ns.server.emit(event, data, to=sid, skip_sid=sender, namespace=NAMESPACE)
         self.ns.holding.pop(sid, None)
 
+    def take_held(self, sid: str) -> list:
+        """Stop holding for a connection that goes; the events held so far (a drain still
+        releasing them stops: the list it reads is emptied)."""
+        held = self.ns.holding.pop(sid, None)
+        events = list(held or ())
+        if held:
+            held.clear()
+        return events
+
+    def reroute(self, conn: Connection, held: list) -> None:
+        """A connection that goes while live messages are held for it (replaced or closed
+        mid-drain): their senders were acked, so each goes to the seat's connection now,
+        or into its mailbox. Other held events belonged to that connection only."""
+        ident = conn.identity
+        for event, data, _ in held:
+            if event != "received_message" or not ident.secret_hash:
+                continue
+            try:
+                size = payload_size(data)
+                result = self.mailbox.deliver(ident.room, ident.secret_hash, data, size)
+                if result.status == "live":
+                    self.ns.send_to((result.peer.replica, result.peer.sid), event, data, None)
+                elif result.status != "stored":
+                    log_event(self.ns.log, "held_lost", logging.WARNING, code=result.status)
+            except Exception as exc:  # Redis gone: as any live line to a vanished connection
+                error = type(exc).__name__
+                log_event(self.ns.log, "reroute_failed", logging.WARNING, error=error)
+
     # -- expiry notices ------------------------------------------------------------------------
 
     def tell_expired(self, sid: str, conn: Connection) -> None:
@@ -198,7 +228,10 @@ class Offline:
             return {"ok": True, "removed": self.mailbox.ack(ident.room, ident.secret_hash, ids)}
         if event == "prekeys":
             bundle, one_time = parse_prekeys(args)
-            left = self.mailbox.put_prekeys(ident.room, ident.secret_hash, bundle, one_time)
+            try:
+                left = self.mailbox.put_prekeys(ident.room, ident.secret_hash, bundle, one_time)
+            except Full:
+                raise Rejection("mailbox_full", FULL_TEXT) from None
             return {"ok": True, "one_time_left": left}
         parse_fetch(args)
         found = self.mailbox.fetch_prekeys(ident.room, ident.secret_hash)

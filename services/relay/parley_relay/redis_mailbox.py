@@ -8,8 +8,12 @@ Keys, all in the room's hash slot (`redis_store.room_key`), `<tag>` = `mailbox.s
                          twice the mailbox TTL, renewed by each notice
   prekeys:<tag>  string  the seat's signed bundle (JSON); TTL seat TTL + 60 s per publish
   otk:<tag>      list    one-time prekeys (JSON {"id","dh"}), capped; same TTL
+  otkgive:<asker tag>:<owner tag>  string  the one-time key last handed to that asker; TTL
+                         the fetch window (it gets the same one again meanwhile)
 and one global set `parley:{g}:mailboxes` ("<room>|<tag>" of every mailbox) that the janitor
-walks to expire old entries; each member is removed once its stream is gone.
+walks to expire old entries; each member is removed once its stream is gone. Stored bytes
+and prekeys also count against the relay-wide budget (budget.py: `parley:{g}:stored:<bucket>`,
+`parley:{g}:prekeyed`, `parley:{g}:prekey_bytes`).
 
 Why a Stream: entry ids are Redis-clock times in ms that never decrease (the `at` clients
 show, and the arrival order), XRANGE reads a backlog in order from any point (a drain
@@ -26,177 +30,16 @@ from __future__ import annotations
 
 import json
 
+from . import mailbox_lua as lua
+from .budget import RedisBudget
 from .core import _JSON
-from .mailbox import EXPIRED_NOTICES_MAX, Entry, Limits, Prekeys, Stored, seat_tag
+from .mailbox import EXPIRED_NOTICES_MAX, Entry, Full, Limits, Prekeys, Stored, seat_tag
 from .redis_store import global_key, room_key
 from .store import Conn
 
 INDEX_KEY = global_key("mailboxes")
 MARGIN_MS = 60_000
 JANITOR_BATCH = 200  # mailboxes expired per janitor round and replica
-
-_SEATS = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
--- constant time over equal lengths (as redis_lua's): secret hashes are compared here
-local function ct_eq(a, b)
-  if a == '' or b == '' or #a ~= #b then return false end
-  local d = 0
-  for i = 1, #a do d = bit.bor(d, bit.bxor(string.byte(a, i), string.byte(b, i))) end
-  return d == 0
-end
--- my seat and the room's other seat (a live one, or one reserved by a secret)
-local function pair(seats_key, hash, now)
-  local raw = redis.call('HGETALL', seats_key)
-  local mine, other = nil, nil
-  for i = 1, #raw, 2 do
-    local s = cjson.decode(raw[i + 1])
-    if ct_eq(s.h, hash) then mine = s
-    elseif s.c ~= '' or (s.h ~= '' and s.x > now) then other = s end
-  end
-  return mine, other
-end
-local function fields(f)
-  local t = {}
-  for i = 1, #f, 2 do t[f[i]] = f[i + 1] end
-  return t
-end
--- drop entries older than the TTL; a notice for each one's sender; their tags
-local function expire(mbox, mbytes, expired, now, ttl, cap)
-  local cut = now - ttl
-  local tags = {}
-  if cut <= 0 then return tags end
-  local old = redis.call('XRANGE', mbox, '-', cut, 'COUNT', 1000)
-  for _, e in ipairs(old) do
-    local f = fields(e[2])
-    redis.call('RPUSH', expired, f.f .. '|' .. e[1])
-    redis.call('DECRBY', mbytes, f.n)
-    redis.call('XDEL', mbox, e[1])
-    tags[f.f] = true
-  end
-  if #old > 0 then
-    redis.call('LTRIM', expired, -cap, -1)
-    redis.call('PEXPIRE', expired, 2 * ttl)
-    if redis.call('XLEN', mbox) == 0 then redis.call('DEL', mbox, mbytes) end
-  end
-  return tags
-end
-"""
-
-STORE = (
-    _SEATS
-    + """
-local seats_key, mbox, mbytes, expired = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local hash, tag, payload, size = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local max_n, max_b, ttl, cap = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
-local now = now_ms()
-local mine, peer = pair(seats_key, hash, now)
-if not mine or mine.c == '' or not peer then return cjson.encode({s = 'none'}) end
-if peer.c ~= '' then return cjson.encode({s = 'live', r = peer.r, c = peer.c}) end
-local ptag = string.sub(peer.h, 1, 16)
-if ptag ~= tag then return cjson.encode({s = 'moved', t = ptag}) end
-local gone = 0
-for _ in pairs(expire(mbox, mbytes, expired, now, ttl, tonumber(cap))) do gone = gone + 1 end
-local n = redis.call('XLEN', mbox)
-local b = tonumber(redis.call('GET', mbytes) or '0')
-if n + 1 > max_n or b + size > max_b then return cjson.encode({s = 'full', e = gone}) end
-local id = redis.call('XADD', mbox, '*', 'p', payload, 'f', string.sub(hash, 1, 16), 'n', size)
-redis.call('INCRBY', mbytes, size)
-redis.call('PEXPIRE', mbox, ttl + 60000)
-redis.call('PEXPIRE', mbytes, ttl + 60000)
-return cjson.encode({s = 'stored', id = id, e = gone, n = n})
-"""
-)
-
-# Expire one mailbox; report the live connections of the senders that got notices.
-EXPIRE = (
-    _SEATS
-    + """
-local seats_key, mbox, mbytes, expired = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local ttl, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tags = expire(mbox, mbytes, expired, now_ms(), ttl, cap)
-local out = {}
-if next(tags) then
-  local raw = redis.call('HGETALL', seats_key)
-  for i = 1, #raw, 2 do
-    local s = cjson.decode(raw[i + 1])
-    if s.c ~= '' and s.h ~= '' and tags[string.sub(s.h, 1, 16)] then
-      table.insert(out, {s.r, s.c})
-    end
-  end
-end
-return cjson.encode({p = out, x = redis.call('EXISTS', mbox)})
-"""
-)
-
-ACK = """
-local mbox, mbytes = KEYS[1], KEYS[2]
-local n = 0
-for i = 1, #ARGV do
-  local e = redis.call('XRANGE', mbox, ARGV[i], ARGV[i])
-  if #e == 1 then
-    local f = e[1][2]
-    for j = 1, #f, 2 do if f[j] == 'n' then redis.call('DECRBY', mbytes, f[j + 1]) end end
-    redis.call('XDEL', mbox, ARGV[i])
-    n = n + 1
-  end
-end
-if n > 0 and redis.call('XLEN', mbox) == 0 then redis.call('DEL', mbox, mbytes) end
-return n
-"""
-
-TAKE_EXPIRED = """
-local expired, tag = KEYS[1], ARGV[1]
-local mine, rest = {}, {}
-for _, v in ipairs(redis.call('LRANGE', expired, 0, -1)) do
-  local i = string.find(v, '|', 1, true)
-  if string.sub(v, 1, i - 1) == tag then table.insert(mine, string.sub(v, i + 1))
-  else table.insert(rest, v) end
-end
-if #mine > 0 then
-  redis.call('DEL', expired)
-  if #rest > 0 then redis.call('RPUSH', expired, unpack(rest)) end
-end
-return mine
-"""
-
-PUT_PREKEYS = """
-local bundle_key, otk = KEYS[1], KEYS[2]
-local bundle, cap, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-if bundle ~= '' then redis.call('SET', bundle_key, bundle) end
-local known = {}
-for _, v in ipairs(redis.call('LRANGE', otk, 0, -1)) do known[cjson.decode(v).id] = true end
-local n = redis.call('LLEN', otk)
-for i = 4, #ARGV, 2 do
-  if n >= cap then break end
-  if not known[ARGV[i]] then
-    redis.call('RPUSH', otk, ARGV[i + 1])
-    known[ARGV[i]] = true
-    n = n + 1
-  end
-end
-for _, k in ipairs({bundle_key, otk}) do
-  if redis.call('EXISTS', k) == 1 then redis.call('PEXPIRE', k, ttl + 60000) end
-end
-return n
-"""
-
-FETCH_PREKEYS = (
-    _SEATS
-    + """
-local seats_key, bundle_key, otk = KEYS[1], KEYS[2], KEYS[3]
-local hash, tag = ARGV[1], ARGV[2]
-local mine, peer = pair(seats_key, hash, now_ms())
-if not mine or not peer or peer.h == '' then return cjson.encode({s = 'none'}) end
-local ptag = string.sub(peer.h, 1, 16)
-if ptag ~= tag then return cjson.encode({s = 'moved', t = ptag}) end
-local bundle = redis.call('GET', bundle_key)
-if not bundle then return cjson.encode({s = 'none'}) end
-return cjson.encode({s = 'ok', b = bundle, o = redis.call('LPOP', otk)})
-"""
-)
 
 
 class RedisMailbox:
@@ -210,12 +53,12 @@ class RedisMailbox:
         # (room, asking seat's tag) -> the other seat's tag last seen
         self.peer_tags: dict[tuple[str, str], str] = {}
         self.cursor = 0
-        self._store = self.client.register_script(STORE)
-        self._expire = self.client.register_script(EXPIRE)
-        self._ack = self.client.register_script(ACK)
-        self._take = self.client.register_script(TAKE_EXPIRED)
-        self._put = self.client.register_script(PUT_PREKEYS)
-        self._fetch = self.client.register_script(FETCH_PREKEYS)
+        self.budget = RedisBudget(self.client, self.limits.total_bytes, self.limits.ttl_ms)
+        register = self.client.register_script
+        self._store, self._deliver = register(lua.STORE), register(lua.DELIVER)
+        self._expire, self._ack = register(lua.EXPIRE), register(lua.ACK)
+        self._take, self._drop = register(lua.TAKE_EXPIRED), register(lua.DROP)
+        self._put, self._fetch = register(lua.PUT_PREKEYS), register(lua.FETCH_PREKEYS)
 
     def _keys(self, room: str, tag: str) -> list[str]:
         return [
@@ -238,15 +81,36 @@ class RedisMailbox:
             self.peer_tags.clear()
         return out, tag
 
-    def store(self, room: str, sender_hash: str, payload: object, size: int) -> Stored:
-        text = _JSON.encode(payload)
+    def _append_args(self, payload: object, size: int, bucket: int | None) -> list:
         lim = self.limits
+        text = _JSON.encode(payload)
+        limits = [lim.max_messages, lim.max_bytes, lim.ttl_ms, EXPIRED_NOTICES_MAX]
+        return [text, size, *limits, "" if bucket is None else bucket]
+
+    def store(self, room: str, sender_hash: str, payload: object, size: int) -> Stored:
+        bucket = self.budget.reserve(size)  # None: no room, the script refuses to append
 
         def run(tag: str):
-            args = [sender_hash, tag, text, size, lim.max_messages, lim.max_bytes, lim.ttl_ms]
-            return self._store(keys=self._keys(room, tag), args=[*args, EXPIRED_NOTICES_MAX])
+            args = [sender_hash, tag, *self._append_args(payload, size, bucket)]
+            return self._store(keys=self._keys(room, tag), args=args)
 
-        out, tag = self._optimistic(room, sender_hash, run)
+        try:
+            out, tag = self._optimistic(room, sender_hash, run)
+        except Exception:
+            self._unreserve(bucket, size)
+            raise
+        return self._appended(room, tag, out, bucket, size)
+
+    def _unreserve(self, bucket: int | None, size: int) -> None:
+        if bucket is not None:
+            self.budget.release({bucket: size})
+
+    def _appended(self, room: str, tag: str, out: dict, bucket: int | None, size: int) -> Stored:
+        """The answer of an append script: budget settled, index updated."""
+        freed = dict(out.get("f") or {})
+        if out["s"] != "stored" and bucket is not None:  # the reservation was not used
+            freed[str(bucket)] = freed.get(str(bucket), 0) + size
+        self.budget.release(freed)
         status = out["s"]
         if status == "live":
             return Stored("live", peer=Conn(out["r"], out["c"]))
@@ -257,6 +121,17 @@ class RedisMailbox:
                 self.client.sadd(INDEX_KEY, f"{room}|{tag}")
             return Stored("stored", id=out["id"], expired=int(out["e"]))
         return Stored(status, expired=int(out.get("e", 0)))
+
+    def deliver(self, room: str, owner_hash: str, payload: object, size: int) -> Stored:
+        bucket = self.budget.reserve(size)
+        tag = seat_tag(owner_hash)
+        args = [owner_hash, *self._append_args(payload, size, bucket)]
+        try:
+            out = json.loads(self._deliver(keys=self._keys(room, tag), args=args))
+        except Exception:
+            self._unreserve(bucket, size)
+            raise
+        return self._appended(room, tag, out, bucket, size)
 
     def backlog(self, room: str, owner_hash: str, after: str = "", count: int = 100) -> list:
         key = room_key(room, f"mbox:{seat_tag(owner_hash)}")
@@ -272,15 +147,18 @@ class RedisMailbox:
     def ack(self, room: str, owner_hash: str, ids: list[str]) -> int:
         tag = seat_tag(owner_hash)
         keys = [room_key(room, f"mbox:{tag}"), room_key(room, f"mbytes:{tag}")]
-        return int(self._ack(keys=keys, args=ids))
+        out = json.loads(self._ack(keys=keys, args=ids))
+        self.budget.release(out["f"] or {})
+        return int(out["n"])
+
+    def _expire_one(self, room: str, tag: str) -> dict:
+        args = [self.limits.ttl_ms, EXPIRED_NOTICES_MAX]
+        out = json.loads(self._expire(keys=self._keys(room, tag), args=args))
+        self.budget.release(out["f"] or {})
+        return out
 
     def expire(self, room: str, owner_hash: str) -> list[Conn]:
-        out = json.loads(
-            self._expire(
-                keys=self._keys(room, seat_tag(owner_hash)),
-                args=[self.limits.ttl_ms, EXPIRED_NOTICES_MAX],
-            )
-        )
+        out = self._expire_one(room, seat_tag(owner_hash))
         return [Conn(r, c) for r, c in out["p"] or ()]
 
     def take_expired(self, room: str, sender_hash: str) -> list[str]:
@@ -292,30 +170,35 @@ class RedisMailbox:
         told = []
         for member in members:
             room, _, tag = member.rpartition("|")
-            out = json.loads(
-                self._expire(
-                    keys=self._keys(room, tag), args=[self.limits.ttl_ms, EXPIRED_NOTICES_MAX]
-                )
-            )
+            out = self._expire_one(room, tag)
             told += [(room, Conn(r, c)) for r, c in out["p"] or ()]
             if not out["x"]:
                 # Racing an append is harmless: re-add when the stream came back meanwhile.
                 self.client.srem(INDEX_KEY, member)
                 if self.client.exists(room_key(room, f"mbox:{tag}")):
                     self.client.sadd(INDEX_KEY, member)
+        self.budget.prekey_round(self._prekeys_gone, JANITOR_BATCH)
         return told
+
+    def _prekeys_gone(self, member: str) -> bool:
+        """Both prekey keys of "<room>|<tag>" expired (TTL: the seat was away too long)."""
+        room, _, tag = member.rpartition("|")
+        keys = (room_key(room, f"prekeys:{tag}"), room_key(room, f"otk:{tag}"))
+        return not any(self.client.exists(k) for k in keys)
 
     def put_prekeys(self, room: str, owner_hash: str, bundle, one_time: list) -> int:
         tag = seat_tag(owner_hash)
-        args = [
-            _JSON.encode(bundle) if bundle is not None else "",
-            self.limits.prekeys_max,
-            self.seat_ttl_ms,
-        ]
+        text = _JSON.encode(bundle) if bundle is not None else ""
+        args = [text, self.limits.prekeys_max, self.seat_ttl_ms]
         for key in one_time:
             args += [key["id"], _JSON.encode(key)]
+        size = len(text) + sum(len(a) for a in args[4::2])
+        if size and not self.budget.fits(size):
+            raise Full
         keys = [room_key(room, f"prekeys:{tag}"), room_key(room, f"otk:{tag}")]
-        return int(self._put(keys=keys, args=args))
+        left, total = self._put(keys=keys, args=args)
+        self.budget.set_prekeys(f"{room}|{tag}", int(total))
+        return int(left)
 
     def fetch_prekeys(self, room: str, asker_hash: str) -> Prekeys | None:
         def run(tag: str):
@@ -323,19 +206,24 @@ class RedisMailbox:
                 self.seats.seats_key(room),
                 room_key(room, f"prekeys:{tag}"),
                 room_key(room, f"otk:{tag}"),
+                room_key(room, f"otkgive:{seat_tag(asker_hash)}:{tag}"),
             ]
-            return self._fetch(keys=keys, args=[asker_hash, tag])
+            return self._fetch(keys=keys, args=[asker_hash, tag, self.limits.fetch_window_ms])
 
-        out, _ = self._optimistic(room, asker_hash, run)
+        out, tag = self._optimistic(room, asker_hash, run)
         if out["s"] != "ok":
             return None
+        if out["t"] >= 0:  # popped one: the owner's prekeys take fewer bytes now
+            self.budget.set_prekeys(f"{room}|{tag}", int(out["t"]))
         one_time = out.get("o")
         return Prekeys(json.loads(out["b"]), json.loads(one_time) if one_time else None)
 
     def drop_seat(self, room: str, owner_hash: str) -> None:
         tag = seat_tag(owner_hash)
         parts = ("mbox", "mbytes", "prekeys", "otk")
-        self.client.delete(*(room_key(room, f"{p}:{tag}") for p in parts))
+        out = json.loads(self._drop(keys=[room_key(room, f"{p}:{tag}") for p in parts]))
+        self.budget.release(out["f"] or {})
+        self.budget.set_prekeys(f"{room}|{tag}", 0)
 
     def counts(self, room: str, owner_hash: str) -> tuple[int, int, int]:
         tag = seat_tag(owner_hash)

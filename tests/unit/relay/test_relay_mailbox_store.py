@@ -214,7 +214,7 @@ def test_prekeys_replace_bundle_append_capped_and_dedup(backend):
 
 
 def test_fetch_pops_each_one_time_key_once_then_none(backend):
-    seats, box = away_pair(backend)
+    seats, box = away_pair(backend, Limits(fetch_window_ms=0))
     keys = [{"id": f"{i:016x}", "dh": "aa"} for i in range(3)]
     box.put_prekeys("r", BOB, {"b": 1}, keys)
     got = [box.fetch_prekeys("r", ALICE) for _ in range(4)]
@@ -236,10 +236,10 @@ def test_fetch_without_bundle_or_peer_is_none(backend):
 def test_concurrent_fetchers_never_share_a_one_time_key(redis_server):
     b = Backend("redis", redis_server.url)
     try:
-        seats, box = away_pair(b)
+        seats, box = away_pair(b, Limits(fetch_window_ms=0))
         keys = [{"id": f"{i:016x}", "dh": "ab"} for i in range(100)]
         box.put_prekeys("r", BOB, {"b": 1}, keys)
-        boxes = [b.make(f"R{i}")[1] for i in range(8)]
+        boxes = [b.make(f"R{i}", Limits(fetch_window_ms=0))[1] for i in range(8)]
         got: list = []
         lock = threading.Lock()
 

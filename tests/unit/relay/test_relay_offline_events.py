@@ -82,7 +82,12 @@ def test_offline_settings_defaults_env_and_checks():
         "PARLEY_PREKEYS_MAX": "7",
     }
     assert Limits.from_settings(load_settings([], env)) == Limits(5, 70000, 1500, 7)
+    env = {"PARLEY_MAILBOX_TOTAL_BYTES": "100000", "PARLEY_PREKEYS_FETCH_WINDOW": "2.5"}
+    limits = Limits.from_settings(load_settings([], env))
+    assert (limits.total_bytes, limits.fetch_window_ms) == (100_000, 2500)
     for argv in (
+        ["--mailbox-total-bytes", "1000"],  # below one largest message
+        ["--prekeys-fetch-window", "0"],
         ["--mailbox-max-messages", "0"],
         ["--mailbox-max-bytes", "1000"],  # below one largest message (65536)
         ["--mailbox-ttl", "-1"],

@@ -1,0 +1,93 @@
+"""Security review of the relay's offline delivery, over the wire (real relays, real Redis):
+a relay-wide stored-bytes budget (finding 1) and live lines held during a drain whose
+connection is replaced (finding 4)."""
+
+from __future__ import annotations
+
+import redis
+
+from tests.integration.test_relay_mailbox import Member, away, send_all
+from tests.support.proxy import TcpProxy
+from tests.support.relay_clients import clients_fixture as clients_fixture  # noqa: F401
+from tests.support.relay_clients import seat_auth
+from tests.support.servers import wait_for
+
+BUDGET = 185_000  # three 60 KB messages, not a fourth nor a 7 KB bundle besides
+BIG = "x" * 60_000
+
+
+def stored_bytes(url: str) -> int:
+    r = redis.Redis.from_url(url, decode_responses=True)
+    return sum(int(r.get(k) or 0) for k in r.keys("parley:{*}:mbytes:*"))
+
+
+def test_one_client_cannot_fill_redis_through_many_free_rooms(redis_server, relay_factory, clients):
+    """The review's attack: rooms are free, each with a seat reserved and filled from the
+    other; per-seat limits (10 MiB each) never stopped it. The budget does, for all rooms."""
+    env = {"PARLEY_MAILBOX_TOTAL_BYTES": str(BUDGET), "PARLEY_RATE_LIMIT": "off"}
+    relay = relay_factory(redis_server.url, env=env)
+    senders, acks = [], []
+    for room in ("f1", "f2", "f3"):
+        alice_m, bob_m = away(clients, relay.url, room=room)
+        alice = alice_m.connect(relay.url)
+        senders.append((alice, bob_m))
+        acks += [(room, alice.call("message", BIG)) for _ in range(3)]
+    stored = [a for _, a in acks if a.get("stored")]
+    assert len(stored) == BUDGET // (len(BIG) + 2)  # 3 of 9, though each seat took 10 MiB
+    assert {a["code"] for _, a in acks if not a["ok"]} == {"mailbox_full"}
+    assert stored_bytes(redis_server.url) <= BUDGET
+    alice, _ = senders[2]
+    assert alice.call("prekeys", {"bundle": {"k": "y" * 7000}}) == {
+        "ok": False,
+        "code": "mailbox_full",
+    }
+    # Joins and live lines still work: the budget stops short of a full Redis.
+    a2, b2 = Member(clients, "live", "a"), Member(clients, "live", "b")
+    ca, cb = a2.connect(relay.url), b2.connect(relay.url)
+    cb.wait_for("KEY_EXCHANGE")
+    assert ca.call("message", "hi")["ok"] is True
+    cb.wait_for_payload("received_message", "hi")
+    # The owner reads and acks: the budget is free again.
+    alice, bob_m = senders[0]
+    bob = bob_m.connect(relay.url)
+    entries = bob.wait_for("stored_message", 3)
+    assert bob.call("mailbox_ack", {"ids": [e["id"] for e in entries]})["removed"] == 3
+    alice2, _ = senders[1]
+    assert alice2.call("message", BIG)["stored"] is True
+
+
+def test_live_lines_held_during_a_drain_survive_a_resume_elsewhere(
+    redis_server, relay_factory, clients
+):
+    """Bob resumes on replica 2 while his connection on replica 1 is still draining its
+    backlog (its network stalled: the paced drain waits): the lines Alice sent meanwhile,
+    acked ok and held for that connection, reach Bob's new connection after its own
+    backlog. On the old code they were dropped with the replaced connection."""
+    env = {"PARLEY_RATE_LIMIT": "off", "PARLEY_MAILBOX_MAX_BYTES": "40000000"}
+    r1, r2 = relay_factory(redis_server.url, env=env), relay_factory(redis_server.url, env=env)
+    alice_m, bob_m = away(clients, r2.url, room="held")
+    alice = alice_m.connect(r1.url)
+    # 20 MB: far more than the socket buffers between relay and proxy take while stalled.
+    backlog = send_all(alice, [f"s{i}" for i in range(500)], "p" * 40_000)
+    assert all(a["stored"] for a in backlog)
+    proxy = TcpProxy(r1.port)
+    try:
+        first = clients(proxy.url, seat_auth("held", "bob", bob_m.secret, bob_m.instance))
+        first.connect()
+        wait_for(lambda: len(first.named("stored_message")) >= 3, what="first drain started")
+        proxy.stall()
+        live = [(f"l{i}", alice.call("message", {"v": 2, "t": f"l{i}"})) for i in range(20)]
+        assert all(a["ok"] and not a.get("stored") for _, a in live), live[:2]
+        bob = bob_m.connect(r2.url)  # same secret and instance: replaces `first`
+        bob.wait_for("mailbox_done", timeout=60)
+    finally:
+        proxy.close()
+    want = [t for t, _ in live]
+
+    def got():
+        lines = [d["t"] for d in bob.named("received_message")]
+        lines += [e["payload"].get("t") for e in bob.named("stored_message")]
+        return [t for t in want if t in lines]
+
+    wait_for(lambda: got() == want, timeout=20, what="the held lines at Bob")
+    assert "mailbox_done" not in first.names()  # it was replaced mid-drain
