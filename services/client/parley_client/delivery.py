@@ -219,6 +219,7 @@ class Delivery:
         try:
             session, data = self._open_session(envelope)
         except errors.ParleyError as e:
+            self._last_reject = short_reason(e)
             if report:
                 self._error(
                     f"rejected message from peer (replayed, reordered or tampered): "

@@ -60,6 +60,7 @@ class Offline:
         self._acks: list[str] = []
         self._backlog_local = 0  # entries not processed because of a local failure
         self._local_reason = ""
+        self._last_reject = ""  # why the last stored entry could not be opened
         self._ack_replies = 0  # mailbox_acks without the relay's reply yet
         self._entry: str | None = None  # the stored entry being processed, if any
         self._asking = 0  # requests without a reply yet
@@ -279,8 +280,8 @@ class Offline:
             self._backlog_local += 1
             self._local_reason = short_reason(e)
             return
-        except Exception:  # noqa: BLE001 - hostile input: counted, acknowledged, never a crash
-            outcome = "rejected"
+        except Exception as e:  # noqa: BLE001 - hostile input: counted, acked, never a crash
+            self._last_reject, outcome = short_reason(e), "rejected"
         finally:
             self._entry = None
         if outcome == "rejected":
@@ -317,7 +318,8 @@ class Offline:
             if self._backlog_rejected:
                 self._error(
                     f"{self._backlog_rejected} stored message(s) could not be opened "
-                    "(replayed, tampered, or sealed for a session this client no longer has)"
+                    "(replayed, tampered, or sealed for a session this client no longer has; "
+                    f"the last: {self._last_reject})"
                 )
             if self._backlog_local:
                 self._error(
