@@ -5,8 +5,9 @@
 Runs the relay exactly as `python -m parley_relay` does, with tracemalloc on (10 frames).
 SIGUSR1 writes OUT_DIR/snap-<k>.txt: Python heap by allocation site and live objects by type,
 each as the difference from the previous SIGUSR1 (the first one is the baseline), plus the
-greenlet count and the bytes of greenlet stacks saved on the heap. bench/idle.py --probe uses
-it to produce the breakdown in docs/operations.md ("Memory per connection").
+greenlet count and the bytes of greenlet stacks saved on the heap. Run it by hand with
+bench/idle_client.py connecting N idle websockets between two SIGUSR1s: that gave the
+breakdown in docs/operations.md ("Memory per connection").
 """
 
 from gevent import monkey

@@ -56,38 +56,67 @@ def test_one_client_cannot_fill_redis_through_many_free_rooms(redis_server, rela
     assert alice2.call("message", BIG)["stored"] is True
 
 
-def test_live_lines_held_during_a_drain_survive_a_resume_elsewhere(
-    redis_server, relay_factory, clients
-):
-    """Bob resumes on replica 2 while his connection on replica 1 is still draining its
-    backlog (its network stalled: the paced drain waits): the lines Alice sent meanwhile,
-    acked ok and held for that connection, reach Bob's new connection after its own
-    backlog. On the old code they were dropped with the replaced connection."""
+def stalled_drain(redis_server, relay_factory, clients, room: str):
+    """Bob's connection on replica 1 (through a proxy) drains a 20 MB backlog; the proxy
+    stalls, so the paced drain waits, and 20 live lines Alice sends meanwhile (acked ok) are
+    held for that connection. Returns (r2, bob member, proxy, the live texts)."""
     env = {"PARLEY_RATE_LIMIT": "off", "PARLEY_MAILBOX_MAX_BYTES": "40000000"}
     r1, r2 = relay_factory(redis_server.url, env=env), relay_factory(redis_server.url, env=env)
-    alice_m, bob_m = away(clients, r2.url, room="held")
+    alice_m, bob_m = away(clients, r2.url, room=room)
     alice = alice_m.connect(r1.url)
     # 20 MB: far more than the socket buffers between relay and proxy take while stalled.
     backlog = send_all(alice, [f"s{i}" for i in range(500)], "p" * 40_000)
     assert all(a["stored"] for a in backlog)
     proxy = TcpProxy(r1.port)
+    first = clients(proxy.url, seat_auth(room, "bob", bob_m.secret, bob_m.instance))
+    first.connect()
+    wait_for(lambda: len(first.named("stored_message")) >= 3, what="first drain started")
+    proxy.stall()
+    live = [(f"l{i}", alice.call("message", {"v": 2, "t": f"l{i}"})) for i in range(20)]
+    assert all(a["ok"] and not a.get("stored") for _, a in live), live[:2]
+    return r2, bob_m, proxy, first, [t for t, _ in live]
+
+
+def lines_at(client, want: list[str]) -> list[str]:
+    """Which of `want` reached the client, live or from its mailbox."""
+    lines = [d["t"] for d in client.named("received_message")]
+    lines += [e["payload"].get("t") for e in client.named("stored_message")]
+    return [t for t in want if t in lines]
+
+
+def test_live_lines_held_during_a_drain_survive_a_resume_elsewhere(
+    redis_server, relay_factory, clients
+):
+    """Bob resumes on replica 2 while his connection on replica 1 is still draining: the
+    held lines reach his new connection after its own backlog. On the old code they were
+    dropped with the replaced connection (security review, e5b)."""
+    r2, bob_m, proxy, first, want = stalled_drain(redis_server, relay_factory, clients, "held")
     try:
-        first = clients(proxy.url, seat_auth("held", "bob", bob_m.secret, bob_m.instance))
-        first.connect()
-        wait_for(lambda: len(first.named("stored_message")) >= 3, what="first drain started")
-        proxy.stall()
-        live = [(f"l{i}", alice.call("message", {"v": 2, "t": f"l{i}"})) for i in range(20)]
-        assert all(a["ok"] and not a.get("stored") for _, a in live), live[:2]
         bob = bob_m.connect(r2.url)  # same secret and instance: replaces `first`
         bob.wait_for("mailbox_done", timeout=60)
     finally:
         proxy.close()
-    want = [t for t, _ in live]
-
-    def got():
-        lines = [d["t"] for d in bob.named("received_message")]
-        lines += [e["payload"].get("t") for e in bob.named("stored_message")]
-        return [t for t in want if t in lines]
-
-    wait_for(lambda: got() == want, timeout=20, what="the held lines at Bob")
+    wait_for(lambda: lines_at(bob, want) == want, timeout=20, what="the held lines at Bob")
+    names = bob.names()
+    assert names.index("mailbox_done") < names.index("received_message")
     assert "mailbox_done" not in first.names()  # it was replaced mid-drain
+
+
+def test_live_lines_held_for_a_connection_that_drops_go_to_its_mailbox(
+    redis_server, relay_factory, clients
+):
+    """The draining connection's network dies instead: its held lines are stored for the
+    seat and come with the backlog at Bob's next join."""
+    r2, bob_m, proxy, _, want = stalled_drain(redis_server, relay_factory, clients, "drop")
+    proxy.close()  # the relay sees the connection close mid-drain
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+
+    def stored_live() -> int:
+        keys = r.keys("parley:{drop}:mbox:*")
+        return sum(1 for k in keys for _, f in r.xrange(k, "-", "+") if '"l' in f["p"])
+
+    wait_for(lambda: stored_live() == len(want), timeout=30, what="held lines in the mailbox")
+    bob = bob_m.connect(r2.url)
+    bob.wait_for("mailbox_done", timeout=60)
+    assert lines_at(bob, want) == want
+    assert [e["payload"]["t"] for e in bob.named("stored_message")][-20:] == want  # in order

@@ -64,6 +64,8 @@ def test_same_key_older_session_waits_then_expires_exactly_after_the_grace(clock
     assert sessions.open("old")[0] is old
     clock.now = switched + SESSION_GRACE_SECONDS  # the deadline itself is too late
     assert len(sessions) == 1
+    clock.now += 1.0  # and stays gone
+    assert len(sessions) == 1
     with pytest.raises(errors.InvalidMessage, match="new cannot open old"):
         sessions.open("old")
 

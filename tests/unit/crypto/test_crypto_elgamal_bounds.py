@@ -169,3 +169,25 @@ def test_key_and_signature_objects_are_immutable():
     for obj, attr in ((key, "x"), (key.verify_key, "y"), (elgamal.Signature(3, 4), "s")):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, attr, 7)
+
+
+def test_hash_policy_under_legacy_sha1_still_refuses_unknown_hashes():
+    assert elgamal.peer_hash_allowed("sha1", "sha1")
+    for peer in ("md5", "", "sha0"):
+        assert not elgamal.peer_hash_allowed("sha1", peer)
+    assert not elgamal.peer_hash_allowed("md5", "sha1")  # only a local sha1 allows sha1
+
+
+@pytest.mark.parametrize("y", [0, -1, -5])
+def test_verify_key_below_two_is_refused_as_out_of_range(y):
+    with pytest.raises(errors.InvalidPublicKey, match="range"):
+        elgamal.VerifyKey(GROUP, y)
+
+
+def test_r_equal_to_g_is_a_valid_signature():
+    """k = 1 gives r = g = 2, the smallest r a signer can produce."""
+    key = elgamal.SigningKey(GROUP, 987654321)
+    h = int.from_bytes(elgamal.digest(b"m"), "big")
+    r, s = raw.sign(P, GROUP.g, key.x, h, 1)
+    assert r == GROUP.g == 2
+    assert elgamal.verify(key.verify_key, b"m", elgamal.Signature(r, s))

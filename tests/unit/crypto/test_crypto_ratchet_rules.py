@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import pytest
 
@@ -123,3 +124,15 @@ def test_a_replay_is_named_a_replay_and_changes_nothing(alice, bob):
         with pytest.raises(errors.InvalidMessage, match="^replayed message"):
             y.open(replay)
         assert json.dumps(y.to_state(), sort_keys=True) == before
+
+
+def test_at_most_2000_skipped_keys_are_kept_oldest_dropped_first(alice, bob):
+    """libsignal's MAX_MESSAGE_KEYS-like bound with its real value (2000), not a patched one."""
+    x, y = connect(alice, bob, a=DENIABLE, b=DENIABLE)
+    envelopes = [x.seal(b"%d" % i) for i in range(3)]
+    now = time.time()
+    y._state.MKSKIPPED = {(i, 0): (bytes(32), now) for i in range(1999)}  # older entries
+    assert y.open(envelopes[2]) == b"2"  # skips 2 keys: 2001 > 2000, the oldest goes
+    assert len(y._state.MKSKIPPED) == 2000
+    assert (0, 0) not in y._state.MKSKIPPED and (1, 0) in y._state.MKSKIPPED
+    assert [y.open(e) for e in envelopes[:2]] == [b"0", b"1"]
