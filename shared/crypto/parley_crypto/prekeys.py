@@ -2,7 +2,10 @@
 
 Bob (the responder, away) publishes through the relay a *bundle*: his identity, a signed
 medium-term prekey SPK (signed with his identity key over group, hash, deniable, the prekey's
-id and value, his name and key id) and a batch of unsigned one-time prekeys OTK. Alice (the
+id and value, his name and key id, the room and the prekey's creation time) and a batch of
+unsigned one-time prekeys OTK. Alice refuses a bundle for another room (a relay serving Bob's
+bundle from room X in room Y), one older than the prekey's keep time (a relay serving an old
+prekey forever) and one from the future beyond a small clock skew. Alice (the
 initiator) fetches the bundle and at most one OTK (the relay pops it), then:
 
     EK      = a fresh DH key pair in the same group
@@ -42,7 +45,14 @@ NONCE_BYTES = 32
 # The relay refuses a bundle over 8 KiB (DECISIONS.md); an 8192-bit group's bundle is ~4 KiB.
 BUNDLE_MAX_BYTES = 8192
 BUNDLE_TYPE = "parley-prekey-bundle"
-_BUNDLE_FIELDS = ("v", "type", "identity", "spk", "hash", "deniable", "sig")
+_BUNDLE_FIELDS = ("v", "type", "identity", "room", "created", "spk", "hash", "deniable", "sig")
+# A bundle's signed prekey is good while the responder keeps it: prekey_store.SPK_KEEP_SECONDS
+# (21 days; kept here too, as prekey_store imports this module). Older: refused as stale.
+BUNDLE_MAX_AGE_SECONDS = 21 * 24 * 3600
+# Clocks of two machines differ; ten minutes covers a machine without NTP for weeks, while a
+# bundle "from the future" beyond it cannot be the responder's honest one.
+BUNDLE_MAX_SKEW_SECONDS = 600
+MAX_ROOM_BYTES = 256  # rooms are 1-64 characters (client and relay); generous for UTF-8
 _KEY_FIELDS = ("id", "dh")
 _INIT_FIELDS = ("v", "identity", "ek", "nonce", "spk", "otk", "hash", "deniable", "sig")
 _V = b"parley/v2/x3dh/"
@@ -124,6 +134,8 @@ class Bundle:
     spk: int
     hash: str
     deniable: bool
+    room: str = ""  # what the owner signed it for (not part of the transcript entry)
+    created: int = 0  # the signed prekey's creation time, seconds since the epoch
 
     def entry(self) -> bytes:
         """Canonical bytes of the responder's part of the transcript. Not the display name:
@@ -143,18 +155,35 @@ class Bundle:
 
 def spk_sig_input(bundle: Bundle) -> bytes:
     """What the identity signature on a signed prekey covers: the owner's display name (the
-    label a first contact pins) and the responder entry."""
-    return _wire.lp(_V + b"spk-sig", bundle.owner.name.encode(), bundle.entry())
+    label a first contact pins), the responder entry, the room and the creation time."""
+    return _wire.lp(
+        _V + b"spk-sig",
+        bundle.owner.name.encode(),
+        bundle.entry(),
+        bundle.room.encode(),
+        str(bundle.created).encode("ascii"),
+    )
 
 
-def make_bundle(me: Identity, spk_id: str, spk: dh.DHPrivateKey, hash: str, deniable: bool) -> dict:
-    """The bundle payload for our signed prekey ``spk`` (sent in relay event ``prekeys``)."""
-    bundle = Bundle(me.public, spk_id, spk.public, hash, bool(deniable))
+def make_bundle(
+    me: Identity,
+    spk_id: str,
+    spk: dh.DHPrivateKey,
+    hash: str,
+    deniable: bool,
+    room: str,
+    created: float,
+) -> dict:
+    """The bundle payload for our signed prekey ``spk`` in ``room``, created at ``created``
+    (seconds since the epoch; sent in relay event ``prekeys``)."""
+    bundle = Bundle(me.public, spk_id, spk.public, hash, bool(deniable), room, int(created))
     signature = me.sign(spk_sig_input(bundle), hash)
     return {
         "v": PROTOCOL_VERSION,
         "type": BUNDLE_TYPE,
         "identity": me.public_payload(),
+        "room": room,
+        "created": int(created),
         "spk": {"id": spk_id, "dh": _wire.to_hex(spk.public)},
         "hash": hash,
         "deniable": bool(deniable),
@@ -162,9 +191,16 @@ def make_bundle(me: Identity, spk_id: str, spk: dh.DHPrivateKey, hash: str, deni
     }
 
 
-def parse_bundle(obj: object, me: Identity, local_hash: str = elgamal.DEFAULT_HASH) -> Bundle:
-    """Validate a fetched bundle: shape, version, identity and group, the SPK in the subgroup,
-    the owner's hash against our policy, and the owner's signature over it."""
+def parse_bundle(
+    obj: object,
+    me: Identity,
+    room: str,
+    local_hash: str = elgamal.DEFAULT_HASH,
+    now: float | None = None,
+) -> Bundle:
+    """Validate a bundle fetched in ``room``: shape, version, identity and group, the room it
+    was signed for, its age (``now``: seconds since the epoch, default the clock), the SPK in
+    the subgroup, the owner's hash against our policy, and the owner's signature over it."""
     if _wire.is_v1(obj):
         raise OlderPeer(_claimed_name(obj))
     if len(json.dumps(obj, separators=(",", ":"))) > BUNDLE_MAX_BYTES:
@@ -176,6 +212,9 @@ def parse_bundle(obj: object, me: Identity, local_hash: str = elgamal.DEFAULT_HA
     owner = _peer(data["identity"], me, "prekey bundle")
     group = owner.verify_key.group
     spk = _wire.fields(data["spk"], _KEY_FIELDS, PrekeyError, "signed prekey")
+    created = _created(data["created"], time.time() if now is None else now)
+    if data["room"] != room:
+        raise PrekeyError("prekey bundle was published for another room")
     hash = _hash(data["hash"], "prekey bundle hash")
     if not elgamal.peer_hash_allowed(local_hash, hash):
         raise PrekeyError(f"{owner.name} signs with legacy SHA-1, which this client refuses")
@@ -185,6 +224,8 @@ def parse_bundle(obj: object, me: Identity, local_hash: str = elgamal.DEFAULT_HA
         _dh_value(group, spk["dh"], "signed prekey"),
         hash,
         _flag(data["deniable"], "prekey bundle deniable"),
+        room,
+        created,
     )
     signature = elgamal.Signature.from_payload(
         data["sig"], group, PrekeyError, "signed prekey signature"
@@ -192,6 +233,16 @@ def parse_bundle(obj: object, me: Identity, local_hash: str = elgamal.DEFAULT_HA
     if not elgamal.verify(owner.verify_key, spk_sig_input(bundle), signature, hash):
         raise PrekeyError("signed prekey signature is invalid (not signed by its identity key)")
     return bundle
+
+
+def _created(value: object, now: float) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PrekeyError("prekey bundle creation time must be a whole number of seconds")
+    if value > now + BUNDLE_MAX_SKEW_SECONDS:
+        raise PrekeyError("prekey bundle is dated in the future (clock skew beyond 10 minutes)")
+    if now - value > BUNDLE_MAX_AGE_SECONDS:
+        raise PrekeyError("prekey bundle is stale (its signed prekey is older than 21 days)")
+    return value
 
 
 def one_time_payload(key_id: str, key: dh.DHPrivateKey) -> dict:
@@ -268,7 +319,9 @@ def initiate(
     OlderPeer for a bad bundle or one-time key."""
     if hash not in elgamal.HASHES:
         raise ValueError(f"unsupported hash {hash!r}; choose one of {elgamal.HASHES}")
-    bundle = parse_bundle(bundle_payload, me, hash)
+    if not isinstance(room, str) or len(room.encode()) > MAX_ROOM_BYTES:
+        raise ValueError("room must be a short string")
+    bundle = parse_bundle(bundle_payload, me, room, hash, clock())
     otk = parse_one_time(one_time, bundle)
     group = me.signing_key.group
     ek = dh.generate(group)

@@ -147,7 +147,7 @@ def test_a_substituted_bundle_is_a_key_change_and_nothing_is_sent(relay, clock):
     relay.leave("bob")
     relay.leave("alice")
     mallory = PrekeyStore(cached_identity("mallory"))
-    relay["bob"].bundle = mallory.bundle()
+    relay["bob"].bundle = mallory.bundle("demo")
     relay["bob"].one_time = mallory.new_one_time(1)
     alice_sends_away(relay, ["secret"])
     alice = relay["alice"]
