@@ -140,15 +140,16 @@ class Kept:
         withheld = [r for r in self._kept.values() if r["why"] == "withheld"]
         if not withheld:
             return
-        if self.blocked_by is None:
-            peer = PeerIdentity.from_payload(withheld[-1]["peer"])
-            if self.peer is None or self.session is None:
-                self.peer = peer
-            self._check_pin(peer)  # the key change warning again (blocked until /trust)
+        live = self.session is not None and self._speaks_for_contact(self.session)
+        if self.blocked_by is None and not live:
+            # /verify and /trust work on self.peer and blocked_by: both name this key.
+            self.peer = PeerIdentity.from_payload(withheld[-1]["peer"])
+            self._check_pin(self.peer)  # the key change warning again (blocked until /trust)
             if self.blocked_by is None:  # it is the contact's key after all
                 self._release_trusted()
                 return
-        self._emit(Event("warning", kept_text(len(withheld)), {"kept": len(withheld)}))
+        text = kept_text(len(withheld), trustable=self.blocked_by is not None)
+        self._emit(Event("warning", text, {"kept": len(withheld)}))
 
     def _discard_kept(self) -> int:
         """``/discard``: drop the stored texts withheld from keys that are not the contact's."""
@@ -158,7 +159,15 @@ class Kept:
         return len(drop)
 
 
-def kept_text(count: int) -> str:
+def kept_text(count: int, trustable: bool = True) -> str:
+    """The line for stored texts withheld from a key that is not the contact's. While the
+    contact's own key has a session, there is nothing to /trust (it would re-pin the contact
+    to a key the safety number shown is not about): they can only be dropped."""
+    if not trustable:
+        return (
+            f"{count} stored message(s) from another key than your contact's are kept here "
+            "unshown; /discard drops them"
+        )
     return (
         f"{count} stored message(s) from a changed key are kept here unshown: /verify, then "
         "/trust shows them, /discard drops them"

@@ -74,6 +74,22 @@ def test_withheld_survives_a_restart_and_the_key_change_is_raised_again(relay, c
     assert bob.texts() == ["after reinstall"] and bob.mailbox == []
 
 
+def test_a_live_contact_session_is_not_blocked_by_kept_texts_of_another_key(relay, clock):
+    """/verify and /trust act on the same key: with the contact's own key live, kept texts of
+    another key raise no block (the number shown would be the contact's), only a line."""
+    alice_reinstalls_and_sends(relay, clock, ["from the other key"])
+    relay.join("bob")
+    bob = relay["bob"]
+    relay.join("alice")  # the old key is live again: the contact's session
+    assert bob.core.blocked_by is None and bob.core.state.value == "secure"
+    relay.leave("bob")
+    relay.join("bob")
+    alice_key = relay["alice"].core.me.public.key_id
+    assert bob.core.blocked_by is None and bob.core.peer.key_id == alice_key
+    assert any("from another key than your contact's" in t for t in bob.infos())
+    assert bob.texts() == [] and len(bob.mailbox) == 1  # still kept, still not acked
+
+
 def test_discard_drops_the_withheld_and_acks_them(relay, clock):
     alice_reinstalls_and_sends(relay, clock, ["unwanted"])
     relay.join("bob")
