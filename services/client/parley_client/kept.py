@@ -19,6 +19,7 @@ from typing import Any
 
 from parley_crypto import errors
 from parley_crypto.identity import PeerIdentity
+from parley_crypto.session import Session
 
 from .events import Event, short_reason
 from .messages import MAX_BODY_BYTES, MAX_ID_LEN, Plaintext
@@ -52,6 +53,14 @@ class Kept:
         for record in self._kept.values():
             if record["why"] == "held":
                 self.in_order.hold(_text(record))  # released when its predecessor shows
+        self._opened_by = None  # the session that opened the envelope being handled
+        self._withheld_session = None
+        try:
+            state = self.room_state.withheld_session()
+            if state is not None:
+                self._withheld_session = Session.from_state(state, self.me)
+        except (OSError, HomeError, errors.ParleyError) as e:
+            self._error(f"ignored the saved session of a withheld key: {short_reason(e)}")
 
     # ----- keeping ----------------------------------------------------------------------
     def _keep(self, entry: str, why: str, message: Plaintext, peer) -> None:
@@ -67,7 +76,30 @@ class Kept:
             record["peer"] = peer.to_payload()
             self._kept[entry] = record
         record["why"] = why
+        session = self._opened_by
+        if why == "withheld" and session is not None and session.peer.key_id == peer.key_id:
+            self._save_withheld_session(session)  # its later entries open after a restart
         self._save_kept()
+
+    def _save_withheld_session(self, session) -> None:
+        self._withheld_session = session
+        try:
+            self.room_state.save_withheld_session(None if session is None else session.to_state())
+        except (OSError, HomeError, errors.ParleyError) as e:
+            self._error(f"could not save the withheld key's session: {short_reason(e)}")
+
+    def _open_withheld(self, envelope: dict):
+        """(session, plaintext) if the saved session of a withheld key opens this stored
+        envelope (a restart came between its entries), else None."""
+        session = self._withheld_session
+        if session is None:
+            return None
+        try:
+            data = session.open(envelope)
+        except errors.ParleyError:
+            return None
+        self._save_withheld_session(session)
+        return session, data
 
     def _save_kept(self) -> None:
         try:
@@ -95,6 +127,10 @@ class Kept:
             del self._kept[entry]
         if gone:
             self._save_kept()
+        if self._withheld_session is not None and not any(
+            r["why"] == "withheld" for r in self._kept.values()
+        ):
+            self._save_withheld_session(None)  # nothing of that key waits any more
 
     # ----- a kept entry comes again -----------------------------------------------------
     def _kept_again(self, entry: str) -> bool:
