@@ -43,9 +43,16 @@ def test_env_example_lists_every_variable_compose_reads():
     assert (interpolated | passed_through) - listed == set(), "add these to .env.example"
 
 
-# Relay settings compose does not hand through: the entrypoint fixes the address, and a
-# replica id must differ per replica (each relay makes its own).
-NOT_PASSED_TO_RELAYS = {"PARLEY_HOST", "PARLEY_PORT", "PARLEY_REPLICA_ID"}
+# Relay settings compose does not hand through: the entrypoint fixes the address, a replica id
+# must differ per replica (each relay makes its own), and compose runs its own single Redis
+# (PARLEY_REDIS_URL is fixed), so the Redis Cluster settings have nothing to point at.
+NOT_PASSED_TO_RELAYS = {
+    "PARLEY_HOST",
+    "PARLEY_PORT",
+    "PARLEY_REPLICA_ID",
+    "PARLEY_REDIS_CLUSTER",
+    "PARLEY_CLUSTER_FAILOVER_SECONDS",
+}
 
 
 def test_compose_hands_every_relay_setting_to_the_relays():

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import redis
+import requests
 
 from tests.support.relay_clients import (
     RelayClient,
@@ -33,12 +34,22 @@ class Member:
         return self.clients(url, auth).connect()
 
 
+def connections(url: str) -> int:
+    """How many connections the relay at `url` holds (its /healthz count)."""
+    return requests.get(f"{url}/healthz", timeout=10).json()["connections"]
+
+
 def away(clients, url: str, room: str = "mb") -> tuple[Member, Member]:
-    """Bob joined once and left (seat reserved); returns (alice, bob) members."""
+    """Bob joined once and left (seat reserved); returns (alice, bob) members.
+
+    Returns only once the relay has processed Bob's disconnect: a line sent before that
+    would go live to his closing connection instead of into his mailbox."""
     alice, bob = Member(clients, room, "alice"), Member(clients, room, "bob")
+    before = connections(url)
     first = bob.connect(url)
     first.wait_for("mailbox_done")
     first.close()
+    wait_for(lambda: connections(url) <= before, timeout=30, what="bob's disconnect processed")
     return alice, bob
 
 

@@ -31,6 +31,7 @@ from .events import (
     short_reason,
 )
 from .guard import ContactGuard, Named, short
+from .kept import Kept
 from .messages import (
     InOrder,
     Outbox,
@@ -49,7 +50,7 @@ RECEIPT_RATE, RECEIPT_BURST = 15.0, 60.0
 MAX_QUEUED_RECEIPTS = 10_000  # beyond a mailbox's 1,000: the oldest are dropped (resends fix it)
 
 
-class ChatCore(Delivery, Offline):
+class ChatCore(Delivery, Offline, Kept):
     """One conversation with one peer in one room; see the module docstring."""
 
     def __init__(
@@ -97,6 +98,7 @@ class ChatCore(Delivery, Offline):
         self._receipt_pacer = Pacer(clock(), RECEIPT_RATE, RECEIPT_BURST)
         # ``request(event, payload, on_reply)``: only with a seat secret (offline delivery).
         self._init_offline(request)
+        self._init_kept()
         self._restore_session()
 
     # ----- facts for the UI -------------------------------------------------------------

@@ -83,6 +83,7 @@ class Delivery:
             self._emit(Event("warning", held_text(waiting, contact, old), {"count": waiting}))
         if self.session is not None and self._hs is None and self.state is State.VERIFYING:
             self._set_state(State.SECURE)
+        self._release_trusted()  # stored texts withheld from this key (kept.py)
         self.flush()
         return True
 
@@ -109,11 +110,16 @@ class Delivery:
         return count
 
     def discard(self) -> int:
-        """``/discard``: drop the texts queued for an earlier key. Returns how many."""
+        """``/discard``: drop the texts queued for an earlier key, and the stored texts
+        withheld from a key that is not the contact's (kept.py). Returns how many."""
         count = self.outbox.discard_for_others(self._contact_key())
         if count:
             self._info(f"dropped {count} message(s) queued for an earlier key")
-        return count
+        withheld = self._discard_kept()
+        if withheld:
+            self._info(f"dropped {withheld} stored message(s) withheld from an untrusted key")
+            self.flush()
+        return count + withheld
 
     def tick(self) -> None:
         """Call about once a second: resends texts whose receipt is overdue."""
@@ -203,6 +209,9 @@ class Delivery:
         try:
             return self._sessions.open(envelope)
         except errors.ParleyError:
+            opened = self._open_withheld(envelope) if self._entry is not None else None
+            if opened is not None:
+                return opened
             if "init" not in envelope:
                 raise
         return self._respond(envelope)
@@ -212,7 +221,9 @@ class Delivery:
         :meth:`_on_text` did with a text ("shown", "held", "duplicate", "withheld")."""
         try:
             session, data = self._open_session(envelope)
+            self._opened_by = session
         except errors.ParleyError as e:
+            self._last_reject = short_reason(e)
             if report:
                 self._error(
                     f"rejected message from peer (replayed, reordered or tampered): "
@@ -233,7 +244,7 @@ class Delivery:
         if message.kind == "notice":
             self._on_notice(message, session)
             return "notice"
-        return self._on_text(message, session)
+        return self._on_text(message, session.peer)
 
     def _on_notice(self, message: Plaintext, session) -> None:
         if message.body != NOTICE_KEY_NOT_ACCEPTED:
@@ -241,13 +252,17 @@ class Delivery:
         who = self.guard.label(session.peer) or session.peer.name[:64]
         text = (
             f"{who} has not accepted your key yet: they must compare safety numbers "
-            "(/verify) and /trust it; your messages wait until then"
+            "(/verify) and /trust it; your messages are shown to them only once they do"
         )
         self._emit(Event("peer_notice", text, {"from": who, "notice": message.body}))
 
-    def _on_text(self, message: Plaintext, session) -> str:
-        sender = self.guard.label(session.peer)  # the session that opened it names the sender
+    def _on_text(self, message: Plaintext, peer) -> str:
+        """Show, hold or withhold a text ``peer``'s session opened (or kept.py released); a
+        stored entry's text not shown now is kept with its plaintext (kept.py)."""
+        sender = self.guard.label(peer)  # the session that opened it names the sender
         if sender is None or self.blocked_by is not None:
+            if self._entry is not None:
+                self._keep(self._entry, "withheld", message, peer)  # shown after /trust
             # No receipt: the sender keeps it and resends after /trust.
             if not self._withheld_reported:
                 self._withheld_reported = True
@@ -259,17 +274,16 @@ class Delivery:
         if ready is None:
             # Receipt even a duplicate: the first receipt may be what got lost.
             self._send_receipt(message.id)
+            self._kept_done(message.id)
             return "duplicate"
         # [] = held back until the text it follows arrives; no receipt, so it is re-sent.
         if not ready and self._entry is not None:
-            self._held_entries[message.id] = self._entry
-            while len(self._held_entries) > self.in_order.limit:  # as InOrder forgets them
-                del self._held_entries[next(iter(self._held_entries))]
+            self._keep(self._entry, "held", message, peer)
         for text in ready:
             data = {"from": sender, "id": text.id, "text": text.body, "ts": text.ts}
             if self._in_backlog:
                 data["backlog"] = True  # shown under the "while you were away" divider
             self._emit(Event("message", text.body, data))
             self._send_receipt(text.id)
-            self._entry_shown(text.id)
+            self._kept_done(text.id)
         return "shown" if ready else "held"

@@ -295,5 +295,10 @@ class InOrder:
             message = self._waiting.pop(message.id, None)
         return ready
 
+    def hold(self, message: Plaintext) -> None:
+        """Hold ``message`` back again (a text kept across a restart, see kept.py)."""
+        if message.after is not None:
+            self._waiting[message.after] = message
+
     def __len__(self) -> int:
         return len(self._waiting)

@@ -22,6 +22,7 @@ from parley_crypto import errors, prekeys
 from parley_crypto.prekey_store import ONE_TIME_TARGET, PrekeyStore
 
 from .events import Event, State, short_reason
+from .kept import LocalFailure
 from .store import HomeError
 
 # How long after joining we wait for the relay's KEY_EXCHANGE before treating the contact as
@@ -57,13 +58,19 @@ class Offline:
         self._backlog_rejected = 0
         self._backlog_until: float | None = None
         self._acks: list[str] = []
-        self._held_entries: dict[str, str] = {}  # text id held back -> its mailbox entry
+        self._backlog_local = 0  # entries not processed because of a local failure
+        self._local_reason = ""
+        self._last_reject = ""  # why the last stored entry could not be opened
+        self._ack_replies = 0  # mailbox_acks without the relay's reply yet
         self._entry: str | None = None  # the stored entry being processed, if any
         self._asking = 0  # requests without a reply yet
 
     @property
     def backlog_pending(self) -> bool:
-        """True from joining until the relay said the backlog is complete (or a while)."""
+        """True from joining until the relay said the backlog is complete (or a while), and
+        while the relay has not confirmed an acknowledgement of kept entries (kept.py)."""
+        if self._ack_replies and self.state is not State.CONNECTING:
+            return True
         return self._backlog_until is not None and self._clock() < self._backlog_until
 
     @property
@@ -74,7 +81,7 @@ class Offline:
     # ----- joining and leaving -----------------------------------------------------------
     def _offline_connected(self) -> None:
         self._fetched = self._fetching = self._mailbox_full = False
-        self._in_backlog, self._acks, self._asking = False, [], 0
+        self._in_backlog, self._acks, self._asking, self._ack_replies = False, [], 0, 0
         if self._request is None:
             return
         now = self._clock()
@@ -83,7 +90,8 @@ class Offline:
 
     def _offline_disconnected(self) -> None:
         self._away_at = self._backlog_until = None
-        self._in_backlog, self._acks = False, []  # unacked entries come again next join
+        # Unacked entries come again next join; kept.py keeps the opened, unshown ones.
+        self._in_backlog, self._acks, self._ack_replies = False, [], 0
 
     def _offline_peer_left(self) -> None:
         if self._request is not None:
@@ -144,7 +152,7 @@ class Offline:
         left = left if _count(left) else 0
         store = self._prekey_store()
         keys = store.new_one_time(min(ONE_TIME_PER_EVENT, max(0, ONE_TIME_TARGET - left)))
-        bundle = store.bundle(**self._hs_options)
+        bundle = store.bundle(self.room, **self._hs_options)
         if self._save_prekeys():  # the private keys are durable before anyone can use them
             self._ask("prekeys", {"bundle": bundle, "one_time": keys}, self._on_published)
 
@@ -178,15 +186,32 @@ class Offline:
             if isinstance(reply, dict) and reply.get("code") == "no_peer":
                 self._info("nobody else holds a seat in this room yet: your messages wait here")
             return
+        one_time = reply.get("one_time")
+        if isinstance(one_time, dict) and one_time.get("id") in self._our_one_time_ids():
+            # The relay hands one asker the same key within its fetch window (10 s): a run
+            # right after ours gets the key our last start used; the peer would refuse it.
+            one_time = None
         try:
             session = prekeys.initiate(
-                self.me, self.room, reply.get("bundle"), reply.get("one_time"), **self._hs_options
+                self.me, self.room, reply.get("bundle"), one_time, **self._hs_options
             )
         except (errors.ParleyError, ValueError) as e:
             self._error(f"rejected the away contact's prekeys: {short_reason(e)}")
             return
         self._adopt_async(session, "is away: your messages are sealed for them and wait in "
                                    "the relay's mailbox")  # fmt: skip
+
+    def _our_one_time_ids(self) -> set:
+        """Ids of the peer's one-time keys our session starts used (this run's session, and
+        the one the last run saved)."""
+        inits = [getattr(self.session, "init", None)]
+        try:
+            saved = self.room_state.session_state() or {}
+        except (OSError, HomeError):
+            saved = {}
+        init = saved.get("init")
+        inits.append(init.get("payload") if isinstance(init, dict) else None)
+        return {i.get("otk") for i in inits if isinstance(i, dict) and i.get("otk")}
 
     def _adopt_async(self, session, doing: str) -> None:
         """A session from prekeys (either side): checked against the room's contact exactly
@@ -261,27 +286,26 @@ class Offline:
             return
         if not self._in_backlog:
             self._in_backlog, self._backlog_shown, self._backlog_rejected = True, 0, 0
+            self._backlog_local = 0
             self._emit(Event("info", DIVIDER, {"divider": "away"}))
+        if self._kept_again(entry):
+            return  # opened before and kept (kept.py): never opened twice
         self._entry = entry
         try:
             outcome = self._open_outcome(envelope, report=False)
-        except Exception:  # noqa: BLE001 - hostile input: counted, acknowledged, never a crash
-            outcome = "rejected"
+        except (LocalFailure, OSError, HomeError) as e:  # ours, not the entry's: it comes again
+            self._backlog_local += 1
+            self._local_reason = short_reason(e)
+            return
+        except Exception as e:  # noqa: BLE001 - hostile input: counted, acked, never a crash
+            self._last_reject, outcome = short_reason(e), "rejected"
         finally:
             self._entry = None
         if outcome == "rejected":
             self._backlog_rejected += 1
         if outcome == "shown":
             self._backlog_shown += 1
-        if outcome == "held":
-            return  # acknowledged once it is shown (its predecessor may come next)
-        if outcome != "withheld":  # withheld: it comes again next join, maybe after /trust
-            self._ack_entry(entry)
-
-    def _entry_shown(self, text_id: str) -> None:
-        """A text from the backlog was shown (perhaps released from being held back)."""
-        entry = self._held_entries.pop(text_id, None)
-        if entry is not None:
+        if outcome not in ("held", "withheld"):  # those are kept (kept.py), acked once shown
             self._ack_entry(entry)
 
     def _ack_entry(self, entry: str) -> None:
@@ -290,19 +314,34 @@ class Offline:
             self._flush_acks()
 
     def _flush_acks(self) -> None:
-        if self._acks:
+        while self._acks:
             ids, self._acks = self._acks[:ACK_BATCH], self._acks[ACK_BATCH:]
-            self._send("mailbox_ack", {"ids": ids})
+            if self._request is None:
+                self._send("mailbox_ack", {"ids": ids})
+            else:  # the relay's reply lets kept.py forget the entries it confirmed
+                self._ack_replies += 1
+                self._ask("mailbox_ack", {"ids": ids}, lambda r, i=ids: self._on_acked(i, r))
+
+    def _on_acked(self, ids: list[str], reply: Any) -> None:
+        self._ack_replies = max(0, self._ack_replies - 1)
+        self._kept_acked(ids, reply)
 
     def _on_mailbox_done(self, payload: Any) -> None:
+        was_in_backlog, self._in_backlog = self._in_backlog, False
+        self._kept_backlog_done()
         self._flush_acks()
         self._backlog_until = None
-        if self._in_backlog:
-            self._in_backlog = False
+        if was_in_backlog:
             if self._backlog_rejected:
                 self._error(
                     f"{self._backlog_rejected} stored message(s) could not be opened "
-                    "(replayed, tampered, or sealed for a session this client no longer has)"
+                    "(replayed, tampered, or sealed for a session this client no longer has; "
+                    f"the last: {self._last_reject})"
+                )
+            if self._backlog_local:
+                self._error(
+                    f"{self._backlog_local} stored message(s) could not be processed here "
+                    f"({self._local_reason}); they stay at the relay for the next join"
                 )
             text = f"── end of what arrived while you were away ({self._backlog_shown}) ──"
             self._emit(Event("info", text, {"divider": "end"}))
@@ -314,7 +353,8 @@ class Offline:
         store = self._prekey_store()
         session, data = prekeys.respond(self.me, self.room, store, envelope)
         if not self._save_prekeys():  # the one-time key must be gone for good first
-            raise errors.InvalidMessage("could not record the one-time prekey as used")
+            self._prekeys = None  # back to the saved state: the entry is opened next join
+            raise LocalFailure("could not save the prekeys")
         if self.state is State.SECURE and self.session is not None:
             return session, data  # a live session runs: this start is answered on it
         self._adopt_async(session, "reached you while you were away")

@@ -28,10 +28,11 @@ MAX_SIGNED = 4  # at most this many signed prekeys kept (rotations within SPK_KE
 MAX_ONE_TIME = 400
 # One-time keys we aim to have published (DECISIONS.md: top up to 50 on every join).
 ONE_TIME_TARGET = 50
-# Inits remembered as used (each ~40 bytes). A replayed init older than this many session
-# starts, without a one-time key, under a still-kept signed prekey, would start a session
-# again: the X3DH replay caveat, bounded (the client's seen ids still drop its texts).
-MAX_USED_INITS = 4096
+# Used inits are remembered per signed prekey for as long as that prekey is kept (at most
+# SPK_KEEP_SECONDS): no count cap, since a cap lets a hostile relay push that many inits of its
+# own to evict an old init of ours and then replay it. What bounds them is the prekey's life
+# and how many mailbox entries a client opens in that time (the relay keeps at most 1000 per
+# seat, PARLEY_MAILBOX_MAX_MESSAGES); each is 32 hex digits in the prekey file.
 _TYPE = "parley-prekeys"
 _FIELDS = ("v", "type", "me", "signed", "one_time", "used")
 _SIGNED_FIELDS = ("id", "x", "hash", "deniable", "created")
@@ -61,7 +62,7 @@ class PrekeyStore:
         self._clock = clock
         self._signed: list[SignedPrekey] = []  # newest last
         self._one_time: OrderedDict[str, dh.DHPrivateKey] = OrderedDict()
-        self._used: OrderedDict[str, str] = OrderedDict()  # init id -> signed prekey id
+        self._used: dict[str, set[str]] = {}  # signed prekey id -> ids of the inits it served
 
     # ----- publishing ---------------------------------------------------------------------
     def current(self, hash: str = elgamal.DEFAULT_HASH, deniable: bool = False) -> SignedPrekey:
@@ -72,7 +73,7 @@ class PrekeyStore:
             -MAX_SIGNED:
         ]
         live = {s.id for s in self._signed}
-        self._used = OrderedDict((k, v) for k, v in self._used.items() if v in live)
+        self._used = {k: v for k, v in self._used.items() if k in live}  # expired with its SPK
         newest = self._signed[-1] if self._signed else None
         if (
             newest is None
@@ -85,10 +86,13 @@ class PrekeyStore:
             self._signed = (self._signed + [newest])[-MAX_SIGNED:]
         return newest
 
-    def bundle(self, hash: str = elgamal.DEFAULT_HASH, deniable: bool = False) -> dict:
-        """The signed bundle payload for relay event ``prekeys``."""
+    def bundle(self, room: str, hash: str = elgamal.DEFAULT_HASH, deniable: bool = False) -> dict:
+        """The signed bundle payload for relay event ``prekeys`` in ``room`` (signed for that
+        room and dated with the signed prekey's creation time)."""
         spk = self.current(hash, deniable)
-        return prekeys.make_bundle(self._me, spk.id, spk.key, spk.hash, spk.deniable)
+        return prekeys.make_bundle(
+            self._me, spk.id, spk.key, spk.hash, spk.deniable, room, spk.created
+        )
 
     def new_one_time(self, count: int) -> list[dict]:
         """``count`` fresh one-time keys (privates kept here; save before publishing)."""
@@ -113,16 +117,14 @@ class PrekeyStore:
         return self._one_time.get(key_id)
 
     def was_used(self, init_id: str) -> bool:
-        """True when this init already started a session."""
-        return init_id in self._used
+        """True when this init already started a session (under a signed prekey still kept)."""
+        return any(init_id in used for used in self._used.values())
 
     def consume(self, otk_id: str | None, init_id: str, spk_id: str) -> None:
         """Delete the one-time private key and remember the init as used."""
         if otk_id is not None:
             self._one_time.pop(otk_id, None)
-        self._used[init_id] = spk_id
-        while len(self._used) > MAX_USED_INITS:
-            self._used.popitem(last=False)
+        self._used.setdefault(spk_id, set()).add(init_id)
 
     def __len__(self) -> int:
         """How many one-time private keys are held."""
@@ -146,7 +148,7 @@ class PrekeyStore:
                 for s in self._signed
             ],  # fmt: skip
             "one_time": [[k, _wire.to_hex(v.x)] for k, v in self._one_time.items()],
-            "used": [[k, v] for k, v in self._used.items()],
+            "used": [[i, k] for k, used in self._used.items() for i in sorted(used)],
         }
 
     @classmethod
@@ -173,10 +175,12 @@ class PrekeyStore:
             )  # fmt: skip
         for item in _items(data["one_time"], MAX_ONE_TIME, "one_time", pair=True):
             store._one_time[_id(item[0])] = store._private(item[1])
-        for item in _items(data["used"], MAX_USED_INITS, "used", pair=True):
+        kept = {s.id for s in store._signed}
+        for item in _items(data["used"], None, "used", pair=True):
             if not isinstance(item[0], str) or len(item[0]) != 32:
                 raise err("used init id is invalid")
-            store._used[item[0]] = _id(item[1])
+            if _id(item[1]) in kept:  # (an init of an expired prekey cannot start anything)
+                store._used.setdefault(item[1], set()).add(item[0])
         return store
 
     def _private(self, value: object) -> dh.DHPrivateKey:
@@ -192,8 +196,8 @@ def _id(value: object) -> str:
     return value  # type: ignore[return-value]
 
 
-def _items(value: object, limit: int, what: str, pair: bool = False) -> list:
-    if not isinstance(value, list) or len(value) > limit:
+def _items(value: object, limit: int | None, what: str, pair: bool = False) -> list:
+    if not isinstance(value, list) or (limit is not None and len(value) > limit):
         raise InvalidPrekeyState(f"prekey state {what} is invalid")
     if pair and not all(isinstance(i, list) and len(i) == 2 for i in value):
         raise InvalidPrekeyState(f"prekey state {what} entry is invalid")

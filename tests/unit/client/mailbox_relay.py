@@ -138,7 +138,9 @@ class MailboxRelay:
         elif event == "mailbox_ack":
             if not self.drop_acks:
                 me.acked.extend(payload["ids"])
+                removed = sum(1 for e in me.mailbox if e["id"] in payload["ids"])
                 me.mailbox = [e for e in me.mailbox if e["id"] not in payload["ids"]]
+                self._reply(on_reply, {"ok": True, "removed": removed})
         elif event == "message":
             self._message(name, other, payload, on_reply)
         elif event in FORWARD and other.name in self.live:

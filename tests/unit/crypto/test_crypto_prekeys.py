@@ -38,7 +38,7 @@ def store(bob):
 
 
 def published(store, count=1):
-    return store.bundle(), store.new_one_time(count)
+    return store.bundle(ROOM), store.new_one_time(count)
 
 
 def start(alice, store, otk=True, **options):
@@ -82,7 +82,7 @@ def test_responder_renamed_after_publishing_still_opens(alice, bob, store):
 
 def test_deniable_and_options_follow_the_bundle(alice, bob):
     store = PrekeyStore(bob)
-    bundle = store.bundle(deniable=True)
+    bundle = store.bundle(ROOM, deniable=True)
     sa = prekeys.initiate(alice, ROOM, bundle, None, deniable=True)
     envelope = sa.seal(b"d")
     assert envelope["sig"] is None
@@ -154,7 +154,7 @@ KAT_SK = "63a04e7d7cec98df5310bdcfaabdd5e0e15eb351594555468953114b27347bf4"
 
 # ----- bundle validation --------------------------------------------------------------------
 def _bundle(store):
-    return store.bundle()
+    return store.bundle(ROOM)
 
 
 def mutate(obj, path, value):
@@ -199,54 +199,54 @@ BAD_DH = {
 def test_bundle_rule_refused(alice, store, path, value, reason):
     bad = mutate(_bundle(store), path, value)
     with pytest.raises(PrekeyError, match=reason):
-        prekeys.parse_bundle(bad, alice)
+        prekeys.parse_bundle(bad, alice, ROOM)
 
 
 @pytest.mark.parametrize("name", sorted(BAD_DH))
 def test_bundle_spk_outside_the_subgroup_refused(alice, store, name):
     bad = mutate(_bundle(store), ("spk", "dh"), BAD_DH[name])
     with pytest.raises(PrekeyError, match="signed prekey"):
-        prekeys.parse_bundle(bad, alice)
+        prekeys.parse_bundle(bad, alice, ROOM)
 
 
 def test_bundle_with_a_substituted_prekey_refused(alice, bob, mallory, store):
     """A relay replaces Bob's prekey with its own, signed by a third key: refused."""
-    forged = PrekeyStore(mallory).bundle()
+    forged = PrekeyStore(mallory).bundle(ROOM)
     bad = dict(forged, identity=bob.public_payload())
     with pytest.raises(PrekeyError, match="signature is invalid"):
-        prekeys.parse_bundle(bad, alice)
+        prekeys.parse_bundle(bad, alice, ROOM)
     real = _bundle(store)
     bad = mutate(real, ("spk", "dh"), forged["spk"]["dh"])
     with pytest.raises(PrekeyError, match="signature is invalid"):
-        prekeys.parse_bundle(bad, alice)
+        prekeys.parse_bundle(bad, alice, ROOM)
 
 
 def test_bundle_v1_and_reflection_and_size(alice, bob, store):
     with pytest.raises(OlderPeer, match="protocol v1"):
-        prekeys.parse_bundle(dict(_bundle(store), v=1), alice)
+        prekeys.parse_bundle(dict(_bundle(store), v=1), alice, ROOM)
     with pytest.raises(PrekeyError, match="our own identity"):
-        prekeys.parse_bundle(_bundle(store), bob)
+        prekeys.parse_bundle(_bundle(store), bob, ROOM)
     with pytest.raises(PrekeyError, match="larger than"):
-        prekeys.parse_bundle(dict(_bundle(store), pad="x" * prekeys.BUNDLE_MAX_BYTES), alice)
-    assert prekeys.parse_bundle(_bundle(store), alice, "sha1").hash == "sha256"
+        prekeys.parse_bundle(dict(_bundle(store), pad="x" * prekeys.BUNDLE_MAX_BYTES), alice, ROOM)
+    assert prekeys.parse_bundle(_bundle(store), alice, ROOM, "sha1").hash == "sha256"
 
 
 def test_sha1_bundle_accepted_only_under_a_local_sha1_policy(alice, bob):
-    bundle = PrekeyStore(bob).bundle(hash="sha1")
+    bundle = PrekeyStore(bob).bundle(ROOM, hash="sha1")
     with pytest.raises(PrekeyError, match="legacy SHA-1"):
-        prekeys.parse_bundle(bundle, alice)
-    assert prekeys.parse_bundle(bundle, alice, "sha1").hash == "sha1"
+        prekeys.parse_bundle(bundle, alice, ROOM)
+    assert prekeys.parse_bundle(bundle, alice, ROOM, "sha1").hash == "sha1"
 
 
 @pytest.mark.parametrize("name", sorted(BAD_DH))
 def test_one_time_key_outside_the_subgroup_refused(alice, store, name):
-    bundle = prekeys.parse_bundle(_bundle(store), alice)
+    bundle = prekeys.parse_bundle(_bundle(store), alice, ROOM)
     with pytest.raises(PrekeyError, match="one-time prekey"):
         prekeys.parse_one_time({"id": "ab" * 8, "dh": BAD_DH[name]}, bundle)
 
 
 def test_one_time_key_shape_refused(alice, store):
-    bundle = prekeys.parse_bundle(_bundle(store), alice)
+    bundle = prekeys.parse_bundle(_bundle(store), alice, ROOM)
     good = store.new_one_time(1)[0]
     for bad in ({"id": "x", "dh": good["dh"]}, {"dh": good["dh"]}, [good["id"]],
                 {"id": good["id"], "dh": _wire.to_hex(bundle.spk)}):  # fmt: skip
@@ -406,7 +406,7 @@ def test_old_session_states_without_init_still_load(alice, bob):
     ],
 )
 def test_corrupt_prekey_state_refused(bob, store, change):
-    store.bundle()
+    store.bundle(ROOM)
     store.new_one_time(2)
     state = store.to_state()
     change(state)

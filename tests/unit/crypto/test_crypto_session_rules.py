@@ -17,7 +17,7 @@ ROOM = "room-1"
 
 def _first_contact(alice, bob):
     store = PrekeyStore(bob)
-    bundle, one_time = store.bundle(), store.new_one_time(1)
+    bundle, one_time = store.bundle(ROOM), store.new_one_time(1)
     return prekeys.initiate(alice, ROOM, bundle, one_time[0]), store
 
 

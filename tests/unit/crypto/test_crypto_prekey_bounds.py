@@ -1,0 +1,106 @@
+"""Prekey bounds a hostile relay must not be able to use: used inits are kept per signed prekey
+without a count cap (a flood of the relay's own session starts cannot evict an old init of the
+peer's and so re-open it), and bundles are bound to their room and creation time."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from parley_crypto import prekeys
+from parley_crypto.prekey_store import SPK_KEEP_SECONDS, PrekeyStore
+from parley_crypto.prekeys import PrekeyError
+
+ROOM = "room-1"
+
+
+def test_a_flood_of_used_inits_does_not_evict_an_old_one(alice, bob):
+    store = PrekeyStore(bob)
+    bundle = store.bundle(ROOM)
+    envelope = prekeys.initiate(alice, ROOM, bundle, None).seal(b"once")  # no one-time key
+    prekeys.respond(bob, ROOM, store, envelope)
+    spk = bundle["spk"]["id"]
+    for i in range(5000):  # more than the old MAX_USED_INITS (4096): the relay's own starts
+        store.consume(None, f"{i:032x}", spk)
+    with pytest.raises(PrekeyError, match="replayed"):
+        prekeys.respond(bob, ROOM, store, envelope)
+    again = PrekeyStore.from_state(store.to_state(), bob)  # also after a restart
+    with pytest.raises(PrekeyError, match="replayed"):
+        prekeys.respond(bob, ROOM, again, envelope)
+
+
+def test_used_inits_expire_with_their_signed_prekey(alice, bob):
+    now = [1000.0]
+    store = PrekeyStore(bob, clock=lambda: now[0])
+    bundle = store.bundle(ROOM)
+    envelope = prekeys.initiate(alice, ROOM, bundle, None, clock=lambda: now[0]).seal(b"x")
+    prekeys.respond(bob, ROOM, store, envelope)
+    iid = prekeys.init_id(envelope["init"])
+    assert store.was_used(iid)
+    now[0] += SPK_KEEP_SECONDS + 1
+    store.current()  # rotation drops the prekey and what it served
+    assert not store.was_used(iid) and store.to_state()["used"] == []
+    with pytest.raises(PrekeyError, match="signed prekey we do not hold"):
+        prekeys.respond(bob, ROOM, store, envelope)  # the replay is refused all the same
+
+
+# ----- bundles are bound to their room and date (each rule refused, changing nothing) -------
+AGE, SKEW = prekeys.BUNDLE_MAX_AGE_SECONDS, prekeys.BUNDLE_MAX_SKEW_SECONDS
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def dated(bob):
+    """Bob's bundle for ROOM whose signed prekey was created at T0."""
+    return PrekeyStore(bob, clock=lambda: T0).bundle(ROOM)
+
+
+def start_at(alice, bundle, room=ROOM, at=T0):
+    return prekeys.initiate(alice, room, bundle, None, clock=lambda: at)
+
+
+def test_a_bundle_served_in_another_room_is_refused(alice, dated):
+    assert dated["room"] == ROOM and dated["created"] == int(T0)
+    with pytest.raises(PrekeyError, match="another room"):
+        start_at(alice, dated, room="room-2")
+    relabelled = dict(dated, room="room-2")  # the relay rewrites the room: Bob never signed it
+    with pytest.raises(PrekeyError, match="signature is invalid"):
+        start_at(alice, relabelled, room="room-2")
+
+
+def test_a_stale_bundle_is_refused_at_the_prekeys_keep_time(alice, dated):
+    assert AGE == SPK_KEEP_SECONDS  # what Bob keeps is what Alice accepts
+    start_at(alice, dated, at=T0 + AGE)  # the last second it is still held
+    with pytest.raises(PrekeyError, match="stale"):
+        start_at(alice, dated, at=T0 + AGE + 1)
+    refreshed = dict(dated, created=int(T0 + AGE))  # the relay re-dates it: not signed
+    with pytest.raises(PrekeyError, match="signature is invalid"):
+        start_at(alice, refreshed, at=T0 + AGE + 1)
+
+
+def test_a_bundle_from_the_future_is_refused_beyond_the_skew(alice, dated):
+    start_at(alice, dated, at=T0 - SKEW)  # a sender's clock ten minutes behind
+    with pytest.raises(PrekeyError, match="future"):
+        start_at(alice, dated, at=T0 - SKEW - 1)
+
+
+@pytest.mark.parametrize("created", [-1, 1.5, True, "1700000000", None])
+def test_a_malformed_creation_time_is_refused(alice, dated, created):
+    with pytest.raises(PrekeyError, match="whole number"):
+        start_at(alice, dict(dated, created=created))
+
+
+@pytest.mark.parametrize("field", ["room", "created"])
+def test_a_bundle_without_room_or_date_is_refused(alice, dated, field):
+    old = {k: v for k, v in dated.items() if k != field}  # the unbound (older) bundle shape
+    with pytest.raises(PrekeyError):
+        start_at(alice, old)
+
+
+def test_the_signature_covers_room_and_date(alice, dated):
+    bundle = prekeys.parse_bundle(dated, alice, ROOM, now=T0)
+    base = prekeys.spk_sig_input(bundle)
+    other_room = prekeys.spk_sig_input(dataclasses.replace(bundle, room="room-2"))
+    other_date = prekeys.spk_sig_input(dataclasses.replace(bundle, created=bundle.created + 1))
+    assert len({base, other_room, other_date}) == 3
