@@ -23,6 +23,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint $(DOCKERFILES)
+	@# The whole suite must collect (e.g. two test files with one basename do not, as the test
+	@# folders are not packages): a targeted run would not notice, `make test` would fail at once.
+	$(PYTEST) --collect-only -q tests > /dev/null
 
 format: setup
 	$(BIN)/ruff check --fix .

@@ -209,6 +209,9 @@ class Delivery:
         try:
             return self._sessions.open(envelope)
         except errors.ParleyError:
+            opened = self._open_withheld(envelope) if self._entry is not None else None
+            if opened is not None:
+                return opened
             if "init" not in envelope:
                 raise
         return self._respond(envelope)
@@ -218,6 +221,7 @@ class Delivery:
         :meth:`_on_text` did with a text ("shown", "held", "duplicate", "withheld")."""
         try:
             session, data = self._open_session(envelope)
+            self._opened_by = session
         except errors.ParleyError as e:
             self._last_reject = short_reason(e)
             if report:

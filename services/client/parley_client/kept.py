@@ -19,6 +19,7 @@ from typing import Any
 
 from parley_crypto import errors
 from parley_crypto.identity import PeerIdentity
+from parley_crypto.session import Session
 
 from .events import Event, short_reason
 from .messages import MAX_BODY_BYTES, MAX_ID_LEN, Plaintext
@@ -52,6 +53,14 @@ class Kept:
         for record in self._kept.values():
             if record["why"] == "held":
                 self.in_order.hold(_text(record))  # released when its predecessor shows
+        self._opened_by = None  # the session that opened the envelope being handled
+        self._withheld_session = None
+        try:
+            state = self.room_state.withheld_session()
+            if state is not None:
+                self._withheld_session = Session.from_state(state, self.me)
+        except (OSError, HomeError, errors.ParleyError) as e:
+            self._error(f"ignored the saved session of a withheld key: {short_reason(e)}")
 
     # ----- keeping ----------------------------------------------------------------------
     def _keep(self, entry: str, why: str, message: Plaintext, peer) -> None:
@@ -67,7 +76,30 @@ class Kept:
             record["peer"] = peer.to_payload()
             self._kept[entry] = record
         record["why"] = why
+        session = self._opened_by
+        if why == "withheld" and session is not None and session.peer.key_id == peer.key_id:
+            self._save_withheld_session(session)  # its later entries open after a restart
         self._save_kept()
+
+    def _save_withheld_session(self, session) -> None:
+        self._withheld_session = session
+        try:
+            self.room_state.save_withheld_session(None if session is None else session.to_state())
+        except (OSError, HomeError, errors.ParleyError) as e:
+            self._error(f"could not save the withheld key's session: {short_reason(e)}")
+
+    def _open_withheld(self, envelope: dict):
+        """(session, plaintext) if the saved session of a withheld key opens this stored
+        envelope (a restart came between its entries), else None."""
+        session = self._withheld_session
+        if session is None:
+            return None
+        try:
+            data = session.open(envelope)
+        except errors.ParleyError:
+            return None
+        self._save_withheld_session(session)
+        return session, data
 
     def _save_kept(self) -> None:
         try:
@@ -95,6 +127,10 @@ class Kept:
             del self._kept[entry]
         if gone:
             self._save_kept()
+        if self._withheld_session is not None and not any(
+            r["why"] == "withheld" for r in self._kept.values()
+        ):
+            self._save_withheld_session(None)  # nothing of that key waits any more
 
     # ----- a kept entry comes again -----------------------------------------------------
     def _kept_again(self, entry: str) -> bool:
@@ -140,15 +176,16 @@ class Kept:
         withheld = [r for r in self._kept.values() if r["why"] == "withheld"]
         if not withheld:
             return
-        if self.blocked_by is None:
-            peer = PeerIdentity.from_payload(withheld[-1]["peer"])
-            if self.peer is None or self.session is None:
-                self.peer = peer
-            self._check_pin(peer)  # the key change warning again (blocked until /trust)
+        live = self.session is not None and self._speaks_for_contact(self.session)
+        if self.blocked_by is None and not live:
+            # /verify and /trust work on self.peer and blocked_by: both name this key.
+            self.peer = PeerIdentity.from_payload(withheld[-1]["peer"])
+            self._check_pin(self.peer)  # the key change warning again (blocked until /trust)
             if self.blocked_by is None:  # it is the contact's key after all
                 self._release_trusted()
                 return
-        self._emit(Event("warning", kept_text(len(withheld)), {"kept": len(withheld)}))
+        text = kept_text(len(withheld), trustable=self.blocked_by is not None)
+        self._emit(Event("warning", text, {"kept": len(withheld)}))
 
     def _discard_kept(self) -> int:
         """``/discard``: drop the stored texts withheld from keys that are not the contact's."""
@@ -158,7 +195,15 @@ class Kept:
         return len(drop)
 
 
-def kept_text(count: int) -> str:
+def kept_text(count: int, trustable: bool = True) -> str:
+    """The line for stored texts withheld from a key that is not the contact's. While the
+    contact's own key has a session, there is nothing to /trust (it would re-pin the contact
+    to a key the safety number shown is not about): they can only be dropped."""
+    if not trustable:
+        return (
+            f"{count} stored message(s) from another key than your contact's are kept here "
+            "unshown; /discard drops them"
+        )
     return (
         f"{count} stored message(s) from a changed key are kept here unshown: /verify, then "
         "/trust shows them, /discard drops them"

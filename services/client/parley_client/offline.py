@@ -186,15 +186,32 @@ class Offline:
             if isinstance(reply, dict) and reply.get("code") == "no_peer":
                 self._info("nobody else holds a seat in this room yet: your messages wait here")
             return
+        one_time = reply.get("one_time")
+        if isinstance(one_time, dict) and one_time.get("id") in self._our_one_time_ids():
+            # The relay hands one asker the same key within its fetch window (10 s): a run
+            # right after ours gets the key our last start used; the peer would refuse it.
+            one_time = None
         try:
             session = prekeys.initiate(
-                self.me, self.room, reply.get("bundle"), reply.get("one_time"), **self._hs_options
+                self.me, self.room, reply.get("bundle"), one_time, **self._hs_options
             )
         except (errors.ParleyError, ValueError) as e:
             self._error(f"rejected the away contact's prekeys: {short_reason(e)}")
             return
         self._adopt_async(session, "is away: your messages are sealed for them and wait in "
                                    "the relay's mailbox")  # fmt: skip
+
+    def _our_one_time_ids(self) -> set:
+        """Ids of the peer's one-time keys our session starts used (this run's session, and
+        the one the last run saved)."""
+        inits = [getattr(self.session, "init", None)]
+        try:
+            saved = self.room_state.session_state() or {}
+        except (OSError, HomeError):
+            saved = {}
+        init = saved.get("init")
+        inits.append(init.get("payload") if isinstance(init, dict) else None)
+        return {i.get("otk") for i in inits if isinstance(i, dict) and i.get("otk")}
 
     def _adopt_async(self, session, doing: str) -> None:
         """A session from prekeys (either side): checked against the room's contact exactly

@@ -11,6 +11,8 @@ and nothing else) and :class:`DiskRoomState`, a folder per room under the home:
 - ``seen.log``: journal of ``{"id"}`` for every text shown, written *before* it is shown;
 - ``session.json``: the ratchet state (``Session.to_state()``) when the crypto layer has one;
 - ``prekeys.json``: our private prekeys for this room's seat (``PrekeyStore.to_state()``);
+- ``withheld-session.json``: the session of a changed, untrusted key that sealed kept texts
+  (``Session.to_state()``), so its further stored entries still open after a restart;
 - ``kept.json``: stored (mailbox) messages opened but not shown yet, with their plaintext:
   withheld from a changed key or held for order (see kept.py); the relay entry is acknowledged
   only once the text is shown or discarded, and opening it again would fail (its keys are used);
@@ -73,6 +75,12 @@ class RoomState(Protocol):
     def save_kept(self, records: list[dict]) -> None:
         """Replace the kept records (durable when this returns)."""
 
+    def withheld_session(self) -> dict | None:
+        """The saved session of the key whose texts are withheld, if any."""
+
+    def save_withheld_session(self, state: dict | None) -> None:
+        """Replace (None: forget) the withheld key's session state."""
+
     def close(self) -> None:
         """Release files and locks."""
 
@@ -86,6 +94,7 @@ class MemoryRoomState:
         self._session: dict | None = None
         self._prekeys: dict | None = None
         self._kept: list[dict] = []
+        self._withheld: dict | None = None
 
     def pending(self) -> list[dict]:
         return [dict(r) for r in self._outbox.values()]
@@ -128,6 +137,12 @@ class MemoryRoomState:
     def save_kept(self, records: list[dict]) -> None:
         self._kept = [dict(r) for r in records]
 
+    def withheld_session(self) -> dict | None:
+        return self._withheld
+
+    def save_withheld_session(self, state: dict | None) -> None:
+        self._withheld = state
+
     def close(self) -> None:
         return None
 
@@ -159,6 +174,7 @@ class DiskRoomState:
         self._session_path = folder / "session.json"
         self._prekeys_path = folder / "prekeys.json"
         self._kept_path = folder / "kept.json"
+        self._withheld_path = folder / "withheld-session.json"
         self._pending = self._load_outbox()
         self._seen_ids = self._load_seen()
 
@@ -241,6 +257,16 @@ class DiskRoomState:
 
     def save_kept(self, records: list[dict]) -> None:
         store.write_json(self._kept_path, records)
+
+    def withheld_session(self) -> dict | None:
+        data = store.read_json(self._withheld_path, None)
+        return data if isinstance(data, dict) else None
+
+    def save_withheld_session(self, state: dict | None) -> None:
+        if state is None:
+            self._withheld_path.unlink(missing_ok=True)
+        else:
+            store.write_json(self._withheld_path, state)
 
     def close(self) -> None:
         self._outbox.close()

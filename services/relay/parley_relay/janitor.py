@@ -1,30 +1,43 @@
-"""The relay's background loop: lease renewal, fencing, pruning and reconciliation.
+"""The relay's two background loops (server.py spawns both; neither ever raises).
 
-Every third of the heartbeat TTL each replica
-1. renews its lease; if Redis lost its data it re-registers (restores) the seats of the
-   connections it holds, inside the resync window in which strangers are refused (and
-   evicts whoever took a provisional seat of such a room before the window opened); if it
-   was presumed dead meanwhile (frozen, cut off; also when that news' reply was lost) it
-   fences: drops every client, who then resume their seats by secret wherever they
-   reconnect;
+The lease loop renews this replica's lease every third of the heartbeat TTL, and does
+nothing else that could delay it: no reconciliation, pruning or mailbox expiry ever runs in
+front of a renewal (before: one loop did all of it, and a reconciliation of thousands of
+connections under load outlasted the lease; the replica fenced itself with Redis healthy).
+Each renewal
+* finds whether Redis lost its data (a new epoch): then it asks the janitor loop for a
+  resync and wakes it;
+* finds whether this replica was presumed dead meanwhile (frozen, cut off; also when that
+  news' reply was lost): then it fences, drops every client, who then resume their seats by
+  secret wherever they reconnect; so does a lease that could not be renewed for a whole TTL.
+
+The janitor loop, in its own greenlet (one round at a time, a third of the TTL apart):
+1. a resync owed: re-registers (restores) the seats of the connections this replica holds,
+   inside the resync window in which strangers are refused (and evicts whoever took a
+   provisional seat of such a room before the window opened);
 2. vacates the seats of dead replicas and tells their peers (`peer_left`);
 3. reconciles Redis with its sockets: a local connection Redis does not list is dropped, a
    seat listed under this replica without a local connection is vacated (this also retries
    leaves that failed while Redis was away), a socket python-socketio finished connecting
-   behind our back is closed, and every connection's cached peers are refreshed.
+   behind our back is closed, and every connection's cached peers are refreshed. A resync
+   asked for meanwhile stops it (Redis's answer may predate the loss, so it decides
+   nothing), and so does a data set that changed while the store read it;
+4. expires a round of mailboxes (offline.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import gevent
+import gevent.event
 
 from .core import Rejection
 from .handlers import NAMESPACE, pairs
 from .logs import log_event
-from .store import JoinRequest
+from .store import DataSetChanged, JoinRequest
 
 SEAT_LOST_TEXT = "the relay lost track of this connection's seat; reconnect to resume it"
 
@@ -33,29 +46,117 @@ SEAT_LOST_TEXT = "the relay lost track of this connection's seat; reconnect to r
 RECONCILE_BATCH = 256
 
 
-def _pause(i: int) -> None:
-    """Yield once every RECONCILE_BATCH steps of a long walk."""
+def _pause(i: int, stop: Callable[[], bool]) -> bool:
+    """Yield once every RECONCILE_BATCH steps of a long walk; True when it must stop."""
     if i % RECONCILE_BATCH == RECONCILE_BATCH - 1:
         gevent.sleep(0)
+        return stop()
+    return False
 
 
-def heartbeat_once(relay) -> None:
-    """One round of the loop above; raises when Redis is unreachable."""
-    ns = relay.namespace
-    started = time.monotonic()
-    status = relay.store.heartbeat()
-    ns.lease.renewed(started)
-    relay.health_probe.observed(True)
-    if status == "resync":
-        resync(relay)
-    elif status == "expired":
-        fence(relay, "lease_expired")
-    for pruned in relay.store.prune_dead():
-        relay.metrics.pruned.inc()
-        log_event(relay.log, "pruned", room=pruned.room, name=pruned.name)
-        ns.vacated(pruned)
-    reconcile(relay)
-    ns.offline.janitor_round()
+def _never() -> bool:
+    return False
+
+
+class Janitor:
+    """The two loops of the module docstring and what they share: the resyncs owed."""
+
+    def __init__(self, relay):
+        self.relay = relay
+        self.interval = relay.settings.heartbeat_seconds / 3
+        # Resyncs asked for by the lease loop / done by the janitor loop: a resync that
+        # failed half way (Redis gone again) is owed until one completes.
+        self.resyncs_asked = 0
+        self.resyncs_done = 0
+        self.wake = gevent.event.Event()
+
+    def resync_due(self) -> bool:
+        return self.resyncs_asked != self.resyncs_done
+
+    def renew(self) -> None:
+        """One lease renewal; raises when Redis is unreachable."""
+        relay = self.relay
+        started = time.monotonic()
+        status = relay.store.heartbeat()
+        relay.namespace.lease.renewed(started)
+        relay.health_probe.observed(True)
+        if status == "resync":
+            self.resyncs_asked += 1
+            self.wake.set()
+        elif status == "expired":
+            fence(relay, "lease_expired")
+
+    def round(self) -> None:
+        """One janitor round (module docstring); raises when Redis is unreachable."""
+        relay = self.relay
+        if self.resync_due():
+            asked = self.resyncs_asked
+            resync(relay)
+            self.resyncs_done = asked
+        for pruned in relay.store.prune_dead():
+            relay.metrics.pruned.inc()
+            log_event(relay.log, "pruned", room=pruned.room, name=pruned.name)
+            relay.namespace.vacated(pruned)
+        if not self.resync_due():
+            reconcile(relay, stop=self.resync_due)
+        relay.namespace.offline.janitor_round()
+
+    def start(self) -> None:
+        """The first renewal and round, before the server listens (no client waits yet)."""
+        try:
+            self.renew()
+            self.round()
+        except Exception as exc:
+            log_event(
+                self.relay.log, "redis_unreachable_at_start", logging.WARNING,
+                error=type(exc).__name__,
+            )  # fmt: skip
+
+    def spawn(self) -> list[gevent.Greenlet]:
+        """Start both loops; they end at shutdown."""
+        return [gevent.spawn(self.lease_loop), gevent.spawn(self.janitor_loop)]
+
+    def lease_loop(self) -> None:
+        """Renew the lease every `interval` (from one renewal's start to the next's)."""
+        relay = self.relay
+        healthy = True
+        while not relay.shutting_down:
+            began = time.monotonic()
+            try:
+                self.renew()
+                if not healthy:
+                    log_event(relay.log, "redis_recovered")
+                healthy = True
+            except Exception as exc:
+                relay.health_probe.observed(False)
+                if healthy:
+                    log_event(
+                        relay.log, "heartbeat_failed", logging.WARNING, error=type(exc).__name__
+                    )
+                healthy = False
+                if relay.namespace.lease.lapsed():
+                    fence(relay, "lease_not_renewed")
+            gevent.sleep(max(0.0, self.interval - (time.monotonic() - began)))
+
+    def janitor_loop(self) -> None:
+        """Run `round` a third of the TTL after the previous one ended (sooner for a resync);
+        a round never overlaps the next, however long it takes."""
+        relay = self.relay
+        failing = False
+        while not relay.shutting_down:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            if relay.shutting_down:
+                return
+            try:
+                self.round()
+                failing = False
+            except Exception as exc:
+                if not failing:  # once per outage: the lease loop reports Redis itself
+                    log_event(
+                        relay.log, "janitor_failed", logging.WARNING, error=type(exc).__name__
+                    )
+                failing = True
 
 
 def resync(relay) -> None:
@@ -87,14 +188,19 @@ def fence(relay, reason: str) -> None:
         log_event(relay.log, "fenced", logging.WARNING, reason=reason, connections=count)
 
 
-def reconcile(relay) -> None:
-    """Make this replica's sockets and Redis's seats agree (see the module docstring)."""
+def reconcile(relay, stop: Callable[[], bool] = _never) -> None:
+    """Make this replica's sockets and Redis's seats agree (see the module docstring);
+    returns early, deciding nothing more, once `stop()` says a resync is owed."""
     ns = relay.namespace
     local = set(ns.conns)
-    held = relay.store.held(skip=_Busy(ns))
+    try:
+        held = relay.store.held(skip=_Busy(ns))
+    except DataSetChanged:  # the next renewal sees the new epoch and asks for a resync
+        return
     listed = set()
     for i, h in enumerate(held):
-        _pause(i)
+        if _pause(i, stop):
+            return
         listed.add(h.sid)
         conn = ns.conns.get(h.sid)
         if conn is not None:
@@ -105,6 +211,8 @@ def reconcile(relay) -> None:
             if result.removed:
                 log_event(relay.log, "ghost_vacated", room=h.room, sid=h.sid)
                 ns.vacated(result)
+    if stop():
+        return
     for sid in local - listed:
         if sid in ns.conns:
             # The room is not full: its seat was vacated (this replica presumed dead) or
@@ -112,7 +220,7 @@ def reconcile(relay) -> None:
             ns.drop(sid, Rejection("unavailable", SEAT_LOST_TEXT))
     manager = relay.sio.manager
     for i, (sid, _) in enumerate(list(manager.get_participants(NAMESPACE, None))):
-        _pause(i)
+        _pause(i, _never)
         ours = sid in ns.conns or sid in ns.connecting
         if not ours and manager.is_connected(sid, NAMESPACE):
             log_event(relay.log, "stray_socket_closed", sid=sid)
@@ -129,23 +237,3 @@ class _Busy:
 
     def __contains__(self, sid: object) -> bool:
         return sid in self.ns.connecting or sid in self.ns.conns
-
-
-def heartbeat_loop(relay) -> None:
-    """Run heartbeat_once every third of the TTL until shutdown; never raises."""
-    interval = relay.settings.heartbeat_seconds / 3
-    healthy = True
-    while not relay.shutting_down:
-        try:
-            heartbeat_once(relay)
-            if not healthy:
-                log_event(relay.log, "redis_recovered")
-            healthy = True
-        except Exception as exc:
-            relay.health_probe.observed(False)
-            if healthy:
-                log_event(relay.log, "heartbeat_failed", logging.WARNING, error=type(exc).__name__)
-            healthy = False
-            if relay.namespace.lease.lapsed():
-                fence(relay, "lease_not_renewed")
-        gevent.sleep(interval)

@@ -1,4 +1,4 @@
-"""Run the relay: gevent WSGI server, the janitor loop (janitor.py), graceful SIGTERM.
+"""Run the relay: gevent WSGI server, the lease and janitor loops (janitor.py), graceful SIGTERM.
 
 Imported by `__main__` only after `gevent.monkey.patch_all()` has run.
 """
@@ -17,7 +17,7 @@ from . import eiobounds, fastws
 from .app import Relay, make_app
 from .config import Settings, listening_line
 from .guard import BoundedServer, SampledEvents
-from .janitor import heartbeat_loop, heartbeat_once
+from .janitor import Janitor
 from .logs import log_event, setup_logging
 
 
@@ -96,11 +96,9 @@ def run(settings: Settings) -> int:
     )
     for sig in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(sig, lambda: gevent.spawn(shutdown, relay, server, done))
-    try:
-        heartbeat_once(relay)
-    except Exception as exc:
-        log_event(logger, "redis_unreachable_at_start", logging.WARNING, error=type(exc).__name__)
-    gevent.spawn(heartbeat_loop, relay)
+    janitor = Janitor(relay)
+    janitor.start()
+    janitor.spawn()
     try:
         server.start()
     except OSError as exc:

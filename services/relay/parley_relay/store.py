@@ -101,6 +101,12 @@ class Held:
     version: int = 0
 
 
+class DataSetChanged(RuntimeError):
+    """The store lost its data (Redis restarted empty) while `held` read it: the answer mixes
+    two data sets, so nothing may be decided from it; the next lease renewal asks for a
+    resync."""
+
+
 class SeatStore(Protocol):
     """What the relay needs from a seat store (MemoryStore, RedisStore)."""
 
@@ -114,7 +120,8 @@ class SeatStore(Protocol):
 
     def held(self, skip: Container[str] = frozenset()) -> list[Held]:
         """Every seat whose connection is on this replica (and refresh those rooms' TTLs);
-        `skip`: sids still joining, whose registration must not be dropped as stale."""
+        `skip`: sids still joining, whose registration must not be dropped as stale.
+        Raises DataSetChanged when the store lost its data since the last heartbeat."""
 
     def heartbeat(self) -> str:
         """Renew this replica's lease: "ok", "resync" (store lost its data: restore your

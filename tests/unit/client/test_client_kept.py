@@ -74,6 +74,41 @@ def test_withheld_survives_a_restart_and_the_key_change_is_raised_again(relay, c
     assert bob.texts() == ["after reinstall"] and bob.mailbox == []
 
 
+def test_a_live_contact_session_is_not_blocked_by_kept_texts_of_another_key(relay, clock):
+    """/verify and /trust act on the same key: with the contact's own key live, kept texts of
+    another key raise no block (the number shown would be the contact's), only a line."""
+    alice_reinstalls_and_sends(relay, clock, ["from the other key"])
+    relay.join("bob")
+    bob = relay["bob"]
+    relay.join("alice")  # the old key is live again: the contact's session
+    assert bob.core.blocked_by is None and bob.core.state.value == "secure"
+    relay.leave("bob")
+    relay.join("bob")
+    alice_key = relay["alice"].core.me.public.key_id
+    assert bob.core.blocked_by is None and bob.core.peer.key_id == alice_key
+    assert any("from another key than your contact's" in t for t in bob.infos())
+    assert bob.texts() == [] and len(bob.mailbox) == 1  # still kept, still not acked
+
+
+def test_a_restart_between_withheld_entries_still_opens_the_rest(relay, clock):
+    """The process ends after the first withheld entry (a crash, or a quick exit): the second
+    is sealed on the untrusted key's session, which is kept too, so it opens after the
+    restart (on the old code: "replayed", acknowledged, never shown)."""
+    alice_reinstalls_and_sends(relay, clock, ["first", "second"])
+    bob = relay["bob"]
+    later = bob.mailbox.pop()  # not delivered before the process ended
+    relay.join("bob")
+    relay.leave("bob")
+    bob.mailbox.append(later)
+    relay.start("bob")
+    relay.join("bob")
+    assert len(bob.mailbox) == 2 and not opened_errors(bob)
+    assert bob.core.trust()
+    relay.pump()
+    assert bob.texts() == ["first", "second"] and bob.mailbox == []
+    assert bob.core.room_state.withheld_session() is None  # nothing of that key waits
+
+
 def test_discard_drops_the_withheld_and_acks_them(relay, clock):
     alice_reinstalls_and_sends(relay, clock, ["unwanted"])
     relay.join("bob")
