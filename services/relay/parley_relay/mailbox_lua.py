@@ -5,18 +5,11 @@ mailbox are reported per budget bucket (field `b` of an entry, see budget.py) as
 object {"<bucket>": bytes}, so the caller can give them back to the relay-wide budget.
 """
 
-_SEATS = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
--- constant time over equal lengths (as redis_lua's): secret hashes are compared here
-local function ct_eq(a, b)
-  if a == '' or b == '' or #a ~= #b then return false end
-  local d = 0
-  for i = 1, #a do d = bit.bor(d, bit.bxor(string.byte(a, i), string.byte(b, i))) end
-  return d == 0
-end
+from .redis_lua import CLOCK_AND_COMPARE
+
+_SEATS = (
+    CLOCK_AND_COMPARE
+    + """
 -- my seat and the room's other seat (a live one, or one reserved by a secret)
 local function pair(seats_key, hash, now)
   local raw = redis.call('HGETALL', seats_key)
@@ -82,6 +75,7 @@ local function append_args(first)
           bucket = ARGV[first + 6]}
 end
 """
+)
 
 # The sender's message for the room's other seat: live, or into its mailbox.
 STORE = (

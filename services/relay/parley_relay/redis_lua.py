@@ -12,14 +12,9 @@ A seat is a field of the hash `parley:{<room>}:seats`, its value JSON:
 Times come from Redis (TIME), so replicas with skewed clocks agree.
 """
 
-# Shared helpers, prepended to every room script.
-_COMMON = """
--- Redis time in microseconds, as text (too many digits for cjson's numbers): the version of
--- a seat change, so a replica applies peer updates that cross on the wire in the right order
-local function stamp()
-  local t = redis.call('TIME')
-  return t[1] .. string.format('%06d', tonumber(t[2]))
-end
+# Redis time in ms and the constant-time compare of secret hashes: shared by these scripts
+# and the mailbox's (mailbox_lua.py).
+CLOCK_AND_COMPARE = """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -30,6 +25,18 @@ local function ct_eq(a, b)
   local d = 0
   for i = 1, #a do d = bit.bor(d, bit.bxor(string.byte(a, i), string.byte(b, i))) end
   return d == 0
+end
+"""
+
+# Shared helpers, prepended to every room script.
+_COMMON = (
+    CLOCK_AND_COMPARE
+    + """
+-- Redis time in microseconds, as text (too many digits for cjson's numbers): the version of
+-- a seat change, so a replica applies peer updates that cross on the wire in the right order
+local function stamp()
+  local t = redis.call('TIME')
+  return t[1] .. string.format('%06d', tonumber(t[2]))
 end
 -- "rep=expiry,rep=expiry": replicas whose lease had run out at the caller's last heartbeat
 local function parse_dead(text)
@@ -69,6 +76,7 @@ local function touch(room_key, ttl)
   if redis.call('EXISTS', room_key) == 1 then redis.call('PEXPIRE', room_key, ttl + 60000) end
 end
 """
+)
 
 # Seat a connection. The caller checked the epoch first (and re-checks it afterwards:
 # redis_store.RedisStore.join) and passes it with the resync window value it read.
