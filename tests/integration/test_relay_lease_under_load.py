@@ -24,10 +24,11 @@ from tests.support.servers import wait_for
 ROOT = Path(__file__).resolve().parents[2]
 # Enough connections that one reconciliation round (a seat script per connection, decoded
 # in Python, yielding between batches to the handshakes still in flight) takes longer than
-# two thirds of the TTL on this machine under load: the old loop fenced at ~1,500.
+# two thirds of the TTL on this machine: the old loop fenced (lease_expired) in 3 runs of 3
+# at load 2.5-3.5, at 2,643 connections or soon after the last one; with a 2 s TTL it did not.
 IDLE = 3000
-# Short, so the old single loop missed its renewal within seconds; still ~10 round trips
-# of headroom for the lease itself.
+# Short, so the old single loop missed its renewal within seconds. The lease loop renews
+# every 0.33 s; it would have to be held up for 0.67 s to lose it.
 TTL = "1"
 # After the last client connected: several TTLs of idle reconciliation rounds.
 HOLD_SECONDS = 6.0

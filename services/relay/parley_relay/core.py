@@ -19,7 +19,6 @@ from .config import RateLimit
 
 DEFAULT_ROOM = "lobby"
 DEFAULT_NAME = "anonymous"
-ROOM_CAPACITY = 2
 MAX_NAME_CHARS = 64
 
 # Rooms: 1-64 of letters, digits, '.', '_' and '-'. Small on purpose: room names end up in
