@@ -230,6 +230,10 @@ class Delivery:
                     f"{short_reason(e)}"
                 )
             return "rejected"
+        if session is self.session:
+            # Opening may have made a DH ratchet key: durable now, not only at exit, or a
+            # client that is killed could never open what the peer sealed after it.
+            self.save_session()
         try:
             message = Plaintext.decode(data)
         except BadPlaintext as e:

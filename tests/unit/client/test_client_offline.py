@@ -271,3 +271,25 @@ def test_a_corrupt_prekeys_file_is_one_line_and_replaced(tmp_path, clock):
     assert bob.bundle is not None and len(bob.one_time) == ONE_TIME_TARGET
     assert PrekeyStore.from_state(bob.state.prekeys(), cached_identity("bob"))
     bob.state.close()
+
+
+def test_a_receiver_killed_mid_session_opens_what_was_stored_for_that_session(relay):
+    """SIGKILL keeps no exit-time save: the ratchet state on disk must already hold every
+    DH ratchet key the receiver made since the handshake, or a line the sender sealed on the
+    live session just as the receiver died can never be opened (the offline soak's gap)."""
+    alice, bob = relay["alice"], relay["bob"]
+    relay.join("alice")
+    relay.join("bob")
+    for who, line in (("alice", "one"), ("bob", "hi"), ("alice", "two"), ("bob", "hey")):
+        relay[who].core.submit(line)
+        relay.pump()
+    assert bob.texts() == ["one", "two"] and alice.texts() == ["hi", "hey"]
+    # Bob dies (no save at exit); Alice's next line, sealed on the live session, is stored.
+    relay.live.discard("bob")
+    late = new_text("three")
+    bob.mailbox.append({"id": "7-0", "at": 0, "payload": alice.core.session.seal(late.encode())})
+    relay.leave("alice")
+    relay.start("bob")  # a new process on the durable state
+    relay.join("bob")
+    assert bob.texts() == ["three"]
+    assert bob.mailbox == [] and bob.acked == ["7-0"]
