@@ -248,9 +248,10 @@ class OfflineSoak:
     def effects(self) -> list[dict]:
         """Per offline period: lines the peer sent meanwhile were acked `stored`, and the
         returning process got them from its mailbox (the "while you were away" divider). After
-        a clean exit the backlog is shown under it; after SIGKILL the ratchet state of the last
-        live minutes was never saved, so what was sealed with it cannot be opened and what
-        follows it is held until the sender's live resend (counted, not required)."""
+        a clean exit the backlog is shown under it. After SIGKILL it is too, as the ratchet
+        state is saved after every envelope opened, but not required: a kill between opening
+        an envelope and that save loses that one message key, and what follows it is held
+        until the sender's live resend (counted in `unopened_reports`)."""
         out = []
         for p in self.periods:
             stored = 0
