@@ -47,11 +47,14 @@ test-containers: setup
 test-faults: setup
 	$(PYTEST) tests/faults
 
-# The whole suite in a random order (test modules and tests shuffled; the seed is printed,
-# re-run one with RANDOM_ORDER_SEED=<n>): proves no test depends on another having run first.
+# The whole suite in a random order (the seed is printed, re-run one with
+# RANDOM_ORDER_SEED=<n>): proves no test depends on another having run first. The default
+# bucket shuffles the modules and the tests inside each; RANDOM_ORDER_BUCKET=global mixes all
+# tests (much slower: module fixtures such as the compose projects start again and again).
 RANDOM_ORDER_SEED ?= $(shell python3 -c 'import random; print(random.randrange(10**6))')
+RANDOM_ORDER_BUCKET ?= module
 test-random: lint
-	$(PYTEST) --random-order-bucket=global \
+	$(PYTEST) --random-order-bucket=$(RANDOM_ORDER_BUCKET) \
 	  --random-order-seed=$(RANDOM_ORDER_SEED) tests
 
 # Two scripted clients talk through an in-memory relay; needs only Python 3.11+.
