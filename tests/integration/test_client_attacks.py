@@ -54,6 +54,9 @@ def test_mitm_with_pinned_keys_is_refused_and_safety_numbers_differ(
     alice = batch_clients("alice", "duo", relay.url, home=homes["alice"])
     bob = batch_clients("bob", "duo", relay.url, home=homes["bob"])
     alice.send("wire the money to account 42")
+    # Bob has nothing to send: closing his input before he has seen the relay's key would
+    # let him leave with "nothing to do" (exit 0) while his handshake is still in flight.
+    bob.wait_event(lambda e: e.get("event") == "key_changed", 60, "bob's key_changed")
     assert alice.wait(60) == 3, alice.stderr()
     assert bob.wait(60) == 3, bob.stderr()
     for client in (alice, bob):

@@ -43,7 +43,7 @@ def test_blocking_get_is_woken_by_put_and_times_out_when_nothing_comes():
     waiter = gevent.spawn(q.get, timeout=5)
     gevent.sleep(0)
     q.put("x")
-    assert waiter.get(timeout=5) == "x"
+    assert waiter.get(timeout=60) == "x"
     with pytest.raises(Empty):
         q.get(timeout=0.01)
 
@@ -61,7 +61,7 @@ def test_join_waits_for_task_done():
     assert not joiner.ready()
     q.get(block=False)
     q.task_done()
-    assert joiner.get(timeout=5) is True
+    assert joiner.get(timeout=60) is True
     with pytest.raises(ValueError):
         q.task_done()
 

@@ -72,7 +72,7 @@ def test_the_lease_keeps_being_renewed_while_a_reconciliation_is_stuck(relay):
     finally:
         relay.shutting_down = True
         release.set()
-        gevent.joinall(loops, timeout=5)
+        gevent.joinall(loops, timeout=60)
     assert all(g.dead for g in loops)
 
 
