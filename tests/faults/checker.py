@@ -148,3 +148,15 @@ def summarize(streams: list[StreamReport], unparsable: int = 0) -> SoakReport:
     report.p50_delay_s = round(percentile(delays, 50), 4)
     report.p99_delay_s = round(percentile(delays, 99), 4)
     return report
+
+
+def assert_zero_loss(report: SoakReport, figures: dict, problems: list, tracebacks: int) -> None:
+    """The verdict both soaks share: nothing lost, duplicated or reordered, no client problem,
+    no relay traceback (the failing streams are named in the message)."""
+    bad = [s for s in report.streams if s["lost"] or s["duplicated"] or s["out_of_order"]]
+    assert report.duplicated == 0, bad
+    assert report.lost == 0, bad
+    assert report.out_of_order == 0, bad
+    assert report.perfect, figures
+    assert not problems, problems
+    assert tracebacks == 0

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from parley_client.batch import EXIT_INTERRUPTED
-from tests.faults.checker import check_stream, make_text, parse_shown, summarize
+from tests.faults.checker import assert_zero_loss, check_stream, make_text, parse_shown, summarize
 from tests.faults.harness import ParleyProcess, Timeline
 from tests.faults.test_soak import report_dir
 from tests.support.servers import RedisServer, RelayProcess, wait_for
@@ -348,13 +348,7 @@ def test_offline_soak_zero_loss_zero_duplicates_with_peers_away(tmp_path):
         f"backlog_shown={sum(e['backlog_shown'] for e in effects)} {report.summary()} "
         f"wall={figures['wall_seconds']}s\nwritten to {path}"
     )
-    bad = [s for s in report.streams if s["lost"] or s["duplicated"] or s["out_of_order"]]
-    assert report.duplicated == 0, bad
-    assert report.lost == 0, bad
-    assert report.out_of_order == 0, bad
-    assert report.perfect, figures
-    assert not problems, problems
-    assert relay_tracebacks == 0
+    assert_zero_loss(report, figures, problems, relay_tracebacks)
     # The faults happened and were felt: both modes, both directions, a mailbox each time.
     assert set(modes) == set(MODES), modes
     assert {p.member[0] for p in soak.periods} == {"a", "b"}, soak.periods

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.bounds import ATTACK_RSS_BOUND_KB, ATTACKS, run_attack
-from tests.faults.checker import check_stream, make_text, parse_shown, summarize
+from tests.faults.checker import assert_zero_loss, check_stream, make_text, parse_shown, summarize
 from tests.faults.effects import FaultRecord, fault_effects
 from tests.faults.harness import ParleyProcess, Timeline
 from tests.support.proxy import TcpProxy
@@ -443,13 +443,7 @@ def test_soak_zero_loss_zero_duplicates_under_faults(tmp_path):
         f"max_delay_other_pairs={figures['max_delay_other_pairs_s']}s "
         f"wall={figures['wall_seconds']}s\nwritten to {path}"
     )
-    bad_streams = [s for s in report.streams if s["lost"] or s["duplicated"] or s["out_of_order"]]
-    assert report.duplicated == 0, bad_streams
-    assert report.lost == 0, bad_streams
-    assert report.out_of_order == 0, bad_streams
-    assert report.perfect, figures
-    assert not problems, problems
-    assert relay_tracebacks == 0
+    assert_zero_loss(report, figures, problems, relay_tracebacks)
     # Every fault really happened and was felt (else the zero-loss verdict proves nothing).
     assert len(soak.done) == len(cfg.faults()) + sum(map(len, cfg.attacks())), soak.done
     missing = [e for e in effects if not e["seen"]]
