@@ -104,10 +104,11 @@ class Mitm:
         self.sides: dict[str, dict] = {}  # sid -> {"hs", "session", "name", "peer"}
         self.read: list[bytes] = []
         self.failures: list[str] = []
+        self._announced: dict[str, dict] = {}  # sid -> member told KEY_EXCHANGE, not started
 
     def __call__(self, e: Emit):
-        if e.event == "KEY_EXCHANGE" and len(e.recipients) == 2:
-            return [e.passed(), *self._start(e.recipients)]
+        if e.event == "KEY_EXCHANGE":
+            return self._key_exchange(e)
         side = self.sides.get(e.sender["sid"]) if e.sender else None
         if side is None:
             return None
@@ -123,6 +124,17 @@ class Mitm:
         if e.event == ENVELOPE:
             return self._reseal(side, e.data)
         return None
+
+    def _key_exchange(self, e: Emit) -> list[dict]:
+        """The relay announces a room in one emit to both members, or in one emit per member
+        (a member still draining its backlog gets its own, after it): each is held until both
+        members are known, then both are told and the relay's handshakes start at once."""
+        for member in e.recipients:
+            self._announced[member["sid"]] = member
+        if len(self._announced) < 2:
+            return []
+        members, self._announced = list(self._announced.values()), {}
+        return [to(m["sid"], e.event, e.data) for m in members] + self._start(members)
 
     def _start(self, members: list[dict]) -> list[dict]:
         from parley_crypto import handshake, identity
