@@ -12,7 +12,8 @@ BOB = {"sid": "s-bob", "name": "bob", "room": "duo"}
 
 
 def key_exchange(n: int, *recipients: dict) -> Emit:
-    return Emit(n, "KEY_EXCHANGE", 1, {"to": [r["sid"] for r in recipients]}, None, list(recipients))
+    route = {"to": [r["sid"] for r in recipients]}
+    return Emit(n, "KEY_EXCHANGE", 1, route, None, list(recipients))
 
 
 def delivered(actions: list[dict]) -> list[tuple[str, str]]:
@@ -31,6 +32,7 @@ def test_one_emit_per_member_is_held_until_both_are_known():
     assert mitm(key_exchange(1, BOB)) == []  # held: the honest handshake must not start
     assert mitm.sides == {}
     actions = mitm(key_exchange(2, ALICE))
-    assert sorted(delivered(actions)[:2]) == [("s-alice", "KEY_EXCHANGE"), ("s-bob", "KEY_EXCHANGE")]
+    told = sorted(delivered(actions)[:2])
+    assert told == [("s-alice", "KEY_EXCHANGE"), ("s-bob", "KEY_EXCHANGE")]
     assert set(mitm.sides) == {"s-alice", "s-bob"}
     assert mitm.sides["s-alice"]["peer"] == "s-bob" and mitm.sides["s-bob"]["peer"] == "s-alice"
