@@ -2,7 +2,8 @@
 
 Six redis-server processes on free ports in cluster mode, joined with
 `redis-cli --cluster create ... --cluster-replicas 1 --cluster-yes`. A short
-cluster-node-timeout makes a master failover take about two seconds. `RedisCluster.cleanup`
+cluster-node-timeout makes a master failover take about two seconds, once every replica has
+synced with its master (`RedisCluster.start` waits for that). `RedisCluster.cleanup`
 (used by the fixture in a `finally`) stops every process and removes the folders, also when
 a test or the start itself failed.
 """
@@ -74,6 +75,10 @@ class ClusterNodeProcess:
                 "",
                 "--appendonly",
                 "no",
+                # A replica's first sync starts at once (Redis waits 5 s by default to batch
+                # replicas into one transfer).
+                "--repl-diskless-sync-delay",
+                "0",
                 "--dir",
                 str(self.workdir),
                 "--protected-mode",
@@ -102,6 +107,11 @@ class ClusterNodeProcess:
                 return s.recv(64).endswith(b"+PONG\r\n")
         except OSError:
             return False
+
+    def synced(self) -> bool:
+        """A replica that holds its master's data set (and so can be promoted)."""
+        info = self.command("INFO", "replication")
+        return "master_link_status:up" in info and "master_sync_in_progress:0" in info
 
     def role(self) -> str:
         """ "master" or "slave" as the node itself says."""
@@ -141,6 +151,12 @@ class RedisCluster:
         if done.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed:\n{done.stdout}{done.stderr}")
         wait_for(self.healthy, timeout=30, what="cluster_state:ok on every node")
+        # cluster_state:ok comes before the replicas' first sync. A replica that has not synced
+        # refuses to take over ("Disconnected from master for longer than allowed"): a master
+        # killed then leaves its slots down, and the whole cluster answers CLUSTERDOWN.
+        replicas = [n for n in self.nodes if n.role() == "slave"]
+        assert len(replicas) == MASTERS, [n.role() for n in self.nodes]
+        wait_for(lambda: all(n.synced() for n in replicas), timeout=30, what="replicas synced")
         return self
 
     def healthy(self) -> bool:
