@@ -31,9 +31,13 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The single test command: lint, then unit, integration, container and fault tests.
+# The single test command: lint, then unit, integration, container and fault tests, on
+# TEST_WORKERS pytest-xdist processes (most tests wait on servers and clients, not the CPU;
+# the container tests stay on one worker: tests/conftest.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadgroup)
 test: lint
-	$(PYTEST) tests
+	$(PYTEST) $(XDIST) tests
 
 test-unit: setup
 	$(PYTEST) tests/unit
@@ -54,7 +58,7 @@ test-faults: setup
 RANDOM_ORDER_SEED ?= $(shell python3 -c 'import random; print(random.randrange(10**6))')
 RANDOM_ORDER_BUCKET ?= module
 test-random: lint
-	$(PYTEST) --random-order-bucket=$(RANDOM_ORDER_BUCKET) \
+	$(PYTEST) $(XDIST) --random-order-bucket=$(RANDOM_ORDER_BUCKET) \
 	  --random-order-seed=$(RANDOM_ORDER_SEED) tests
 
 # Two scripted clients talk through an in-memory relay; needs only Python 3.11+.
