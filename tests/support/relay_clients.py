@@ -89,7 +89,9 @@ class RelayClient:
         else:
             self.sio.emit(event, args[0] if len(args) == 1 else tuple(args))
 
-    def call(self, event: str, data: Any, timeout: float = 5) -> Any:
+    # Generous default bounds: a loaded machine (xdist workers, CI) may take seconds to answer;
+    # only a hang should fail, and a test waiting for an answer gets it as soon as it comes.
+    def call(self, event: str, data: Any, timeout: float = 20) -> Any:
         """Emit with an ack callback and return the ack."""
         return self.sio.call(event, data, timeout=timeout)
 
@@ -97,7 +99,7 @@ class RelayClient:
         with self._cond:
             return [data for name, data in self.events if name == event]
 
-    def wait_for(self, event: str, count: int = 1, timeout: float = 10) -> list[Any]:
+    def wait_for(self, event: str, count: int = 1, timeout: float = 20) -> list[Any]:
         """Wait until `count` events named `event` arrived; return their payloads."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -113,7 +115,7 @@ class RelayClient:
                     )
                 self._cond.wait(left)
 
-    def wait_for_payload(self, event: str, payload: Any, timeout: float = 10) -> None:
+    def wait_for_payload(self, event: str, payload: Any, timeout: float = 20) -> None:
         """Wait until an `event` carrying exactly `payload` arrived."""
         with self._cond:
             ok = self._cond.wait_for(lambda: (event, payload) in self.events, timeout)
