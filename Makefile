@@ -31,13 +31,19 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The single test command: lint, then unit, integration, container and fault tests, on
-# TEST_WORKERS pytest-xdist processes (most tests wait on servers and clients, not the CPU;
-# the container tests stay on one worker: tests/conftest.py). TEST_WORKERS=0: one process.
+# The single test command: lint, then unit, integration, fault and container tests. All but
+# the container tests run on TEST_WORKERS pytest-xdist processes, one test file per worker at a
+# time (most tests wait on servers and clients, not the CPU; a file's module fixtures start
+# once); then the container tests, in one process: they share one Docker engine, and images
+# built twice at once would replace each other's tags under running projects.
+# TEST_WORKERS=0: everything in one process.
 TEST_WORKERS ?= 2
-XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadgroup)
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
 test: lint
-	$(PYTEST) $(XDIST) tests
+	@status=0; \
+	$(PYTEST) $(XDIST) --ignore=tests/containers tests || status=$$?; \
+	$(PYTEST) -p no:xdist tests/containers || status=$$?; \
+	exit $$status
 
 test-unit: setup
 	$(PYTEST) tests/unit
@@ -57,9 +63,12 @@ test-faults: setup
 # tests (much slower: module fixtures such as the compose projects start again and again).
 RANDOM_ORDER_SEED ?= $(shell python3 -c 'import random; print(random.randrange(10**6))')
 RANDOM_ORDER_BUCKET ?= module
+RANDOM_ORDER := --random-order-bucket=$(RANDOM_ORDER_BUCKET) --random-order-seed=$(RANDOM_ORDER_SEED)
 test-random: lint
-	$(PYTEST) $(XDIST) --random-order-bucket=$(RANDOM_ORDER_BUCKET) \
-	  --random-order-seed=$(RANDOM_ORDER_SEED) tests
+	@status=0; \
+	$(PYTEST) $(XDIST) $(RANDOM_ORDER) --ignore=tests/containers tests || status=$$?; \
+	$(PYTEST) -p no:xdist $(RANDOM_ORDER) tests/containers || status=$$?; \
+	exit $$status
 
 # Two scripted clients talk through an in-memory relay; needs only Python 3.11+.
 demo: setup

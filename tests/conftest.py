@@ -7,19 +7,6 @@ import pytest
 from tests.support.cluster import RedisCluster
 from tests.support.servers import RedisServer, RelayProcess
 
-# `make test` runs the suite on pytest-xdist workers (`--dist loadgroup`): tests of one group
-# run on one worker, in order. The container tests share one Docker engine, its image builds
-# and compose projects built per module, so they form one group.
-SERIAL_GROUPS = {"tests/containers/": "containers"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        for prefix, group in SERIAL_GROUPS.items():
-            if item.nodeid.startswith(prefix):
-                item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture
 def redis_server():
     """A fresh redis-server on a free port for one test."""
