@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from parley_crypto import prekeys
+from parley_crypto import identity, prekeys
 from parley_crypto.prekey_store import SPK_KEEP_SECONDS, PrekeyStore
 from parley_crypto.prekeys import PrekeyError
 
@@ -104,3 +104,65 @@ def test_the_signature_covers_room_and_date(alice, dated):
     other_room = prekeys.spk_sig_input(dataclasses.replace(bundle, room="room-2"))
     other_date = prekeys.spk_sig_input(dataclasses.replace(bundle, created=bundle.created + 1))
     assert len({base, other_room, other_date}) == 3
+
+
+# ----- the initiator's own checks and the responder's replay record (mutation run) ----------
+def test_the_room_bound_is_inclusive_and_a_room_must_be_a_string(alice, bob):
+    store = PrekeyStore(bob)
+    longest = "r" * prekeys.MAX_ROOM_BYTES
+    sa = prekeys.initiate(alice, longest, store.bundle(longest), None)
+    assert prekeys.respond(bob, longest, store, sa.seal(b"hi"))[1] == b"hi"
+    too_long = longest + "r"
+    with pytest.raises(ValueError, match="short string"):
+        prekeys.initiate(alice, too_long, store.bundle(too_long), None)
+    for room in (5, None, b"room-1"):
+        with pytest.raises(ValueError, match="short string"):
+            prekeys.initiate(alice, room, store.bundle(ROOM), None)
+
+
+def _reordered(obj):
+    """The same JSON value with every object's keys in reverse order (a relay may reorder)."""
+    if isinstance(obj, dict):
+        return {k: _reordered(obj[k]) for k in reversed(list(obj))}
+    return obj
+
+
+def test_a_replayed_init_with_its_keys_reordered_is_still_a_replay(alice, bob):
+    """The used-init record is keyed by the init's value, not its text: a relay re-sending the
+    first envelope with the init's fields (and its identity's) in another order, which parses to
+    the same init, is refused as a replay, not opened as a second session."""
+    store = PrekeyStore(bob)
+    envelope = prekeys.initiate(alice, ROOM, store.bundle(ROOM), None).seal(b"once")
+    prekeys.respond(bob, ROOM, store, envelope)
+    replay = dict(envelope, init=_reordered(envelope["init"]))
+    assert list(replay["init"]) != list(envelope["init"]) and replay["init"] == envelope["init"]
+    with pytest.raises(PrekeyError, match="replayed"):
+        prekeys.respond(bob, ROOM, store, replay)
+
+
+def test_an_initiator_with_a_non_ascii_name_starts_once(bob):
+    zoe = identity.Identity.generate("Zoë 日本")
+    store = PrekeyStore(bob)
+    envelope = prekeys.initiate(zoe, ROOM, store.bundle(ROOM), None).seal(b"hello")
+    sb, plaintext = prekeys.respond(bob, ROOM, store, envelope)
+    assert plaintext == b"hello" and sb.peer.name == "Zoë 日本"
+    with pytest.raises(PrekeyError, match="replayed"):
+        prekeys.respond(bob, ROOM, store, envelope)
+
+
+def test_the_responder_never_echoes_the_init(alice, bob):
+    """Only the initiator attaches the init; the responder's envelopes carry none."""
+    store = PrekeyStore(bob)
+    sa = prekeys.initiate(alice, ROOM, store.bundle(ROOM), store.new_one_time(1)[0])
+    sb, _ = prekeys.respond(bob, ROOM, store, sa.seal(b"first"))
+    assert sb.init == sa.init and sb.init_pending is False
+    reply = sb.seal(b"reply")
+    assert "init" not in reply and sa.open(reply) == b"reply"
+
+
+def test_a_parsed_init_is_immutable(alice, bob):
+    store = PrekeyStore(bob)
+    init = prekeys.initiate(alice, ROOM, store.bundle(ROOM), None).init
+    parsed = prekeys.parse_init(init, bob)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.spk_id = "0" * 16
