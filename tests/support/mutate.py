@@ -124,6 +124,7 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "prekey_store": (
         f"{CRYPTO}/prekey_store.py",
         [
+            f"{UNIT}/crypto/test_crypto_prekey_store.py",
             f"{UNIT}/crypto/test_crypto_prekeys.py",
             f"{UNIT}/crypto/test_crypto_prekey_bounds.py",
             f"{UNIT}/client/test_client_offline.py",
