@@ -260,7 +260,7 @@ class BoundedServer(WSGIServer):
             )
         self.active += 1
         self.by_address[addr] = held + 1
-        detached = False
+        handler = None
         try:
             set_keepalive(sock)
             # A socket silent for longer than this is dead: reads and writes give up.
@@ -268,10 +268,9 @@ class BoundedServer(WSGIServer):
             rfile = sock.makefile("rb", READ_BUFFER_BYTES)
             handler = self.handler_class(sock, address, self, rfile=rfile)
             handler.handle()
-            detached = handler.detached
         finally:
-            if not detached:
-                self._forget(addr)
+            if handler is None or not handler.detached:
+                self._forget(addr)  # else release() does, when the detached connection ends
 
     def hand_over(self, sock) -> None:
         """`sock` now belongs to a detached connection: do_close() must not close it."""
