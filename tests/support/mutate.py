@@ -133,6 +133,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "session_state": (
         f"{CRYPTO}/session_state.py",
         [
+            f"{UNIT}/crypto/test_crypto_session_state.py",
+            f"{UNIT}/crypto/test_crypto_session_rules.py",
             f"{UNIT}/crypto/test_crypto_session.py",
             f"{UNIT}/crypto/test_crypto_ratchet.py",
             f"--deselect={UNIT}/crypto/test_crypto_ratchet.py::test_ten_thousand_message_burst",

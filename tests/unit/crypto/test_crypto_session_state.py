@@ -1,0 +1,74 @@
+"""session_state.py rule by rule (tests/support/mutate.py found them unpinned, docs/testing.md):
+what a stored session may hold, refused with a ParleyError (never a crash), and what it keeps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from parley_crypto import prekeys
+from parley_crypto.prekey_store import PrekeyStore
+from parley_crypto.session import Session
+from parley_crypto.session_state import InvalidState
+from tests.unit.crypto.conftest import connect
+
+ROOM = "room-1"
+
+
+def _text(obj):
+    """Through JSON text, as the client stores it."""
+    return json.loads(json.dumps(obj))
+
+
+@pytest.fixture
+def skipped_state(alice, bob):
+    """A receiver's state holding one skipped key, and the identity it belongs to."""
+    a, b = connect(alice, bob)
+    first, second = a.seal(b"one"), a.seal(b"two")
+    assert b.open(second) == b"two"
+    state = _text(b.to_state())
+    assert len(state["ratchet"]["skipped"]) == 1
+    return state, bob, first
+
+
+@pytest.mark.parametrize("obj", [None, 5, "init", ["init"], [], b"init"])
+def test_a_state_that_is_not_an_object_is_refused(alice, obj):
+    with pytest.raises(InvalidState, match="must be a JSON object"):
+        Session.from_state(obj, alice)
+
+
+@pytest.mark.parametrize("stamp", [True, False, float("nan"), "0", None])
+def test_a_skipped_key_time_must_be_a_number(skipped_state, stamp):
+    state, me, _ = skipped_state
+    state["ratchet"]["skipped"][0][3] = stamp
+    with pytest.raises(InvalidState, match="skipped key time is invalid"):
+        Session.from_state(state, me)
+
+
+def test_a_skipped_key_survives_the_round_trip(skipped_state):
+    state, me, first = skipped_state
+    assert Session.from_state(state, me).open(first) == b"one"
+
+
+@pytest.mark.parametrize("pending", [True, False])
+def test_an_init_session_round_trips_with_its_pending_flag(alice, bob, pending):
+    store = PrekeyStore(bob)
+    sa = prekeys.initiate(alice, ROOM, store.bundle(ROOM), None)
+    if not pending:
+        sb, _ = prekeys.respond(bob, ROOM, store, sa.seal(b"first"))
+        assert sa.open(sb.seal(b"answer")) == b"answer"
+    restored = Session.from_state(_text(sa.to_state()), alice)
+    assert restored.init == sa.init and restored.init_pending is pending
+    assert ("init" in restored.seal(b"x")) is pending
+
+
+@pytest.mark.parametrize(
+    "init", [{"payload": {}, "pending": "yes"}, {"payload": {}, "pending": 1},
+             {"payload": "x", "pending": True}, {"payload": {}}, "init", 5]
+)  # fmt: skip
+def test_a_malformed_stored_init_is_refused(alice, bob, init):
+    sa, _ = connect(alice, bob)
+    state = dict(_text(sa.to_state()), init=init)
+    with pytest.raises(InvalidState):
+        Session.from_state(state, alice)
