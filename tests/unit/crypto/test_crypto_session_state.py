@@ -72,3 +72,28 @@ def test_a_malformed_stored_init_is_refused(alice, bob, init):
     state = dict(_text(sa.to_state()), init=init)
     with pytest.raises(InvalidState):
         Session.from_state(state, alice)
+
+
+@pytest.mark.parametrize("items", [None, 5, {}, "x"])
+def test_skipped_keys_must_be_a_list(skipped_state, items):
+    state, me, _ = skipped_state
+    state["ratchet"]["skipped"] = items
+    with pytest.raises(InvalidState, match="skipped key"):
+        Session.from_state(state, me)
+
+
+def test_at_most_max_skipped_total_keys_load(skipped_state):
+    state, me, _ = skipped_state
+    entry = state["ratchet"]["skipped"][0]
+    state["ratchet"]["skipped"] = [[entry[0], n, entry[2], entry[3]] for n in range(2000)]
+    assert len(Session.from_state(state, me)._state.MKSKIPPED) == 2000
+    state["ratchet"]["skipped"].append([entry[0], 2000, entry[2], entry[3]])
+    with pytest.raises(InvalidState, match="skipped keys are invalid"):
+        Session.from_state(state, me)
+
+
+def test_another_identitys_state_is_refused_whichever_sorts_first(alice, bob):
+    a, b = connect(alice, bob)
+    for state, other in ((a.to_state(), bob), (b.to_state(), alice)):
+        with pytest.raises(InvalidState, match="another identity"):
+            Session.from_state(_text(state), other)
