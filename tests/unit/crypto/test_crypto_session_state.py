@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from parley_crypto import prekeys
+from parley_crypto import identity, prekeys
 from parley_crypto.prekey_store import PrekeyStore
 from parley_crypto.session import Session
 from parley_crypto.session_state import InvalidState
@@ -97,3 +97,36 @@ def test_another_identitys_state_is_refused_whichever_sorts_first(alice, bob):
     for state, other in ((a.to_state(), bob), (b.to_state(), alice)):
         with pytest.raises(InvalidState, match="another identity"):
             Session.from_state(_text(state), other)
+
+
+@pytest.mark.parametrize("field", ["ns", "nr", "pn"])
+def test_counters_load_up_to_max_counter_and_no_further(alice, bob, field):
+    a, _ = connect(alice, bob)
+    state = _text(a.to_state())
+    state["ratchet"][field] = int("4294967295")  # MAX_COUNTER, as JSON gives it (a fresh int)
+    loaded = Session.from_state(state, alice)._state
+    assert getattr(loaded, {"ns": "Ns", "nr": "Nr", "pn": "PN"}[field]) == 2**32 - 1
+    state["ratchet"][field] = 2**32
+    with pytest.raises(InvalidState, match=f"{field} out of range"):
+        Session.from_state(state, alice)
+
+
+@pytest.mark.parametrize("entry", [None, 5, "abcd", "short", "long"])
+def test_a_skipped_entry_must_be_a_list_of_four(skipped_state, entry):
+    state, me, _ = skipped_state
+    real = state["ratchet"]["skipped"][0]
+    shapes = {"short": real[:3], "long": [*real, 0]}
+    state["ratchet"]["skipped"] = [shapes.get(entry, entry)]
+    with pytest.raises(InvalidState, match="skipped key entry is invalid"):
+        Session.from_state(state, me)
+
+
+def test_a_peer_in_another_group_is_refused_whichever_sorts_first(alice, bob):
+    carol = identity.Identity.generate("carol", "ffdhe3072")
+    a, _ = connect(alice, bob)
+    c, _ = connect(carol, identity.Identity.generate("dave", "ffdhe3072"))
+    for state, me in ((a.to_state(), alice), (c.to_state(), carol)):
+        state = _text(state)
+        other = carol.public_payload() if me is alice else bob.public_payload()
+        with pytest.raises(InvalidState, match="another group"):
+            Session.from_state(dict(state, peer=other), me)
