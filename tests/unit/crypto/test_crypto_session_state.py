@@ -130,3 +130,10 @@ def test_a_peer_in_another_group_is_refused_whichever_sorts_first(alice, bob):
         other = carol.public_payload() if me is alice else bob.public_payload()
         with pytest.raises(InvalidState, match="another group"):
             Session.from_state(dict(state, peer=other), me)
+
+
+@pytest.mark.parametrize("kind", ["a", "", "zzz", "parley-prekeys"])
+def test_a_state_of_another_type_is_refused_whichever_sorts_first(alice, bob, kind):
+    a, _ = connect(alice, bob)
+    with pytest.raises(InvalidState, match="not a session"):
+        Session.from_state(dict(_text(a.to_state()), type=kind), alice)
