@@ -114,6 +114,12 @@ class Relay:
         return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
 
 
+# What python-socketio passes when it encodes a packet. json.dumps builds a new JSONEncoder
+# for every call with options; a packet per forwarded message makes that a hot path.
+_PACKET_KWARGS = {"separators": (",", ":")}
+_packet_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 class Utf8Json:
     """The JSON module Socket.IO encodes with: UTF-8 text, no \\u escapes for non-ASCII.
 
@@ -123,6 +129,8 @@ class Utf8Json:
 
     @staticmethod
     def dumps(obj, **kwargs):
+        if kwargs == _PACKET_KWARGS:  # every Socket.IO packet: a ready encoder, not a new one
+            return _packet_encode(obj)
         return json.dumps(obj, ensure_ascii=False, **kwargs)
 
     loads = staticmethod(json.loads)
