@@ -25,6 +25,7 @@ from .logs import LOGGER_NAME, log_event
 from .mailbox import Limits, MailboxStore
 from .memory_mailbox import MemoryMailbox
 from .metrics import Metrics
+from .siomanager import DirectRoomsManager
 from .store import MemoryStore, SeatStore
 
 # /healthz answers from a cached Redis ping at most this old, and at most one ping is in
@@ -214,7 +215,9 @@ def make_app(
     metrics = Metrics()
     sio = RelayServer(
         async_mode="gevent",
-        # python-socketio's in-process manager: delivery across replicas is ours (bus.py).
+        # python-socketio's in-process manager: delivery across replicas is ours (bus.py);
+        # its disconnect does not walk every session (siomanager.py).
+        client_manager=DirectRoomsManager(),
         cors_allowed_origins=(
             list(settings.cors_origins)
             if isinstance(settings.cors_origins, tuple)
