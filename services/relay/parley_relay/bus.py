@@ -28,7 +28,6 @@ import collections
 import contextlib
 import functools
 import itertools
-import json
 import logging
 import secrets
 import time
@@ -37,11 +36,12 @@ from collections.abc import Callable
 import gevent
 import redis
 
-from . import subscriber
+from . import codec, subscriber
 from .logs import log_event
+from .publisher import BatchingPublisher
 from .redis_store import replica_key
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = codec.dumps
 
 
 def channel_of(replica: str) -> str:
@@ -57,6 +57,7 @@ class LocalBus:
     """The single-process relay (no Redis): every connection is local, nothing to send."""
 
     subscribed = True
+    waits = False  # does a successful send always yield to other greenlets?
 
     def start(self, handler: Callable[[list], None]) -> None:
         """Nothing to listen to."""
@@ -85,6 +86,10 @@ class RedisBus:
         self.idle_poll_seconds = idle_poll_seconds
         self.subscribed = False
         self.publish_failures = 0
+        # Does a successful send always yield to the other greenlets? Through a
+        # BatchingPublisher it waits for the writer greenlet to bring Redis's answer: yes.
+        # A plain client may find the answer already there and not yield.
+        self.waits = isinstance(client, BatchingPublisher)
 
     def send(self, replica: str, message: list, reliable: bool = False) -> None:
         """Publish one message to `replica`'s channel; raise PublishError if Redis is away.
@@ -161,7 +166,7 @@ class RedisBus:
 
     def _dispatch(self, handler: Callable[[list], None], data: bytes) -> None:
         try:
-            message = json.loads(data)
+            message = codec.loads(data)
             handler(message)
         except Exception:  # one bad message must not end the subscription
             log_event(self.log, "bus_message_failed", logging.WARNING, exc_info=True)
@@ -250,7 +255,7 @@ class ClusterBus(RedisBus):
 
     def _dispatch(self, handler: Callable[[list], None], data: bytes) -> None:
         try:
-            _, mid, message = json.loads(data)
+            _, mid, message = codec.loads(data)
             if mid in self._seen:
                 return  # a retried publish that had arrived the first time
             self._seen[mid] = None
