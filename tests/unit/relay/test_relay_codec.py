@@ -36,7 +36,7 @@ VALUES = [
     ["m", "sid", "received_message", "1|2.5|" + "x" * 1000],
     {"ok": True, "id": "abc", "nested": [{"a": [1, 2.5, None]}, {"ü": "ß"}], "": 0},
     ("a", "tuple"),
-    {1: "int key", 2.5: "float key", True: "bool key", None: "null key"},
+    {1: "int key", 2.5: "float key", False: "bool key", None: "null key"},
 ]
 
 
