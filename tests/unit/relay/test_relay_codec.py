@@ -15,7 +15,7 @@ from parley_relay.app import JsonPacket, Utf8Json
 VALUES = [
     "",
     "plain",
-    "Zoë \u00e9\u4e2d\U0001f600 tab\t nl\n quote\" backslash\\ nul\x00 \x1f",
+    'Zoë \u00e9\u4e2d\U0001f600 tab\t nl\n quote" backslash\\ nul\x00 \x1f',
     "\ud800",  # a lone surrogate: json writes it as is
     0,
     -1,
