@@ -137,3 +137,18 @@ def test_a_state_of_another_type_is_refused_whichever_sorts_first(alice, bob, ki
     a, _ = connect(alice, bob)
     with pytest.raises(InvalidState, match="not a session"):
         Session.from_state(dict(_text(a.to_state()), type=kind), alice)
+
+
+@pytest.mark.parametrize("where", ["th", "ratchet.rk", "skipped key"])
+def test_a_required_key_may_not_be_null(skipped_state, where):
+    """Only the chain keys may be absent; a null root key, transcript hash or skipped message
+    key is refused (not loaded into a session that fails later)."""
+    state, me, _ = skipped_state
+    if where == "th":
+        state["th"] = None
+    elif where == "ratchet.rk":
+        state["ratchet"]["rk"] = None
+    else:
+        state["ratchet"]["skipped"][0][2] = None
+    with pytest.raises(InvalidState):
+        Session.from_state(state, me)
