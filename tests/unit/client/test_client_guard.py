@@ -144,3 +144,11 @@ def test_key_change_text_compares_the_claimed_name_by_value(people):
     same_name = identity.PeerIdentity("".join(["bo", "b"]), mallory.group, mallory.y)
     assert same_name.name == contact.label and same_name.name is not contact.label
     assert "calling itself" not in key_changed_event(contact, same_name, "0" * 60, None).text
+
+
+def test_key_change_text_names_a_claim_that_sorts_before_the_label(people):
+    mallory = people["mallory"].public
+    contact = Contact.first_use("duo", people["bob"].public)
+    claimant = identity.PeerIdentity("alice", mallory.group, mallory.y)
+    text = key_changed_event(contact, claimant, "0" * 60, None).text
+    assert ", calling itself 'alice'" in text
