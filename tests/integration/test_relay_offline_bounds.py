@@ -115,7 +115,10 @@ def test_live_lines_held_for_a_connection_that_drops_go_to_its_mailbox(
         keys = r.keys("parley:{drop}:mbox:*")
         return sum(1 for k in keys for _, f in r.xrange(k, "-", "+") if '"l' in f["p"])
 
-    wait_for(lambda: stored_live() == len(want), timeout=30, what="held lines in the mailbox")
+    # The relay notices the close at its next write or, at worst, by the Engine.IO ping
+    # timeout (ping interval + timeout, 45 s): a bound above that only fails a relay that
+    # never stores them.
+    wait_for(lambda: stored_live() == len(want), timeout=90, what="held lines in the mailbox")
     bob = bob_m.connect(r2.url)
     bob.wait_for("mailbox_done", timeout=60)
     assert lines_at(bob, want) == want

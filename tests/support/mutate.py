@@ -103,9 +103,38 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
             f"{UNIT}/crypto/test_crypto_prekeys.py",  # the initial message rides on envelopes
         ],
     ),
+    # asynchronous first contact (X3DH's shape): the bundle's checks, the initial message's,
+    # the responder's store of prekeys and used inits (the client's offline tests drive the
+    # store through the sans-IO client core, no relay)
+    "prekeys": (
+        f"{CRYPTO}/prekeys.py",
+        [
+            f"{UNIT}/crypto/test_crypto_prekeys.py",
+            f"{UNIT}/crypto/test_crypto_prekey_bounds.py",
+            f"{UNIT}/crypto/test_crypto_session_rules.py",
+        ],
+    ),
+    "prekey_bundle": (
+        f"{CRYPTO}/prekey_bundle.py",
+        [
+            f"{UNIT}/crypto/test_crypto_prekeys.py",
+            f"{UNIT}/crypto/test_crypto_prekey_bounds.py",
+        ],
+    ),
+    "prekey_store": (
+        f"{CRYPTO}/prekey_store.py",
+        [
+            f"{UNIT}/crypto/test_crypto_prekey_store.py",
+            f"{UNIT}/crypto/test_crypto_prekeys.py",
+            f"{UNIT}/crypto/test_crypto_prekey_bounds.py",
+            f"{UNIT}/client/test_client_offline.py",
+        ],
+    ),
     "session_state": (
         f"{CRYPTO}/session_state.py",
         [
+            f"{UNIT}/crypto/test_crypto_session_state.py",
+            f"{UNIT}/crypto/test_crypto_session_rules.py",
             f"{UNIT}/crypto/test_crypto_session.py",
             f"{UNIT}/crypto/test_crypto_ratchet.py",
             f"--deselect={UNIT}/crypto/test_crypto_ratchet.py::test_ten_thousand_message_burst",

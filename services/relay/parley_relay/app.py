@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import socketio
 
+from . import codec
 from .bus import LocalBus, RedisBus
 from .config import Settings
 from .core import Router
@@ -25,6 +26,7 @@ from .logs import LOGGER_NAME, log_event
 from .mailbox import Limits, MailboxStore
 from .memory_mailbox import MemoryMailbox
 from .metrics import Metrics
+from .siomanager import DirectRoomsManager
 from .store import MemoryStore, SeatStore
 
 # /healthz answers from a cached Redis ping at most this old, and at most one ping is in
@@ -114,6 +116,10 @@ class Relay:
         return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
 
 
+# What python-socketio passes when it encodes a packet (once per forwarded message at least).
+_PACKET_KWARGS = {"separators": (",", ":")}
+
+
 class Utf8Json:
     """The JSON module Socket.IO encodes with: UTF-8 text, no \\u escapes for non-ASCII.
 
@@ -123,9 +129,21 @@ class Utf8Json:
 
     @staticmethod
     def dumps(obj, **kwargs):
+        if kwargs == _PACKET_KWARGS:  # every Socket.IO packet: the same text, made faster
+            return codec.dumps(obj)
         return json.dumps(obj, ensure_ascii=False, **kwargs)
 
-    loads = staticmethod(json.loads)
+    loads = staticmethod(codec.loads)
+
+
+class JsonPacket(socketio.packet.Packet):
+    """A Socket.IO packet that never carries binary attachments.
+
+    Parley is JSON text only (binary packets are refused: eiobounds.GuardedServer), so the
+    stock packet's search for bytes through every packet it builds (a recursive walk of the
+    payload, for each event emitted and each ack) finds nothing, at a cost per message."""
+
+    uses_binary_events = False
 
 
 class RelayServer(GuardedServer, socketio.Server):
@@ -206,7 +224,9 @@ def make_app(
     metrics = Metrics()
     sio = RelayServer(
         async_mode="gevent",
-        # python-socketio's in-process manager: delivery across replicas is ours (bus.py).
+        # python-socketio's in-process manager: delivery across replicas is ours (bus.py);
+        # its disconnect does not walk every session (siomanager.py).
+        client_manager=DirectRoomsManager(),
         cors_allowed_origins=(
             list(settings.cors_origins)
             if isinstance(settings.cors_origins, tuple)
@@ -223,6 +243,7 @@ def make_app(
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
         json=Utf8Json,
+        serializer=JsonPacket,
         logger=False,
         engineio_logger=False,
     )

@@ -12,9 +12,10 @@ Messages are compact JSON arrays (see `handlers.RelayNamespace.on_bus`):
 Two of DESIGN.md's pitfalls live here:
 * publishes go through a *blocking* pool (`redis_store.make_client`): a burst waits for a
   connection instead of raising MaxConnectionsError and losing messages;
-* the subscriber polls with `get_message(timeout=...)` on a connection with a health-check
-  interval and a socket timeout longer than the poll: idle periods are normal, a broken
-  link raises and we resubscribe quickly (capped backoff).
+* the subscriber (`subscriber.listen`, a lean read loop instead of redis-py's per-message
+  `get_message`) PINGs after `idle_poll_seconds` of silence and gives up when the next
+  wait brings nothing: idle periods are normal, a broken link raises and we resubscribe
+  quickly (capped backoff).
 
 On Redis Cluster (`ClusterBus`) the channels are sharded (SSUBSCRIBE/SPUBLISH, Redis 7): a
 channel lives in its hash slot's shard, so pub/sub traffic scales with the shards instead of
@@ -25,8 +26,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import itertools
-import json
 import logging
 import secrets
 import time
@@ -35,10 +36,12 @@ from collections.abc import Callable
 import gevent
 import redis
 
+from . import codec, subscriber
 from .logs import log_event
+from .publisher import BatchingPublisher
 from .redis_store import replica_key
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = codec.dumps
 
 
 def channel_of(replica: str) -> str:
@@ -54,6 +57,7 @@ class LocalBus:
     """The single-process relay (no Redis): every connection is local, nothing to send."""
 
     subscribed = True
+    waits = False  # does a successful send always yield to other greenlets?
 
     def start(self, handler: Callable[[list], None]) -> None:
         """Nothing to listen to."""
@@ -82,6 +86,10 @@ class RedisBus:
         self.idle_poll_seconds = idle_poll_seconds
         self.subscribed = False
         self.publish_failures = 0
+        # Does a successful send always yield to the other greenlets? Through a
+        # BatchingPublisher it waits for the writer greenlet to bring Redis's answer: yes.
+        # A plain client may find the answer already there and not yield.
+        self.waits = isinstance(client, BatchingPublisher)
 
     def send(self, replica: str, message: list, reliable: bool = False) -> None:
         """Publish one message to `replica`'s channel; raise PublishError if Redis is away.
@@ -105,6 +113,8 @@ class RedisBus:
         """Listen on our channel in a greenlet, calling `handler(message)` for each one."""
         gevent.spawn(self._run, handler)
 
+    kinds = subscriber.PLAIN
+
     def _subscriber(self) -> redis.Redis:
         # A separate connection: the pub/sub read blocks, publishes must not wait behind it.
         return redis.Redis.from_url(self.url, **self._sub_kwargs())
@@ -114,51 +124,49 @@ class RedisBus:
             "socket_connect_timeout": 2,
             "socket_timeout": self.idle_poll_seconds + 5,
             "socket_keepalive": True,
-            "health_check_interval": max(1, int(self.idle_poll_seconds)),
+            # subscriber.listen checks the link itself (PING after idle_poll_seconds)
+            "health_check_interval": 0,
+            # RESP2: messages are plain arrays. redis-py 8 speaks RESP3 by default, where
+            # each message is a push reply that its parser also formats for a debug log.
+            "protocol": 2,
             "client_name": f"parley-{self.replica}-sub",
         }
 
-    def _subscribe(self, client: redis.Redis, channel: str):
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(channel)
-        return pubsub
+    def _on_subscribed(self) -> None:
+        if not self.subscribed:
+            self.subscribed = True
+            self._delay = 0.1
+            log_event(self.log, "redis_subscribed", channel=channel_of(self.replica))
 
     def _run(self, handler: Callable[[list], None]) -> None:
         channel = channel_of(self.replica)
-        delay = 0.1
+        self._delay = 0.1
+
+        on_data = functools.partial(self._dispatch, handler)
         while True:
-            client = pubsub = None
+            client = None
             try:
                 client = self._subscriber()
-                pubsub = self._subscribe(client, channel)
-                while True:
-                    msg = pubsub.get_message(timeout=self.idle_poll_seconds)
-                    if not self.subscribed and pubsub.subscribed:
-                        self.subscribed = True
-                        delay = 0.1
-                        log_event(self.log, "redis_subscribed", channel=channel)
-                    if msg is not None:
-                        self._on_message(handler, msg)
+                conn = client.connection_pool.get_connection()
+                subscriber.listen(
+                    conn, channel, self.kinds, on_data, self._on_subscribed, self.idle_poll_seconds
+                )
             except Exception as exc:  # any failure means: reconnect and resubscribe
                 if self.subscribed:
                     error = type(exc).__name__
                     log_event(self.log, "redis_subscription_lost", logging.WARNING, error=error)
                 self.subscribed = False
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                time.sleep(self._delay)
+                self._delay = min(self._delay * 2, 2.0)
             finally:
-                for closable in (pubsub, client):
-                    if closable is not None:
-                        with contextlib.suppress(Exception):  # closing a dead link may fail
-                            closable.close()
-
-    def _on_message(self, handler: Callable[[list], None], msg: dict) -> None:
-        if msg["type"] == "message":
-            self._dispatch(handler, msg["data"])
+                if client is not None:
+                    with contextlib.suppress(Exception):  # closing a dead link may fail
+                        client.connection_pool.disconnect()
+                        client.close()
 
     def _dispatch(self, handler: Callable[[list], None], data: bytes) -> None:
         try:
-            message = json.loads(data)
+            message = codec.loads(data)
             handler(message)
         except Exception:  # one bad message must not end the subscription
             log_event(self.log, "bus_message_failed", logging.WARNING, exc_info=True)
@@ -204,6 +212,9 @@ class ClusterBus(RedisBus):
         self._unreachable: dict[str, float] = {}
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
 
+    # SSUBSCRIBE; an `sunsubscribe` from the server (the slot moved) makes us follow it
+    kinds = subscriber.SHARDED
+
     def send(self, replica: str, message: list, reliable: bool = False) -> None:
         """SPUBLISH to `replica`'s channel; see the class docstring for `reliable`."""
         body = _dumps(["u", f"{self._origin}.{next(self._ids):x}", message])
@@ -242,21 +253,9 @@ class ClusterBus(RedisBus):
         extra = connection_kwargs(parse_cluster_url(self.url))
         return redis.Redis(host=node.host, port=node.port, **self._sub_kwargs(), **extra)
 
-    def _subscribe(self, client: redis.Redis, channel: str):
-        pubsub = client.pubsub()
-        pubsub.ssubscribe(channel)
-        return pubsub
-
-    def _on_message(self, handler: Callable[[list], None], msg: dict) -> None:
-        kind = msg["type"]
-        if kind == "smessage":
-            self._dispatch(handler, msg["data"])
-        elif kind == "sunsubscribe":  # the slot moved to another node: follow it
-            raise redis.ConnectionError("shard channel moved")
-
     def _dispatch(self, handler: Callable[[list], None], data: bytes) -> None:
         try:
-            _, mid, message = json.loads(data)
+            _, mid, message = codec.loads(data)
             if mid in self._seen:
                 return  # a retried publish that had arrived the first time
             self._seen[mid] = None

@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import codec
 from .config import RateLimit
 
 DEFAULT_ROOM = "lobby"
@@ -130,7 +131,8 @@ def parse_auth(auth: object, token: str | None) -> Identity:
     return Identity(room=room, name=name, secret_hash=digest, instance=instance)
 
 
-# Built once: json.dumps with non-default options makes a new encoder on every call.
+# Built once: json.dumps with non-default options makes a new encoder on every call
+# (the mailboxes encode with it; the hot path uses codec.dumps, the same text).
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _encode_str = json.encoder.encode_basestring
 
@@ -149,7 +151,7 @@ def payload_size(payload: object) -> int:
             text = _encode_str(payload)  # C; same escapes as the encoder below
             size = len(text) - 2
         else:
-            text = _JSON.encode(payload)
+            text = codec.dumps(payload)  # what app.Utf8Json sends
             size = len(text)
         return size if text.isascii() else size + len(text.encode("utf-8")) - len(text)
     except (TypeError, ValueError, RecursionError):

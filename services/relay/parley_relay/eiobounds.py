@@ -31,7 +31,7 @@ import gevent
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from . import fastws
+from . import fastws, wsidle
 from .config import Settings
 from .eioqueue import PacketQueue
 from .guard import AddressBuckets
@@ -154,7 +154,39 @@ class BoundedSocket(_BaseSocket):
             fastws.slim_websocket(sock)
         self._direct = ws
         self._wake_writer()  # the OPEN packet is already queued
+        if sock is not None and self._detach(ws, sock):
+            return []  # the WSGI call chain returns; the IdleReader has the connection now
         self._read_loop(ws)
+        self._finish(ws)
+        return []
+
+    def _detach(self, ws, sock) -> bool:
+        """Hand the connection to an IdleReader (no greenlet while idle), if pywsgi's
+        handler is ours; False when it cannot be detached (then the read loop blocks)."""
+        handler = getattr(sock, "handler", None)
+        if not isinstance(sock, fastws.BoundedWebSocket) or not hasattr(handler, "detach"):
+            return False
+        server, address = handler.server, handler.client_address
+        tcp, buffered = handler.detach()
+        reader = wsidle.SocketReader(tcp, buffered)
+        sock.use_socket(tcp, reader.read)
+
+        def ended() -> None:
+            try:
+                self._finish(ws)
+                sockets = self.server.sockets
+                if sockets.get(self.sid) is self:
+                    del sockets[self.sid]  # what Engine.IO does once its handler returned
+            finally:
+                if not sock.closed:
+                    sock.close()  # what gevent-websocket did once the application returned
+                server.release(tcp, address)
+
+        wsidle.IdleReader(ws, reader, server.idle_timeout, self._take, ended).start()
+        return True
+
+    def _finish(self, ws) -> None:
+        """After the last read: write what is queued, then close (Engine.IO's order)."""
         self._direct = None
         self.queue.put(None)  # as Engine.IO: the writer stops after what is queued
         if self._flusher is not None:
@@ -163,24 +195,28 @@ class BoundedSocket(_BaseSocket):
         self._flush()
         self._direct = None
         self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
-        return []
 
     def _read_loop(self, ws) -> None:
         """Hand every packet the client sends to Engine.IO until the websocket ends."""
-        limit = self.server.max_http_buffer_size
         while True:
             try:
                 data = ws.wait()
             except Exception:  # the socket went away under us: the session ends
                 return
-            if data is None or len(data) > limit:
+            if data is None or not self._take(data):
                 return
-            try:
-                self.receive(eio_packet.Packet(encoded_packet=data))
-            except engineio.exceptions.UnknownPacketError:
-                continue
-            except Exception:  # SocketIsClosedError, or a handler failure: end the session
-                return
+
+    def _take(self, data) -> bool:
+        """Handle one message from the client; False when the session must end."""
+        if len(data) > self.server.max_http_buffer_size:
+            return False
+        try:
+            self.receive(eio_packet.Packet(encoded_packet=data))
+        except engineio.exceptions.UnknownPacketError:
+            return True
+        except Exception:  # SocketIsClosedError, or a handler failure: end the session
+            return False
+        return True
 
     def _wake_writer(self) -> None:
         if self._direct is not None and self._flusher is None and not self.queue.empty():

@@ -116,13 +116,51 @@ def shutdown_socket(sock) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class BoundedWebSocket(_ws.WebSocket):
-    """gevent-websocket's WebSocket with header-first limits, strict RFC 6455 and close codes."""
+class _NoApp:
+    """What `current_app` gives: gevent-websocket calls on_close() on it; nothing listens."""
 
-    __slots__ = ()
+    @staticmethod
+    def on_close(*_args) -> None:
+        return None
+
+
+class BoundedWebSocket(_ws.WebSocket):
+    """gevent-websocket's WebSocket with header-first limits, strict RFC 6455 and close codes.
+
+    `sock` is the TCP socket once the connection is detached from its pywsgi handler
+    (`use_socket`, wsidle.py); until then the handler's socket is used."""
+
+    __slots__ = ("sock",)
 
     # Set by install(): the largest message (one frame or all its fragments) we will read.
     max_message_bytes = 3 * 65536 + 4096
+
+    def __init__(self, environ, stream, handler):
+        self.sock = None
+        super().__init__(environ, stream, handler)
+
+    @property
+    def current_app(self):
+        # The stock property looks up handler.server.application.current_app, which the
+        # relay's WSGI app does not have (it built a throw-away class each time), and a
+        # detached websocket has no handler at all.
+        return _NoApp
+
+    def use_socket(self, sock, read) -> None:
+        """Read with `read(n)` and write to `sock` directly; forget the pywsgi handler and
+        its stream (they held the request state and the 2 kB read buffer)."""
+        self.sock = sock
+        self.raw_read = read
+        self.raw_write = sock.sendall
+        self.stream = None
+        self.handler = None
+
+    def tcp_socket(self):
+        """The connection's TCP socket (None once the handler let go of it)."""
+        sock = getattr(self, "sock", None)  # unset on an instance built without __init__
+        if sock is not None:
+            return sock
+        return getattr(self.handler, "socket", None) if self.handler else None
 
     def validate_utf8(self, payload):
         # Deliberately empty: read_message() ends in _decode_bytes(), whose C-level
@@ -245,7 +283,7 @@ class BoundedWebSocket(_ws.WebSocket):
             pass  # the peer is gone: nothing to tell it
         finally:
             self.closed = True
-            sock = getattr(self.handler, "socket", None) if self.handler else None
+            sock = self.tcp_socket()
             if sock is not None:
                 gevent.spawn_later(CLOSE_GRACE_SECONDS, shutdown_socket, sock)
             self.stream = None
@@ -256,7 +294,7 @@ class BoundedWebSocket(_ws.WebSocket):
     def abort(self) -> None:
         """Drop the connection now: used for slow consumers (no close handshake to wait for)."""
         self.closed = True
-        shutdown_socket(getattr(self.handler, "socket", None) if self.handler else None)
+        shutdown_socket(self.tcp_socket())
 
 
 def slim_websocket(ws) -> None:

@@ -14,6 +14,7 @@ Client addresses are the TCP peer (REMOTE_ADDR); no forwarded-for header is trus
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import socket
@@ -24,6 +25,7 @@ import gevent
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
+from . import wsidle
 from .config import RateLimit, Settings
 from .core import TokenBucket
 from .logs import LOGGER_NAME, log_event
@@ -161,6 +163,33 @@ class BoundedHandler(WebSocketHandler):
 
     _header_timer: gevent.Timeout | None = None
     _requests = 0
+    detached = False
+
+    def detach(self):
+        """Take the upgraded connection away from pywsgi: (socket, bytes already buffered).
+
+        The WSGI call chain then returns and this handler's greenlet ends without closing
+        the socket; whoever took it calls `server.release(socket, client_address)` when the
+        connection is over (wsidle.py: an idle websocket holds no greenlet)."""
+        sock = self.socket
+        buffered = wsidle.buffered_bytes(self.__dict__.get("rfile"), sock)
+        self.detached = True
+        self.server.hand_over(sock)
+        self.socket = None  # handle()'s loop ends and its cleanup leaves the socket alone
+        return sock, buffered
+
+    def run_websocket(self):
+        # gevent-websocket's, without its per-server `clients` registry (nothing reads it,
+        # and it kept a Client object per connection) and, for a detached connection,
+        # without closing the websocket: its new owner closes it when it ends.
+        try:
+            list(self.application(self.environ, lambda s, h, e=None: []))
+        finally:
+            websocket, self.websocket = self.websocket, None
+            if not self.detached:
+                if not websocket.closed:
+                    websocket.close()
+                self.environ.update({"wsgi.websocket": None})
 
     def handle_one_request(self):
         first = self._requests == 0
@@ -212,6 +241,8 @@ class BoundedServer(WSGIServer):
         self.per_address = settings.max_connections_per_address
         self.active = 0
         self.by_address: dict[str, int] = {}
+        # Sockets whose handler was detached, between handle() returning and do_close().
+        self._handed_over: set[int] = set()
 
     def handle(self, sock, address):
         addr = _address(address)
@@ -229,19 +260,49 @@ class BoundedServer(WSGIServer):
             )
         self.active += 1
         self.by_address[addr] = held + 1
+        handler = None
         try:
             set_keepalive(sock)
             # A socket silent for longer than this is dead: reads and writes give up.
             sock.settimeout(self.idle_timeout)
             rfile = sock.makefile("rb", READ_BUFFER_BYTES)
-            self.handler_class(sock, address, self, rfile=rfile).handle()
+            handler = self.handler_class(sock, address, self, rfile=rfile)
+            handler.handle()
         finally:
-            self.active -= 1
-            left = self.by_address.get(addr, 1) - 1
-            if left > 0:
-                self.by_address[addr] = left
-            else:
-                self.by_address.pop(addr, None)
+            if handler is None or not handler.detached:
+                self._forget(addr)  # else release() does, when the detached connection ends
+
+    def hand_over(self, sock) -> None:
+        """`sock` now belongs to a detached connection: do_close() must not close it."""
+        self._handed_over.add(id(sock))
+
+    def do_close(self, sock, *args):
+        if id(sock) in self._handed_over:
+            self._handed_over.discard(id(sock))
+            return
+        super().do_close(sock, *args)
+
+    def release(self, sock, address) -> None:
+        """A detached connection ended: close its socket as pywsgi would, free its slot."""
+        try:
+            with contextlib.suppress(OSError):
+                inner = getattr(sock, "_sock", None)
+                if inner is not None:
+                    with contextlib.suppress(OSError):
+                        inner.recv(16384)  # what the peer still sent: no reset on close
+                    inner.close()
+            with contextlib.suppress(OSError):
+                sock.close()
+        finally:
+            self._forget(_address(address))
+
+    def _forget(self, addr: str) -> None:
+        self.active -= 1
+        left = self.by_address.get(addr, 1) - 1
+        if left > 0:
+            self.by_address[addr] = left
+        else:
+            self.by_address.pop(addr, None)
 
     def _refuse(self, sock, addr: str, status: str, text: str) -> None:
         log_event(_log, "connection_refused", logging.WARNING, peer=addr, reason=text)

@@ -99,6 +99,10 @@ class RelayNamespace(socketio.Namespace):
         self.holding: dict[str, Held] = {}
         self.mailbox = mailbox
         self.offline = Offline(self, mailbox)
+        # Set once an event's handling has yielded to other greenlets (see trigger_event).
+        # Shared by all greenlets: one that runs while we wait can only clear it, which
+        # costs a needless yield, never a missing one.
+        self.waited = False
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -110,12 +114,15 @@ class RelayNamespace(socketio.Namespace):
                 return self.on_connect(sid, args[1], args[2] if len(args) > 2 else None)
             if event == "disconnect" and not self.server.manager.is_connected(sid, NAMESPACE):
                 return self.on_disconnect(sid)
+            self.waited = False
             answer = self.on_client_event(sid, event, args[1:])
             # Yield after every event: a client whose frames are already buffered would
             # otherwise keep this greenlet (and the whole process) busy until its buffer is
             # drained, and a flooder could delay everyone else's messages. Not after
-            # `leave`: its closing greenlet would run first and the ack never leave.
-            if event != "leave":
+            # `leave`: its closing greenlet would run first and the ack never leave. Not
+            # when the event waited for Redis already (a publish to another replica): the
+            # others had their turn then, and a switch per message is CPU per message.
+            if event != "leave" and not self.waited:
                 gevent.sleep(0)
             return answer
         except socketio.exceptions.ConnectionRefusedError:
@@ -373,6 +380,8 @@ class RelayNamespace(socketio.Namespace):
         else:
             # reliable: a client's message, acked to its sender (waits out a failover)
             self.bus.send(peer[0], ["m", peer[1], event, data], reliable=True)
+            # A publish returns only once Redis answered: this greenlet has yielded.
+            self.waited = getattr(self.bus, "waits", False)
 
     def deliver_raw(self, sid: str, event: str, data: object) -> None:
         self._safe(self.server.emit, event, data, to=sid, namespace=NAMESPACE)

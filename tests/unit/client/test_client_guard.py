@@ -127,3 +127,28 @@ def test_held_text():
         f"3 message(s) were queued for the earlier key {'o' * 16}, not for Bobby's new key "
         f"{'k' * 16}: /forward sends them to the new key, /discard drops them"
     )
+
+
+def test_a_one_character_label_is_a_label(guarded, people):
+    guard, contacts, _ = guarded
+    guard.admit(people["bob"].public)
+    assert guard.relabel("B").label == "B" and contacts.get("duo").label == "B"
+
+
+def test_key_change_text_compares_the_claimed_name_by_value(people):
+    """Names arrive parsed from JSON and labels from contacts.json: equal strings that are
+    distinct objects still mean "no other claim"."""
+    mallory = people["mallory"].public
+    contact = Contact.first_use("duo", people["bob"].public)
+    contact = Contact(**{**contact.__dict__, "label": "".join(["b", "ob"])})
+    same_name = identity.PeerIdentity("".join(["bo", "b"]), mallory.group, mallory.y)
+    assert same_name.name == contact.label and same_name.name is not contact.label
+    assert "calling itself" not in key_changed_event(contact, same_name, "0" * 60, None).text
+
+
+def test_key_change_text_names_a_claim_that_sorts_before_the_label(people):
+    mallory = people["mallory"].public
+    contact = Contact.first_use("duo", people["bob"].public)
+    claimant = identity.PeerIdentity("alice", mallory.group, mallory.y)
+    text = key_changed_event(contact, claimant, "0" * 60, None).text
+    assert ", calling itself 'alice'" in text

@@ -191,3 +191,36 @@ def test_r_equal_to_g_is_a_valid_signature():
     r, s = raw.sign(P, GROUP.g, key.x, h, 1)
     assert r == GROUP.g == 2
     assert elgamal.verify(key.verify_key, b"m", elgamal.Signature(r, s))
+
+
+# ----- s = 0 (HAC Note 11.65): a verifier refuses it, so the signer never emits it ------------
+X_S0 = 0x1F2E3D4C5B6A79880123456789ABCDEF
+
+
+def _h_with_s_zero_for(k: int) -> int:
+    """The message representative for which nonce k gives s = 0 under X_S0: h = x r mod q."""
+    return X_S0 * pow(2, k, P) % Q
+
+
+def test_a_given_k_that_gives_s_zero_is_refused_not_retried(monkeypatch):
+    calls = []
+    real = raw.modexp.powmod_fixed
+
+    def once(base, exponent, modulus):
+        calls.append(exponent)
+        if len(calls) > 1:  # retrying the same k could only loop forever
+            raise RuntimeError("sign retried a given k")
+        return real(base, exponent, modulus)
+
+    monkeypatch.setattr(raw.modexp, "powmod_fixed", once)
+    with pytest.raises(ValueError, match="s = 0"):
+        raw.sign(P, 2, X_S0, _h_with_s_zero_for(3), k=3)
+
+
+def test_a_drawn_k_that_gives_s_zero_is_drawn_again(monkeypatch):
+    draws = iter([2, 3])  # k = 3 (s = 0 for this h), then k = 4
+    monkeypatch.setattr(raw.secrets, "randbelow", lambda bound: next(draws))
+    h = _h_with_s_zero_for(3)
+    r, s = raw.sign(P, 2, X_S0, h)
+    assert r == pow(2, 4, P) and s == pow(4, -1, Q) * (h - X_S0 * r) % Q and 0 < s < Q
+    assert raw.verify(P, 2, pow(2, X_S0, P), h, r, s)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import gevent
 import pytest
 import redis
@@ -10,33 +12,60 @@ import redis
 from parley_relay.publisher import BatchingPublisher
 
 
-class FakePipeline:
+class FakeConnection:
+    """The writer's connection: one packed write per batch, then one answer per PUBLISH."""
+
     def __init__(self, client):
         self.client = client
-        self.queued = []
+        self.answers: list = []
+        self.broken = False
 
-    def publish(self, channel, body):
-        self.queued.append((channel, body))
+    def pack_commands(self, commands):
+        self.queued = [(cmd, ch, body) for cmd, ch, body in commands]
+        return [b"packed"]
 
-    def execute(self, raise_on_error=True):
-        self.client.trips.append(list(self.queued))
+    def send_packed_command(self, command):
+        assert command == [b"packed"], "one write for the whole batch"
+        assert all(cmd == "PUBLISH" for cmd, _, _ in self.queued)
+        self.client.trips.append([(ch, body) for _, ch, body in self.queued])
         gevent.sleep(0.01)  # the round trip: others queue meanwhile
         if self.client.down:
+            self.broken = True
             raise redis.ConnectionError("redis away")
-        return [
+        self.answers = [
             redis.ResponseError("bad channel") if ch == "bad" else len(body)
-            for ch, body in self.queued
+            for _, ch, body in self.queued
         ]
+
+    def read_response(self):
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def disconnect(self):
+        pass
+
+
+class FakePool:
+    def __init__(self, client):
+        self.client = client
+
+    def get_connection(self):
+        conn = FakeConnection(self.client)
+        self.client.conns.append(conn)
+        return conn
+
+    def release(self, conn):
+        pass
 
 
 class FakeClient:
     def __init__(self):
         self.trips: list[list] = []
+        self.conns: list[FakeConnection] = []
         self.down = False
-
-    def pipeline(self, transaction=True):
-        assert transaction is False
-        return FakePipeline(self)
+        self.connection_pool = FakePool(self)
 
 
 def test_concurrent_publishes_share_round_trips_in_order():
@@ -75,3 +104,32 @@ def test_errors_reach_their_callers():
         pub.publish("ch", b"x")
     client.down = False
     assert pub.publish("ch", b"xy") == 2, "the next batch goes out again"
+    assert len(client.conns) == 2 and client.conns[0].broken, "on a fresh connection"
+
+
+def test_batches_share_one_connection():
+    client = FakeClient()
+    pub = BatchingPublisher(client)
+    for i in range(5):
+        assert pub.publish("ch", b"x" * i) == i
+    assert len(client.trips) == 5 and len(client.conns) == 1, "no checkout per batch"
+
+
+def test_a_real_redis_answers_each_caller_and_a_restart_costs_one_retry(redis_server):
+    from parley_relay.bus import RedisBus, channel_of
+    from parley_relay.redis_store import make_client
+
+    client = make_client(redis_server.url, decode=False)
+    pub = BatchingPublisher(client)
+    watcher = redis.Redis.from_url(redis_server.url)
+    sub = watcher.pubsub()
+    sub.subscribe("ch")
+    assert sub.get_message(timeout=5)["type"] == "subscribe"
+    assert pub.publish("ch", b"one") == 1
+    assert pub.publish("nobody", b"two") == 0
+    assert sub.get_message(timeout=5)["data"] == b"one"
+    redis_server.restart()  # the publisher's kept connection is now dead
+    bus = RedisBus(redis_server.url, "me", pub, logging.getLogger("test"))
+    bus.send("peer", ["m", "sid", "ev", {"n": 1}])  # one retry on a fresh connection
+    assert pub.publish(channel_of("peer"), b"x") == 0
+    pub.close()
