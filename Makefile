@@ -62,6 +62,7 @@ test-faults: setup
 # bucket shuffles the modules and the tests inside each; RANDOM_ORDER_BUCKET=global mixes all
 # tests (much slower: module fixtures such as the compose projects start again and again).
 RANDOM_ORDER_SEED ?= $(shell python3 -c 'import random; print(random.randrange(10**6))')
+RANDOM_ORDER_SEED := $(RANDOM_ORDER_SEED)  # drawn once: both pytest runs use the same seed
 RANDOM_ORDER_BUCKET ?= module
 RANDOM_ORDER := --random-order-bucket=$(RANDOM_ORDER_BUCKET) --random-order-seed=$(RANDOM_ORDER_SEED)
 test-random: lint
