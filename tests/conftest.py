@@ -7,6 +7,7 @@ import pytest
 from tests.support.cluster import RedisCluster
 from tests.support.servers import RedisServer, RelayProcess
 
+
 @pytest.fixture
 def redis_server():
     """A fresh redis-server on a free port for one test."""
