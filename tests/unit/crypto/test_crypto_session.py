@@ -282,3 +282,12 @@ def test_largest_envelope_fits_the_relays_payload_limit(signed_pair):
     envelope = sa.seal(bytes(padding.MAX_PLAINTEXT))
     assert len(json.dumps(envelope, separators=(",", ":")).encode()) < 65536
     assert sb.open(envelope) == bytes(padding.MAX_PLAINTEXT)
+
+
+def test_the_largest_plaintext_is_the_last_bucket_less_its_mark(signed_pair):
+    """44 KiB padded, one byte of it the padding mark: 45,055 bytes seal, 45,056 do not."""
+    sa, sb = signed_pair
+    assert padding.MAX_PADDED == 44 * 1024 and padding.MAX_PLAINTEXT == 45055
+    assert sb.open(sa.seal(bytes(45055))) == bytes(45055)
+    with pytest.raises(ValueError):
+        sa.seal(bytes(45056))
