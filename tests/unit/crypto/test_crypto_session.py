@@ -282,3 +282,21 @@ def test_largest_envelope_fits_the_relays_payload_limit(signed_pair):
     envelope = sa.seal(bytes(padding.MAX_PLAINTEXT))
     assert len(json.dumps(envelope, separators=(",", ":")).encode()) < 65536
     assert sb.open(envelope) == bytes(padding.MAX_PLAINTEXT)
+
+
+def test_the_largest_plaintext_is_the_last_bucket_less_its_mark(signed_pair):
+    """44 KiB padded, one byte of it the padding mark: 45,055 bytes seal, 45,056 do not."""
+    sa, sb = signed_pair
+    assert padding.MAX_PADDED == 44 * 1024 and padding.MAX_PLAINTEXT == 45055
+    assert sb.open(sa.seal(bytes(45055))) == bytes(45055)
+    with pytest.raises(ValueError):
+        sa.seal(bytes(45056))
+
+
+@pytest.mark.parametrize("length, bucket", [(255, 256), (256, 512), (4095, 4096), (4096, 8192)])
+def test_a_plaintext_of_a_bucket_size_takes_the_next_bucket(signed_pair, length, bucket):
+    """The padding mark needs a byte: a plaintext exactly a bucket long goes one bucket up."""
+    sa, sb = signed_pair
+    assert padding.bucket(length) == bucket
+    envelope = sa.seal(bytes(length))
+    assert len(base64.b64decode(envelope["ct"])) == bucket and sb.open(envelope) == bytes(length)
