@@ -8,15 +8,21 @@ ATTACK_RSS_BOUND_KB, whatever the machine's allocator does with the rest.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import os
+import socket
 import threading
 import time
 
 import pytest
 
 from tests.support.rawws import (
+    EIO_PATH,
     OP_BINARY,
     OP_CONT,
     OP_PING,
+    OP_PONG,
     OP_TEXT,
     RawWs,
     frame,
@@ -25,6 +31,7 @@ from tests.support.rawws import (
     text,
 )
 from tests.support.relay_clients import clients_fixture, pair  # noqa: F401 - fixture
+from tests.support.servers import wait_for
 
 # What one hostile frame or message may add to the relay's peak RSS (docs/reliability.md).
 ATTACK_RSS_BOUND_KB = 50 * 1024
@@ -210,3 +217,56 @@ def test_socketio_binary_packets_close_the_session(relay, packet):
         assert ws.closed_by_peer()
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize("opcode", [OP_PING, OP_PONG])
+def test_a_flood_of_control_frames_does_not_stall_the_relay(relay, clients, opcode):
+    """Empty PING or PONG frames sent back to back, as fast as the relay reads them: reading
+    them never yields (the bytes are always there), so on the old code every other greenlet
+    of the replica (/healthz, pings, other clients) waited for as long as the flood lasted."""
+    alice, bob = pair(clients, relay.url, relay.url, "flood")
+    ws = RawWs(relay.port)
+    burst = frame(opcode, b"") * 20_000  # 120 kB of 6-byte frames per write
+    flooding, writes = threading.Event(), [0]
+
+    def flood() -> None:
+        flooding.set()
+        with contextlib.suppress(OSError):  # the relay may close it (CONNECT deadline)
+            while flooding.is_set():
+                ws.sock.sendall(burst)
+                writes[0] += 1
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+        wait_for(lambda: writes[0] >= 10, timeout=30, what="the flood under way")
+        # While it goes on: the relay answers, and a conversation beside it goes on.
+        wait_for(lambda: relay.get("/healthz")[0] == 200, timeout=30, what="/healthz answered")
+        assert alice.call("message", "beside the flood")["ok"]
+        bob.wait_for_payload("received_message", "beside the flood")
+        assert flooder.is_alive(), "the flood ended before the relay was checked"
+    finally:
+        flooding.clear()
+        ws.close()
+        flooder.join(10)
+
+
+@pytest.mark.parametrize("body", ["Content-Length: 1000000000", "Transfer-Encoding: chunked"])
+def test_an_upgrade_request_with_a_body_is_refused(relay, body):
+    """pywsgi would go on reading the announced body from the socket the websocket reader
+    was handed: the request is refused before the upgrade, and the relay carries on."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {EIO_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"{body}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as sock:
+        sock.sendall(request.encode())
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(4096):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"carries no body" in answer
+    assert relay.get("/healthz")[0] == 200

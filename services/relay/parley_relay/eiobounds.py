@@ -168,8 +168,6 @@ class BoundedSocket(_BaseSocket):
             return False
         server, address = handler.server, handler.client_address
         tcp, buffered = handler.detach()
-        reader = wsidle.SocketReader(tcp, buffered)
-        sock.use_socket(tcp, reader.read)
 
         def ended() -> None:
             try:
@@ -178,11 +176,22 @@ class BoundedSocket(_BaseSocket):
                 if sockets.get(self.sid) is self:
                     del sockets[self.sid]  # what Engine.IO does once its handler returned
             finally:
-                if not sock.closed:
-                    sock.close()  # what gevent-websocket did once the application returned
-                server.release(tcp, address)
+                try:
+                    if not sock.closed:
+                        sock.close()  # what gevent-websocket did once the app returned
+                finally:
+                    server.release(tcp, address)  # the slot, whatever the close raised
 
-        wsidle.IdleReader(ws, reader, server.idle_timeout, self._take, ended).start()
+        try:
+            reader = wsidle.SocketReader(tcp, buffered)
+            sock.use_socket(tcp, reader.read)
+            wsidle.IdleReader(ws, reader, server.idle_timeout, self._take, ended).start()
+        except BaseException:
+            # Handed over but never watched: nobody else would ever close it or free its slot.
+            with contextlib.suppress(Exception):
+                tcp.close()
+            server.release(tcp, address)
+            raise
         return True
 
     def _finish(self, ws) -> None:

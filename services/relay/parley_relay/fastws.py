@@ -47,6 +47,10 @@ CLOSE_GRACE_SECONDS = 2.0
 MAX_CONTROL_PAYLOAD = 125
 # A close reason must fit a control frame together with the 2-byte status code.
 MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2
+# A reader yields to the other greenlets after this many control frames in a row: reading
+# never blocks while bytes are waiting, so a client sending empty PINGs or PONGs back to back
+# held the whole replica (/healthz, pings, every other client) for as long as it went on.
+CONTROL_FRAMES_PER_YIELD = 16
 
 # What a websocket's WSGI environ keeps once upgraded: the peer's address (logs, per-address
 # limits, the Socket.IO CONNECT handler) and gevent-websocket's entries. The request headers
@@ -205,6 +209,7 @@ class BoundedWebSocket(_ws.WebSocket):
         """The next text message, its fragments' total kept within max_message_bytes."""
         opcode = None
         message = bytearray()
+        controls = 0
         while True:
             header, payload = self.read_frame(self.max_message_bytes - len(message))
             f_opcode = header.opcode
@@ -215,10 +220,12 @@ class BoundedWebSocket(_ws.WebSocket):
             elif f_opcode == OP_CONT:
                 if opcode is None:
                     raise FrameRefused(1002, "continuation without a message")
-            elif f_opcode == OP_PING:
-                self.handle_ping(header, payload)
-                continue
-            elif f_opcode == OP_PONG:
+            elif f_opcode in (OP_PING, OP_PONG):
+                if f_opcode == OP_PING:
+                    self.handle_ping(header, payload)
+                controls += 1
+                if controls % CONTROL_FRAMES_PER_YIELD == 0:
+                    gevent.sleep(0)
                 continue
             elif f_opcode == OP_CLOSE:
                 self.handle_close(header, payload)

@@ -178,6 +178,20 @@ class BoundedHandler(WebSocketHandler):
         self.socket = None  # handle()'s loop ends and its cleanup leaves the socket alone
         return sock, buffered
 
+    def upgrade_websocket(self):
+        # An upgrade request has no body. One that announces a body would leave pywsgi
+        # reading it from the socket the websocket reader was handed (detach): refused.
+        env = self.environ
+        if env.get("HTTP_UPGRADE", "").lower() == "websocket" and (
+            env.get("CONTENT_LENGTH") not in (None, "", "0") or "HTTP_TRANSFER_ENCODING" in env
+        ):
+            self.close_connection = True
+            self.start_response(
+                "400 Bad Request", [("Content-Type", "text/plain"), ("Connection", "close")]
+            )
+            return [b"a websocket upgrade request carries no body\n"]
+        return super().upgrade_websocket()
+
     def run_websocket(self):
         # gevent-websocket's, without its per-server `clients` registry (nothing reads it,
         # and it kept a Client object per connection) and, for a detached connection,

@@ -74,10 +74,17 @@ class BatchingPublisher:
                     batch.results = self._trip(batch.entries)
                 except Exception as exc:  # Redis away: every caller of the batch gets it
                     batch.error = exc
+                except BaseException:  # killed (shutdown): its callers must not wait
+                    batch.error = redis.ConnectionError("publisher stopped")
+                    raise
                 finally:
                     batch.done.set()
         finally:
             self._writer = None
+            while self._waiting:  # killed with batches queued: nobody would send them
+                left = self._waiting.popleft()
+                left.error = redis.ConnectionError("publisher stopped")
+                left.done.set()
 
     def _trip(self, entries: list) -> list:
         """One write of every PUBLISH, then their answers in order (an error reply is

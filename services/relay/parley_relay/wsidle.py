@@ -32,6 +32,10 @@ from .logs import LOGGER_NAME, log_event
 
 # Smallest recv while reading a frame: a frame header and a small message arrive in one call.
 READ_CHUNK = 2048
+# A reader run yields to the other greenlets after this many messages: while bytes are
+# buffered it never blocks, and packets such as Engine.IO pongs or acks reach no handler
+# that would yield.
+MESSAGES_PER_YIELD = 32
 # libev's io event mask for "readable".
 EV_READ = 1
 
@@ -142,6 +146,7 @@ class IdleReader:
     def _run(self) -> None:
         keep = True
         try:
+            handled = 0
             while True:
                 try:
                     data = self.ws.wait()
@@ -152,6 +157,9 @@ class IdleReader:
                     break
                 if not self.reader.pending():
                     break  # nothing more buffered: wait for the socket again
+                handled += 1
+                if handled % MESSAGES_PER_YIELD == 0:
+                    gevent.sleep(0)
             self.last_read = gevent.get_hub().loop.now()
         except Exception:  # never leave a connection half-handled
             log_event(_log, "ws_reader_failed", logging.WARNING, exc_info=True)

@@ -107,6 +107,18 @@ def test_errors_reach_their_callers():
     assert len(client.conns) == 2 and client.conns[0].broken, "on a fresh connection"
 
 
+def test_a_writer_killed_mid_trip_fails_its_callers_and_the_next_publish_goes_out():
+    client = FakeClient()
+    pub = BatchingPublisher(client, max_batch=2)
+    jobs = [gevent.spawn(pub.publish, "ch", b"%d" % i) for i in range(5)]
+    gevent.sleep(0.001)  # the writer is inside its first round trip, later batches queued
+    pub._writer.kill()  # e.g. the relay shutting down
+    gevent.joinall(jobs, timeout=120)
+    assert all(j.dead for j in jobs), "a caller of a killed writer waited for ever"
+    assert all(isinstance(j.exception, redis.ConnectionError) for j in jobs), jobs
+    assert pub.publish("ch", b"xyz") == 3, "a new writer sends the next publish"
+
+
 def test_batches_share_one_connection():
     client = FakeClient()
     pub = BatchingPublisher(client)
