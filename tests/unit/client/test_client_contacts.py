@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 
 import pytest
 
@@ -170,3 +170,35 @@ def test_a_malformed_entry_is_a_clear_error(tmp_path):
     path.chmod(0o600)
     with pytest.raises(HomeError, match="bad entry for room 'duo'"):
         FileContacts(path)
+
+
+@pytest.mark.parametrize(("pinned", "new"), [("k-a", "k-b"), ("k-b", "k-a")])
+def test_a_lookalike_is_flagged_whichever_key_sorts_first(contacts, pinned, new):
+    # mutation: `!=` as `<` found only the contacts whose key sorts before the peer's
+    contacts.put(Contact.first_use("duo", FakePeer("bob", pinned)))
+    assert check(contacts, "elsewhere", FakePeer("b\u043eb", new)).lookalike.label == "bob"
+
+
+def test_the_same_key_read_back_from_disk_is_no_lookalike(tmp_path):
+    # mutation: `!=` as `is not`: a key read from the file is another str object
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    FileContacts(home / "contacts.json").put(Contact.first_use("duo", FakePeer("bob", "k-1")))
+    same_key = "".join(["k-", "1"])  # equal, built apart
+    result = check(FileContacts(home / "contacts.json"), "elsewhere", FakePeer("bob", same_key))
+    assert result.status == NEW and result.lookalike is None
+
+
+def test_contacts_and_checks_are_frozen(contacts):
+    contact = Contact.first_use("duo", FakePeer("bob", "k1"))
+    with pytest.raises(FrozenInstanceError):
+        contact.key_id = "k2"  # a pinned key changes only through rekeyed()
+    with pytest.raises(FrozenInstanceError):
+        check(contacts, "duo", FakePeer("bob", "k1")).status = "match"
+
+
+def test_the_contacts_file_says_its_format_version(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    FileContacts(home / "contacts.json").put(Contact.first_use("duo", FakePeer("bob", "k1")))
+    assert json.loads((home / "contacts.json").read_text())["v"] == 1
