@@ -96,7 +96,7 @@ def test_live_lines_held_during_a_drain_survive_a_resume_elsewhere(
         bob.wait_for("mailbox_done", timeout=60)
     finally:
         proxy.close()
-    wait_for(lambda: lines_at(bob, want) == want, timeout=20, what="the held lines at Bob")
+    wait_for(lambda: lines_at(bob, want) == want, timeout=60, what="the held lines at Bob")
     names = bob.names()
     assert names.index("mailbox_done") < names.index("received_message")
     assert "mailbox_done" not in first.names()  # it was replaced mid-drain
