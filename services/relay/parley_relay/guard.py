@@ -43,6 +43,10 @@ FD_RESERVE = 64
 READ_BUFFER_BYTES = 2048
 # How long a refused connection may take to receive its one-line answer.
 REFUSAL_SEND_SECONDS = 1.0
+# A detached connection that ends reads (and drops) what its peer still sends for up to this
+# long, until the peer's FIN: closing with unread bytes sends a reset, and a reset can destroy
+# our close frame (and its refusal code, e.g. 1009) before the peer has read it.
+CLOSE_LINGER_SECONDS = 2.0
 # Refusal log lines: at most this many per second per event, bursts of REFUSAL_LOG_BURST.
 REFUSAL_LOG_RATE = 2.0
 REFUSAL_LOG_BURST = 10
@@ -231,6 +235,18 @@ class BoundedHandler(WebSocketHandler):
                 self._header_timer.cancel()
 
 
+def _linger(sock, seconds: float) -> None:
+    """Send our FIN, then read what the peer still sends until its FIN or `seconds`."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + seconds
+    with contextlib.suppress(OSError):  # socket.timeout is an OSError too
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(65536):
+                return
+
+
 def _address(client_address) -> str:
     return client_address[0] if isinstance(client_address, tuple) else str(client_address or "")
 
@@ -299,12 +315,7 @@ class BoundedServer(WSGIServer):
     def release(self, sock, address) -> None:
         """A detached connection ended: close its socket as pywsgi would, free its slot."""
         try:
-            with contextlib.suppress(OSError):
-                inner = getattr(sock, "_sock", None)
-                if inner is not None:
-                    with contextlib.suppress(OSError):
-                        inner.recv(16384)  # what the peer still sent: no reset on close
-                    inner.close()
+            _linger(sock, CLOSE_LINGER_SECONDS)
             with contextlib.suppress(OSError):
                 sock.close()
         finally:
