@@ -64,7 +64,11 @@ def test_mitm_with_pinned_keys_is_refused_and_safety_numbers_differ(
     alice.send("wire the money to account 42")
     # Bob has nothing to send: closing his input before he has seen the relay's key would
     # let him leave with "nothing to do" (exit 0) while his handshake is still in flight.
-    bob.wait_event(lambda e: e.get("event") == "key_changed", 60, "bob's key_changed")
+    try:
+        bob.wait_event(lambda e: e.get("event") == "key_changed", 60, "bob's key_changed")
+    except TimeoutError:
+        _record_scene(tmp_path / "diagnostics.txt", relay, alice, bob)
+        raise
     assert alice.wait(60) == 3, alice.stderr()
     assert bob.wait(60) == 3, bob.stderr()
     for client in (alice, bob):
@@ -79,6 +83,18 @@ def test_mitm_with_pinned_keys_is_refused_and_safety_numbers_differ(
     # the attack ran (both sides got the relay's keys), and nothing was sent for it to read
     assert len(mitm.sides) == 2 and not relay.tap.errors, relay.tap.errors
     assert mitm.read == []
+
+
+def _record_scene(path, relay, *clients) -> None:
+    """What each side saw, for a failure that does not reproduce alone (kept by pytest with
+    the test's tmp_path): the tap's record of the relay's emits, the clients' output, the log."""
+    lines = [f"{e.id} {e.event} route={e.route} from={e.sender} to={e.recipients}"
+             for e in relay.tap.emits]  # fmt: skip
+    for client in clients:
+        lines += [f"--- {client.name} stdout", *client.raw, f"--- {client.name} stderr",
+                  client.stderr()]  # fmt: skip
+    lines += ["--- tap errors", *relay.tap.errors, "--- relay log", relay.log()]
+    path.write_text("\n".join(lines))
 
 
 def test_mitm_on_first_use_is_visible_in_the_safety_numbers(hostile_relay, batch_clients):

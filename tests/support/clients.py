@@ -106,7 +106,11 @@ class BatchClient:
                         return e
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.proc.poll() is not None and not self._more()):
-                    raise TimeoutError(f"{self.name}: no {what}; stderr:\n{self.stderr()}")
+                    raise TimeoutError(
+                        f"{self.name}: no {what}; last output:\n"
+                        + "\n".join(self.raw[-15:])
+                        + f"\nstderr:\n{self.stderr()}"
+                    )
                 self._cond.wait(min(left, 0.2))
 
     def _more(self) -> bool:
