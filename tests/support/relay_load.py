@@ -3,10 +3,15 @@ messages of a given size to the other, with at most W of its messages in flight.
 
 Runs in its own process with gevent (every client is a greenlet, not a thread), so it can
 drive hundreds of real `socketio.Client`s. Prints one JSON object with the results:
-sent, received, lost, duplicates, out_of_order, elapsed, msgs_per_s, p50_ms, p99_ms.
+sent, received, lost, duplicates, out_of_order, elapsed, msgs_per_s, send_s, offered_per_s
+(the rate it managed to send at), p50_ms, p99_ms (tests/support/load_stats.py).
 
     python -m tests.support.relay_load --url-a URL --url-b URL --pairs 50 --messages 100
     python -m tests.support.relay_load --urls URL1,URL2,URL3 ...   # pair i: URLi -> URLi+1
+
+Several processes can share one load (bench/relay.py `--load-procs`): each takes a slice of
+the pairs (`--first-pair`, `--pairs`) and its share of `--rate`, waits for a start time on
+stdin (`--wait-for-go`) and adds its raw samples (`--samples`) for `load_stats.merge`.
 """
 
 from gevent import monkey
@@ -23,6 +28,8 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 import socketio  # noqa: E402
 
+from tests.support.load_stats import summarize  # noqa: E402
+
 
 class Side:
     """One client of a pair: sends to its peer, checks what it receives."""
@@ -37,6 +44,7 @@ class Side:
         self.progress = gevent.event.Event()
         self.peer: Side | None = None
         self.sent = 0
+        self.last_tx = 0.0  # perf_counter of the last emit
 
     def connect(self) -> None:
         auth = {"room": self.room, "name": self.name}
@@ -74,6 +82,19 @@ class Side:
             head = f"{seq}|{time.perf_counter():.6f}|"
             self.sio.emit("message", head + pad[len(head) :])
             self.sent += 1
+            self.last_tx = time.perf_counter()
+
+
+def wait_for_go() -> None:
+    """Say the pairs are connected, then wait for the caller's line on stdin. A line holding
+    a number is a start time (`time.time()`) shared by several generators: sleep until it."""
+    print(json.dumps({"phase": "connected"}), flush=True)
+    line = sys.stdin.readline().strip()
+    try:
+        start_at = float(line)
+    except ValueError:
+        return  # a plain "go": start now
+    gevent.sleep(max(0.0, start_at - time.time()))
 
 
 def run(args) -> dict:
@@ -83,7 +104,7 @@ def run(args) -> dict:
     # crosses replicas and every replica carries the same share; one URL: both on it.
     urls = args.urls.split(",") if args.urls else [args.url_a, args.url_b]
     n = len(urls)
-    for i in range(args.pairs):
+    for i in range(args.first_pair, args.first_pair + args.pairs):
         url_a, url_b = (urls[i % n], urls[(i + 1) % n]) if args.urls else urls
         a = Side(url_a, f"load-{args.tag}-{i}", "a", args.token, stats)
         b = Side(url_b, f"load-{args.tag}-{i}", "b", args.token, stats)
@@ -98,8 +119,7 @@ def run(args) -> dict:
     time.sleep(args.settle)
     if args.wait_for_go:
         # The caller prepares the scene (e.g. stalls Redis) and then writes one line.
-        print(json.dumps({"phase": "connected"}), flush=True)
-        sys.stdin.readline()
+        wait_for_go()
     t0 = time.perf_counter()
     # --rate: the offered load in messages per second over all senders (0: as fast as allowed).
     interval = len(sides) / args.rate if args.rate else 0.0
@@ -120,12 +140,6 @@ def run(args) -> dict:
             break
         time.sleep(0.05)
     received = sum(s.received for s in sides)
-    elapsed = (stats["last_rx"] or time.perf_counter()) - t0
-    lat = sorted(stats["latencies"])
-
-    def pct(p):
-        return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 2) if lat else None
-
     for s in sides:
         with contextlib.suppress(Exception):  # best effort at the end of a run
             s.sio.disconnect()
@@ -137,10 +151,13 @@ def run(args) -> dict:
         "duplicates": stats["duplicates"],
         "out_of_order": stats["out_of_order"],
         "garbled": stats["garbled"],
-        "elapsed": round(elapsed, 3),
-        "msgs_per_s": round(received / elapsed, 1) if elapsed > 0 else 0.0,
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
+        "latencies": stats["latencies"],
+        "elapsed": (stats["last_rx"] or time.perf_counter()) - t0,
+        # Each message owns one send slot of `interval` seconds: a sender on time spans
+        # exactly messages x interval, so sent / send_s is the offered rate when kept up.
+        "send_s": max((s.last_tx - t0 + interval for s in sides), default=0.0)
+        if args.messages
+        else 0.0,
     }
 
 
@@ -150,6 +167,9 @@ def main(argv=None) -> int:
     p.add_argument("--url-b")
     p.add_argument("--urls", help="comma-separated relay URLs instead of --url-a/--url-b")
     p.add_argument("--pairs", type=int, default=50)
+    p.add_argument(
+        "--first-pair", type=int, default=0, help="index of the first pair (rooms, replicas)"
+    )
     p.add_argument("--messages", type=int, default=100)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--window", type=int, default=20, help="max in-flight messages per sender")
@@ -163,10 +183,16 @@ def main(argv=None) -> int:
         action="store_true",
         help='print {"phase": "connected"} once paired, send after a line on stdin',
     )
+    p.add_argument(
+        "--samples", action="store_true", help='add the raw result ("raw": every sample)'
+    )
     args = p.parse_args(argv)
     if not args.urls and not (args.url_a and args.url_b):
         p.error("give --url-a and --url-b, or --urls")
-    result = run(args)
+    raw = run(args)
+    result = summarize(raw)
+    if args.samples:
+        result["raw"] = raw
     print(json.dumps(result), flush=True)
     return 0
 
