@@ -2,15 +2,20 @@
 
 One redis-server; for each replica count of `--replicas` (default 2), that many replicas of
 Parley's relay and of the baseline, on free ports, cleaned up at the end. N pairs of real
-Socket.IO clients (tests/support/relay_load.py, gevent, one separate process) send 1 kB
-messages with at most W in flight; pair i's members sit on replicas i and i+1, so with 2+
-replicas every message crosses replicas through Redis. Rounds alternate between Parley and
-the baseline so machine noise hits both alike; the best round of each counts.
+Socket.IO clients (tests/support/relay_load.py, gevent, split over `--load-procs` processes,
+default 2, that begin sending at one shared moment and whose results merge as one process's
+would: bench/loadgen.py) send 1 kB messages with at most W in flight; pair i's members sit
+on replicas i and i+1, so with 2+ replicas every message crosses replicas through Redis.
+Rounds alternate between Parley and the baseline so machine noise hits both alike; the best
+round of each counts.
 
 Measured, each for Parley and the baseline in the same run:
 * CPU per forwarded message: user+system CPU of the relay replicas AND of redis-server
   during the round, divided by the messages received (the cost a deployment pays);
-* paced latency (`--rate`, default 1,000 msg/s offered for `--rate-seconds`): p50/p99;
+* paced latency (`--rate`, default 1,000 msg/s offered for `--rate-seconds`): p50/p99, and
+  the rate the load was actually sent at; below 90 % of the offered rate one line says the
+  run is NOT VALID and the last line's p50/p99 are `na` (an overloaded generator measures
+  its own backlog, not the relay);
 * the fan-out tax: two more replicas holding no bench member listen while the pairs send a
   paced load; their CPU per forwarded message (Parley routes by seat: target <= 10 us);
 * with `--idle N`: RSS per idle websocket on one replica (bench/idle.py's measurement).
@@ -25,7 +30,7 @@ The last line is always (a value this run did not measure is `na`):
     cpu_us_per_msg=<x> node_cpu_us_per_msg=<x> ratio_vs_node=<x> p50_ms=<x> p99_ms=<x>
     idle_kb_per_conn=<x> fanout_tax_us=<x>      (one line)
 cpu/p50/p99 are Parley's at 2 replicas (else the first count given); the node_ and ratio_
-fields need `--baseline node` (the default).
+fields need `--baseline node` (the default); p50/p99 are `na` when the paced run fell behind.
 
 Stored-and-forwarded mode (issue 15, offline delivery): 50 pairs, B away while A sends
 --stored-messages (default 1,000) each, all kept in B's mailbox in Redis; then every B
@@ -48,8 +53,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = Path(__file__).resolve().parent / "baselines.py"  # runs the python baseline
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import LOAD_PROCS, generator_cmds, run_generators  # noqa: E402
+
 # Replica count whose figures make the last line (the issue's "2 replicas, 50 pairs").
 MAIN_REPLICAS = 2
+# A paced run whose generators sent below this share of the offered rate did not offer it
+# (the generators, or the relay's back-pressure through the window, fell behind): its
+# latency is not a figure at that rate and the last line says `na`.
+BEHIND_FRACTION = 0.9
 
 
 # -- orchestration -------------------------------------------------------------------------------
@@ -94,43 +106,28 @@ def start_relays(kind: str, redis_url: str, count: int = 2) -> list:
     return out
 
 
-def run_load(relays: list, args, tag: str, redis_pid: int, extra: tuple[str, ...] = ()) -> dict:
-    """One round of load over `relays`; adds relay+Redis CPU per received message (us)."""
+def run_load(
+    relays: list, args, tag: str, redis_pid: int, rate: float = 0.0, seconds: float = 0.0
+) -> dict:
+    """One round of load over `relays` (paced at `rate` msg/s offered for `seconds` if
+    given); adds relay+Redis CPU per received message (us)."""
     pids = [r.proc.pid for r in relays] + [redis_pid]
     before = [cpu_seconds(pid) for pid in pids]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.support.relay_load",
-            *("--urls", ",".join(r.url for r in relays)),
-            *("--pairs", str(args.pairs), "--messages", str(args.messages)),
-            *("--size", str(args.size), "--window", str(args.window), "--tag", tag),
-            *extra,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"load generator failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_generators(generator_cmds(relays, args, tag, rate, seconds))
     cpu = sum(cpu_seconds(pid) for pid in pids) - sum(before)
     result["cpu_us_per_msg"] = round(cpu * 1e6 / max(1, result["received"]), 1)
     result["load"] = round(os.getloadavg()[0], 2)
     return result
 
 
-def paced_args(args, rate: float, seconds: float) -> tuple[str, ...]:
-    per_member = max(1, int(rate * seconds / (2 * args.pairs)))
-    return ("--rate", str(rate), "--messages", str(per_member), "--window", "50")
+def fell_behind(result: dict, rate: float) -> bool:
+    """Whether a paced run sent below BEHIND_FRACTION of the rate it was to offer."""
+    return result["offered_per_s"] < BEHIND_FRACTION * rate
 
 
 def fanout_tax(pair: list, idle: list, args, tag: str, redis_pid: int) -> dict:
     """Paced load through `pair` while `idle` (replicas holding no member) only listen:
     microseconds of idle-replica CPU per forwarded message, per idle replica."""
-    extra = paced_args(args, args.fanout_rate, args.fanout_seconds)
     import socketio
 
     # One client per idle replica, in a room of its own: a replica serving nobody would not
@@ -145,7 +142,7 @@ def fanout_tax(pair: list, idle: list, args, tag: str, redis_pid: int) -> dict:
     try:
         time.sleep(1.0)
         before = [cpu_seconds(r.proc.pid) for r in idle]
-        result = run_load(pair, args, tag, redis_pid, extra)
+        result = run_load(pair, args, tag, redis_pid, args.fanout_rate, args.fanout_seconds)
         spent = sum(cpu_seconds(r.proc.pid) for r in idle) - sum(before)
     finally:
         for client in bystanders:
@@ -231,6 +228,24 @@ def describe(name: str, r: dict) -> str:
     )
 
 
+def paced_run(kind: str, relays: list, n: int, redis, args) -> dict:
+    """The paced latency run of one relay kind; says so plainly when the load fell behind."""
+    r = run_load(relays, args, f"{kind}-paced", redis.proc.pid, args.rate, args.rate_seconds)
+    print(
+        f"[{n} replicas] paced {args.rate:.0f} msg/s (sent at {r['offered_per_s']:.0f}) "
+        + describe(kind, r),
+        flush=True,
+    )
+    if fell_behind(r, args.rate):
+        print(
+            f"paced {kind}: NOT VALID: the load was sent at {r['offered_per_s']:.0f} msg/s, "
+            f"below {BEHIND_FRACTION:.0%} of the {args.rate:.0f} offered, so its p50/p99 are "
+            "no figures at that rate (try more --load-procs or a lower --rate)",
+            flush=True,
+        )
+    return r
+
+
 def sweep_point(n: int, kinds: list[str], redis, args) -> dict:
     """Replica count `n`: unpaced rounds (CPU per message), then at MAIN_REPLICAS the paced
     latency and the fan-out tax; returns {kind: {"cpu": us, "paced": result, ...}}."""
@@ -251,10 +266,7 @@ def sweep_point(n: int, kinds: list[str], redis, args) -> dict:
             return out
         if args.rate:
             for kind in kinds:
-                extra = paced_args(args, args.rate, args.rate_seconds)
-                r = run_load(relays[kind], args, f"{kind}-paced", redis.proc.pid, extra)
-                out[kind]["paced"] = r
-                print(f"[{n} replicas] paced {args.rate:.0f} msg/s " + describe(kind, r))
+                out[kind]["paced"] = paced_run(kind, relays[kind], n, redis, args)
         if args.fanout_seconds > 0:
             for kind in kinds:
                 relays[kind + "-idle"] = start_relays(kind, redis.url, 2)
@@ -304,6 +316,12 @@ def main(argv=None) -> int:
     p.add_argument("--replicas", default=str(MAIN_REPLICAS), help="replica counts, e.g. 1,2,4")
     p.add_argument("--rate", type=float, default=1000.0, help="paced run: msg/s offered (0: off)")
     p.add_argument("--rate-seconds", type=float, default=5.0, help="length of the paced run")
+    p.add_argument(
+        "--load-procs",
+        type=int,
+        default=LOAD_PROCS,
+        help=f"load-generator processes sharing the pairs (default {LOAD_PROCS})",
+    )
     p.add_argument("--fanout-rate", type=float, default=1000.0, help="offered msgs/s, fan-out run")
     p.add_argument("--fanout-seconds", type=float, default=5.0, help="fan-out run (0: off)")
     p.add_argument("--idle", type=int, default=0, help="idle websockets for the RSS figure")
@@ -333,6 +351,8 @@ def main(argv=None) -> int:
     counts = [int(x) for x in args.replicas.split(",") if x.strip()]
     if not counts or min(counts) < 1:
         p.error("--replicas takes positive counts, e.g. 1,2,4")
+    if args.load_procs < 1:
+        p.error("--load-procs takes a positive count")
     args.main_n = MAIN_REPLICAS if MAIN_REPLICAS in counts else counts[0]
     if args.quick:
         args.pairs, args.messages, args.rounds = 10, 50, 1
@@ -346,7 +366,8 @@ def main(argv=None) -> int:
     print(
         f"relay bench: {args.pairs} pairs, replicas {counts}, 1 Redis, {args.messages} x "
         f"{args.size} B per member, window {args.window}, {args.rounds} round(s) each, "
-        f"baseline {args.baseline}; load average {os.getloadavg()[0]:.2f} on "
+        f"baseline {args.baseline}, {min(args.load_procs, args.pairs)} load process(es); "
+        f"load average {os.getloadavg()[0]:.2f} on "
         f"{os.cpu_count()} CPUs",
         flush=True,
     )
@@ -373,6 +394,8 @@ def main(argv=None) -> int:
     ours = main_point["parley"]
     node = main_point.get("node")
     paced = ours.get("paced")
+    if paced and fell_behind(paced, args.rate):
+        paced = None  # said above: an overloaded generator's latency is no figure
     idle_kb = idle_out["parley"]["kb_per_conn"] if "parley" in idle_out else None
     print(
         f"cpu_us_per_msg={fmt(ours['cpu'], 1)} "
