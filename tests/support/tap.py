@@ -18,6 +18,7 @@ import itertools
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,10 @@ class Emit:
     route: dict
     sender: dict | None = None  # {"sid", "name", "room"} of the member it came from
     recipients: list[dict] = field(default_factory=list)  # members it would reach
+    # When the tap read it and when its policy had decided (time.monotonic(), for a test's
+    # record of a failure: a late decision is one the relay may have given up on).
+    read_at: float = 0.0
+    decided_at: float = 0.0
 
     @property
     def sender_name(self) -> str | None:
@@ -88,6 +93,11 @@ class Tap:
             msg = json.loads(raw)
             if msg["op"] == "emit":
                 self._decide(msg)
+            elif msg["op"] == "gave_up":  # the relay passed it unchanged: not the policy's scene
+                self.errors.append(
+                    f"the relay gave up waiting for the decision on emit {msg['id']} "
+                    f"({msg.get('event')}, {msg.get('why')}) and delivered it unchanged"
+                )
             elif msg["op"] == "inspected":
                 with self._cond:
                     self._inspected[msg["id"]] = msg["state"]
@@ -101,12 +111,14 @@ class Tap:
             msg["route"],
             msg.get("sender"),
             msg.get("recipients") or [],
+            read_at=time.monotonic(),
         )
         try:
             actions = self.policy(emit) if self.policy else None
         except Exception as exc:  # noqa: BLE001 - a broken policy fails the test, not the relay
             self.errors.append(f"{emit.event}: {type(exc).__name__}: {exc}")
             actions = None
+        emit.decided_at = time.monotonic()
         with self._cond:
             self.emits.append(emit)
             self._cond.notify_all()
