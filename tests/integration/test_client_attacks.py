@@ -45,26 +45,34 @@ def test_mitm_with_pinned_keys_is_refused_and_safety_numbers_differ(
     homes = {n: tmp_path / n for n in ("alice", "bob")}
     alice = batch_clients("alice", "duo", honest.url, home=homes["alice"])
     bob = batch_clients("bob", "duo", honest.url, home=homes["bob"])
+    # A live first contact (both pin each other's key in a handshake), not a line stored for
+    # a bob who has not joined yet (then alice may leave with no `secure` at all).
+    honest_number = alice.wait_secure(60)["safety_number"]
+    bob.wait_secure(60)
     alice.send("hello over the honest relay")
     bob.wait_received(1)
     assert alice.wait() == 0 and bob.wait() == 0
-    honest_number = alice.of("secure")[0]["safety_number"]
 
     relay = hostile_relay(lambda tap: Mitm())
     mitm = relay.tap.policy
     alice = batch_clients("alice", "duo", relay.url, home=homes["alice"])
     bob = batch_clients("bob", "duo", relay.url, home=homes["bob"])
+    try:
+        _refused_through_the_mitm(mitm, alice, bob, honest_number)
+        assert not relay.tap.errors, relay.tap.errors  # every decision in time, none failed
+    except BaseException:  # a failure seen only in full runs: keep what each side saw
+        _record_scene(tmp_path / "diagnostics.txt", relay, alice, bob)
+        raise
+
+
+def _refused_through_the_mitm(mitm, alice, bob, honest_number: str) -> None:
     # Both in the room before alice writes: a line written while bob has not joined yet is
     # stored for him under the session of the honest run, another scene (seen in CI).
     wait_for(lambda: len(mitm.sides) == 2, timeout=60, what="the relay's handshakes with both")
     alice.send("wire the money to account 42")
     # Bob has nothing to send: closing his input before he has seen the relay's key would
     # let him leave with "nothing to do" (exit 0) while his handshake is still in flight.
-    try:
-        bob.wait_event(lambda e: e.get("event") == "key_changed", 60, "bob's key_changed")
-    except TimeoutError as exc:
-        _record_scene(tmp_path / "diagnostics.txt", relay, alice, bob)
-        raise AssertionError(f"tap errors: {relay.tap.errors}") from exc
+    bob.wait_event(lambda e: e.get("event") == "key_changed", 60, "bob's key_changed")
     assert alice.wait(60) == 3, alice.stderr()
     assert bob.wait(60) == 3, bob.stderr()
     for client in (alice, bob):
@@ -77,7 +85,7 @@ def test_mitm_with_pinned_keys_is_refused_and_safety_numbers_differ(
     nb = bob.of("key_changed")[0]["safety_number"]
     assert na != nb and honest_number not in (na, nb)
     # the attack ran (both sides got the relay's keys), and nothing was sent for it to read
-    assert len(mitm.sides) == 2 and not relay.tap.errors, relay.tap.errors
+    assert len(mitm.sides) == 2
     assert mitm.read == []
 
 
