@@ -100,11 +100,18 @@ class Reroute:
 class Mitm:
     """A relay in the middle: its own handshake with each side, under the other's name."""
 
-    def __init__(self) -> None:
-        self.sides: dict[str, dict] = {}  # sid -> {"hs", "session", "name", "peer"}
+    def __init__(self, tap: Tap | None = None, hold_confirms: bool = False) -> None:
+        self.sides: dict[str, dict] = {}  # sid -> {"hs", "session", "peer", "confirm"}
         self.read: list[bytes] = []
         self.failures: list[str] = []
         self._announced: dict[str, dict] = {}  # sid -> member told KEY_EXCHANGE, not started
+        # Each side's KEY_CONFIRM goes out only once BOTH sides' offers are in, all in one
+        # go: a side that completes first exits at once (batch: 3) and the relay's peer_left
+        # would otherwise reach the other side mid-round, which drops it (no key_changed).
+        # `hold_confirms`: also wait for `release()` (the test queues its text meanwhile).
+        self.tap, self._hold = tap, hold_confirms
+        self._confirmed = False
+        self._lock = threading.Lock()
 
     def __call__(self, e: Emit):
         if e.event == "KEY_EXCHANGE":
@@ -116,8 +123,8 @@ class Mitm:
             side["hs"].receive_identity(e.data)
             return []
         if e.event in ("DEFF_HELLMAN_PK_BC", "DIFF_HELLMAN_PK_BC"):
-            confirm = side["hs"].receive_dh(e.data)
-            return [to(e.sender["sid"], "KEY_CONFIRM_BC", confirm)]
+            side["confirm"] = side["hs"].receive_dh(e.data)
+            return self._confirms()
         if e.event == "KEY_CONFIRM_BC":
             side["session"] = side["hs"].receive_confirm(e.data)
             return []
@@ -136,6 +143,25 @@ class Mitm:
         members, self._announced = list(self._announced.values()), {}
         return [to(m["sid"], e.event, e.data) for m in members] + self._start(members)
 
+    @property
+    def offered(self) -> bool:
+        """Both sides' offers are in (their KEY_CONFIRMs are ready)."""
+        return len(self.sides) == 2 and all(s.get("confirm") for s in self.sides.values())
+
+    def _confirms(self) -> list[dict]:
+        with self._lock:
+            if self._confirmed or self._hold or not self.offered:
+                return []
+            self._confirmed = True
+            return [to(sid, "KEY_CONFIRM_BC", s["confirm"]) for sid, s in self.sides.items()]
+
+    def release(self) -> None:
+        """Let the held KEY_CONFIRMs go (now, or with the second offer if not yet in)."""
+        with self._lock:
+            self._hold = False
+        for action in self._confirms():
+            self.tap.inject(action)
+
     def _start(self, members: list[dict]) -> list[dict]:
         from parley_crypto import handshake, identity
 
@@ -143,7 +169,12 @@ class Mitm:
         for me, other in ((members[0], members[1]), (members[1], members[0])):
             fake = identity.Identity.generate(other["name"])
             hs = handshake.Handshake(fake, me["room"])
-            self.sides[me["sid"]] = {"hs": hs, "session": None, "peer": other["sid"]}
+            self.sides[me["sid"]] = {
+                "hs": hs,
+                "session": None,
+                "peer": other["sid"],
+                "confirm": None,
+            }
             actions += [
                 to(me["sid"], "ELGAMAL_PK_BC", hs.identity_payload()),
                 to(me["sid"], "DEFF_HELLMAN_PK_BC", hs.dh_payload()),

@@ -131,6 +131,14 @@ class BatchClient:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
+    def pause(self, seconds: float) -> None:
+        """Freeze the process (SIGSTOP) for `seconds`, then let it go on (SIGCONT)."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
