@@ -51,6 +51,7 @@ class BatchClient:
         self.env = clean_env(**(env or {}))
         self.events: list[dict] = []
         self.raw: list[str] = []
+        self._eof = False
         self._cond = threading.Condition()
         fd, path = tempfile.mkstemp(prefix=f"parley-{name}-", suffix=".err")
         os.close(fd)
@@ -78,6 +79,9 @@ class BatchClient:
                 with contextlib.suppress(ValueError):
                     self.events.append(json.loads(line))
                 self._cond.notify_all()
+        with self._cond:  # the process closed its output: a wait for more can end now
+            self._eof = True
+            self._cond.notify_all()
 
     def send(self, *lines: str) -> None:
         for line in lines:
@@ -114,7 +118,8 @@ class BatchClient:
                 self._cond.wait(min(left, 0.2))
 
     def _more(self) -> bool:
-        return self.proc.stdout is not None and not self.proc.stdout.closed
+        """Output may still come (the reader has not seen its end)."""
+        return not self._eof
 
     def wait_secure(self, timeout: float = 30.0) -> dict:
         return self.wait_event(lambda e: e.get("event") == "secure", timeout, "secure event")
