@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.support.load_stats import merge, summarize  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -61,6 +63,7 @@ def _generators(relays, args, tag: str) -> list[subprocess.Popen]:
             "--tag",
             f"{tag}g{i}",
             "--wait-for-go",
+            "--samples",  # raw samples: p50/p99 over all generators' messages
         ]
         procs.append(
             subprocess.Popen(
@@ -85,7 +88,7 @@ def run_sweep_point(cluster, relay_factory, n: int, args) -> dict:
         for proc in procs:
             proc.stdin.write("go\n")
             proc.stdin.flush()
-        results = [json.loads(proc.stdout.read().strip().splitlines()[-1]) for proc in procs]
+        raws = [json.loads(proc.stdout.read().strip().splitlines()[-1])["raw"] for proc in procs]
         relay_cpu = sum(cpu_seconds(r.proc.pid) for r in relays) - sum(before[0])
         redis_cpu = sum(cpu_seconds(p) for p in redis_pids) - sum(before[1])
     finally:
@@ -94,14 +97,15 @@ def run_sweep_point(cluster, relay_factory, n: int, args) -> dict:
             proc.wait()
         for relay in relays:
             relay.cleanup()
-    received = max(1, sum(r["received"] for r in results))
+    merged = summarize(merge(raws))  # pooled samples, not the max of per-process p99s
+    received = max(1, merged["received"])
     return {
         "replicas": n,
         "received": received,
-        "lost": sum(r["lost"] for r in results),
-        "out_of_order": sum(r["out_of_order"] for r in results),
-        "p50_ms": max(r["p50_ms"] or 0 for r in results),
-        "p99_ms": max(r["p99_ms"] or 0 for r in results),
+        "lost": merged["lost"],
+        "out_of_order": merged["out_of_order"],
+        "p50_ms": merged["p50_ms"] or 0,
+        "p99_ms": merged["p99_ms"] or 0,
         "relay_us_per_msg": round(relay_cpu * 1e6 / received, 1),
         "redis_us_per_msg": round(redis_cpu * 1e6 / received, 1),
     }
