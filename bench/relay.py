@@ -34,8 +34,11 @@ fields need `--baseline node` (the default); p50/p99 are `na` when the paced run
 
 Stored-and-forwarded mode (issue 15, offline delivery): 50 pairs, B away while A sends
 --stored-messages (default 1,000) each, all kept in B's mailbox in Redis; then every B
-reconnects at once and drains. Reports relay + Redis CPU per stored message and per drained
-message, and the drain rate per reconnecting client (tests/support/relay_stored_load.py):
+reconnects at once and drains. The clients run in `--load-procs` processes that start each
+phase together (bench/storedgen.py, tests/support/relay_stored_load.py). Reports relay +
+Redis CPU per stored message and per drained message, the drain rate per reconnecting
+client, and every message accounted for (lost, duplicated, out of order, clients dropped
+and why; exit 1 unless all are 0):
 
     python bench/relay.py --stored                         # 50 pairs x 1,000
     python bench/relay.py --stored --stored-messages 200   # shorter

@@ -1,8 +1,9 @@
 """The stored bench's load: tests/support/relay_stored_load.py in several processes at once.
 
-One gevent process could not read 50 backlogs of 1,000 entries at once on a 2-core machine
-(issue 15: the drain of 50 x 1,000 never finished within 300 s), so the pairs are split
-over `--load-procs` processes, as bench/loadgen.py does for the live load. Every process
+The pairs are split over `--load-procs` processes, as bench/loadgen.py does for the live
+load, so that the generator's own CPU (one core per process at most) does not set the drain
+rate on a loaded machine (issue 15: at load 20-30 one process read about 15 entries/s per
+client, docs/operations.md says what that led to). Every process
 prepares its pairs (B joins once and leaves, A connects) and says so; each phase (A stores,
 then every B reconnects and drains) begins in all of them at one shared start time
 (`time.time()` a moment ahead, on their stdin). The relays' + Redis CPU is read here around
