@@ -157,6 +157,12 @@ class ComposeProject:
         self._assert_ours(name)
         _run(["docker", "stop", "--time", "10", name], 60)
 
+    def start_container(self, name: str) -> None:
+        """`docker start` one stopped container of this project (a test restores what it
+        stopped, so the next one, in whatever order, finds the stack as the fixture made it)."""
+        self._assert_ours(name)
+        _run(["docker", "start", name], 60)
+
     def pause_container(self, name: str, paused: bool = True) -> None:
         """`docker pause` (freeze) one container of this project, or unpause it. A frozen
         process says nothing: its kernel still holds its connections open, unlike a killed one

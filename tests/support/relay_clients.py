@@ -25,10 +25,14 @@ class _InOrderEngineIO(engineio.Client):
     """python-engineio's threaded client runs every message's handler in a thread of its own,
     so what a test records can differ from the order on the wire (seen: stored entries of a
     drain recorded s72 before s71 at load 4). Here handlers run in the read loop, one after
-    the other, as the asyncio client (and so Parley's) does. Handlers must not block."""
+    the other, as the asyncio client (and so Parley's) does. Handlers must not block.
+
+    Only Socket.IO EVENT packets (type "2", what tests record): the others keep their own
+    thread as before (a DISCONNECT or CONNECT_ERROR ends in `eio.disconnect()`, which joins
+    the read loop and so must not run in it)."""
 
     def _trigger_event(self, event, *args, **kwargs):
-        if event == "message":
+        if event == "message" and args and str(args[0])[:1] == "2":
             kwargs["run_async"] = False
         return super()._trigger_event(event, *args, **kwargs)
 
