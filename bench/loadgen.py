@@ -59,16 +59,7 @@ def run_generators(cmds: list) -> dict:
     """Start the load processes, let them all begin sending at one shared moment once each
     has connected its pairs, and merge their results as one process would report them."""
     with contextlib.ExitStack() as stack:
-        errs = [stack.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in cmds]
-        procs: list[subprocess.Popen] = []
-        stack.callback(stop, procs)  # runs before the files close: also on failure
-        for cmd, err in zip(cmds, errs, strict=True):
-            procs.append(
-                subprocess.Popen(
-                    cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                    stderr=err, text=True,
-                )
-            )  # fmt: skip
+        procs, errs = start_procs(stack, cmds)
         for proc, err in zip(procs, errs, strict=True):
             if "connected" not in proc.stdout.readline():
                 raise RuntimeError(f"load generator did not connect:\n{tail(proc, err)}")
@@ -81,6 +72,22 @@ def run_generators(cmds: list) -> dict:
             if proc.returncode != 0:
                 raise RuntimeError(f"load generator failed:\n{tail(proc, err)}")
     return summarize(merge([json.loads(out.strip().splitlines()[-1])["raw"] for out in outs]))
+
+
+def start_procs(stack: contextlib.ExitStack, cmds: list) -> tuple[list, list]:
+    """Start one load process per command (stdin and stdout piped, stderr to a temporary
+    file); `stack` kills and reaps them (also on failure) before it closes the files."""
+    errs = [stack.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in cmds]  # noqa: SIM115
+    procs: list[subprocess.Popen] = []
+    stack.callback(stop, procs)
+    for cmd, err in zip(cmds, errs, strict=True):
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=err, text=True,
+            )
+        )  # fmt: skip
+    return procs, errs
 
 
 def stop(procs: list[subprocess.Popen]) -> None:

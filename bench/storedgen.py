@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,23 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import START_MARGIN_SECONDS, stop, tail  # noqa: E402
+from loadgen import START_MARGIN_SECONDS, start_procs, stop, tail  # noqa: E402
 
 from tests.support.load_stats import split_pairs  # noqa: E402
+from tests.support.relay_stored_load import cpu_seconds  # noqa: E402
 from tests.support.stored_stats import merge, summarize  # noqa: E402
 
 # Seconds one phase may take in all the processes together before the run is given up:
 # 50 x 1,000 entries drained by a loaded generator, plus the acks.
 PHASE_TIMEOUT = 900.0
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes, from /proc (Linux)."""
-    total = 0.0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def stored_cmds(url_a: str, url_b: str, args) -> list:
@@ -105,16 +95,7 @@ def run_stored_load(url_a: str, url_b: str, pids: list[int], args) -> dict:
     the CPU of `pids` (relays + redis-server) over each phase."""
     cmds = stored_cmds(url_a, url_b, args)
     with contextlib.ExitStack() as stack:
-        errs = [stack.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in cmds]
-        procs: list[subprocess.Popen] = []
-        stack.callback(stop, procs)  # runs before the files close: also on failure
-        for cmd, err in zip(cmds, errs, strict=True):
-            procs.append(
-                subprocess.Popen(
-                    cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                    stderr=err, text=True,
-                )
-            )  # fmt: skip
+        procs, errs = start_procs(stack, cmds)
         read_phase(procs, errs, "ready", time.monotonic() + PHASE_TIMEOUT)
         store_at = start_phase(procs)
         cpu0 = cpu_seconds(pids)
