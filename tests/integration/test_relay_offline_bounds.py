@@ -4,6 +4,8 @@ connection is replaced (finding 4)."""
 
 from __future__ import annotations
 
+import re
+
 import redis
 
 from tests.integration.test_relay_mailbox import Member, away, send_all
@@ -14,6 +16,13 @@ from tests.support.servers import wait_for
 
 BUDGET = 185_000  # three 60 KB messages, not a fourth nor a 7 KB bundle besides
 BIG = "x" * 60_000
+BACKLOG = 300  # entries of 40 KB; about 120 fit in the relay's queue and socket buffer
+
+
+def drained(relay) -> float:
+    """How many stored entries the relay has sent to their owners (its /metrics)."""
+    _, body = relay.get("/metrics")
+    return float(re.search(r"^parley_relay_messages_drained_total (\S+)$", body, re.M)[1])
 
 
 def stored_bytes(url: str) -> int:
@@ -57,23 +66,30 @@ def test_one_client_cannot_fill_redis_through_many_free_rooms(redis_server, rela
 
 
 def stalled_drain(redis_server, relay_factory, clients, room: str):
-    """Bob's connection on replica 1 (through a proxy) drains a 20 MB backlog; the proxy
+    """Bob's connection on replica 1 (through a proxy) drains a 12 MB backlog; the proxy
     stalls, so the paced drain waits, and 20 live lines Alice sends meanwhile (acked ok) are
-    held for that connection. Returns (r2, bob member, proxy, the live texts)."""
+    held for that connection. Returns (r2, bob member, proxy, the live texts).
+
+    The proxy's buffers are pinned: with the kernel's autotuned ones (megabytes on loopback)
+    a stall swallowed 190-350 of 500 entries here, and when it swallowed all of them the drain
+    ended, the live lines went out unheld, and the test failed on what it never set up (r7,
+    r10). Now the relay's own queue and socket take about 120; the test checks the drain is
+    still going once the lines are sent."""
     env = {"PARLEY_RATE_LIMIT": "off", "PARLEY_MAILBOX_MAX_BYTES": "40000000"}
     r1, r2 = relay_factory(redis_server.url, env=env), relay_factory(redis_server.url, env=env)
     alice_m, bob_m = away(clients, r2.url, room=room)
     alice = alice_m.connect(r1.url)
     # 20 MB: far more than the socket buffers between relay and proxy take while stalled.
-    backlog = send_all(alice, [f"s{i}" for i in range(500)], "p" * 40_000)
+    backlog = send_all(alice, [f"s{i}" for i in range(BACKLOG)], "p" * 40_000)
     assert all(a["stored"] for a in backlog)
-    proxy = TcpProxy(r1.port)
+    proxy = TcpProxy(r1.port, buffer_bytes=32_768)
     first = clients(proxy.url, seat_auth(room, "bob", bob_m.secret, bob_m.instance))
     first.connect()
     wait_for(lambda: len(first.named("stored_message")) >= 3, what="first drain started")
     proxy.stall()
     live = [(f"l{i}", alice.call("message", {"v": 2, "t": f"l{i}"})) for i in range(20)]
     assert all(a["ok"] and not a.get("stored") for _, a in live), live[:2]
+    assert drained(r1) < BACKLOG, "the drain ended before the live lines: none was held"
     return r2, bob_m, proxy, first, [t for t, _ in live]
 
 
