@@ -100,6 +100,7 @@ class ChatCore(Delivery, Offline, Kept):
         self._init_offline(request)
         self._init_kept()
         self._restore_session()
+        self._recovered_due = True  # shown at the first connect, when the UI is up
 
     # ----- facts for the UI -------------------------------------------------------------
     @property
@@ -152,6 +153,9 @@ class ChatCore(Delivery, Offline, Kept):
         self.outbox.mark_unsent()
         self._set_state(State.WAITING)
         self._sessions.rearm()
+        if self._recovered_due:
+            self._recovered_due = False
+            self._show_recovered()
         self._offline_connected()
 
     def disconnected(self) -> None:

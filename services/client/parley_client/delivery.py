@@ -274,7 +274,7 @@ class Delivery:
                 # Tell the sender why no receipt comes (once), so it does not look "secure".
                 self._seal_and_send(new_notice(NOTICE_KEY_NOT_ACCEPTED))
             return "withheld"
-        ready = self.in_order.accept(message, self.seen)
+        ready = self.in_order.accept(message, self.seen, sender)
         if ready is None:
             # Receipt even a duplicate: the first receipt may be what got lost.
             self._send_receipt(message.id)
@@ -288,6 +288,17 @@ class Delivery:
             if self._in_backlog:
                 data["backlog"] = True  # shown under the "while you were away" divider
             self._emit(Event("message", text.body, data))
+            self.seen.showed(text.id)
             self._send_receipt(text.id)
             self._kept_done(text.id)
         return "shown" if ready else "held"
+
+    def _show_recovered(self) -> None:
+        """Texts a previous run recorded as about to be shown and then ended (killed) before
+        it marked them shown: shown now, marked recovered (they may have reached the screen
+        just before the end). Their receipts went out or come with the sender's resend."""
+        for text in self.room_state.unshown():
+            data = {"from": text["from"], "id": text["id"], "text": text["body"]}
+            data.update(ts=text["ts"], recovered=True)
+            self._emit(Event("message", text["body"], data))
+            self.seen.showed(text["id"])

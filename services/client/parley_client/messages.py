@@ -248,18 +248,23 @@ class SeenIds:
         for message_id in state.seen() if state is not None else ():
             self._ids[message_id] = None
 
-    def add(self, message_id: str) -> bool:
-        """Remember an id (durably, with a state, before the text is shown); return False if
-        it was already known."""
+    def add(self, message_id: str, text: dict | None = None) -> bool:
+        """Remember an id (durably, with a state, before the text is shown, with ``text`` to
+        show again if the process ends before :meth:`showed`); False if it was known."""
         if message_id in self._ids:
             self._ids.move_to_end(message_id)
             return False
         if self._state is not None:
-            self._state.saw(message_id)
+            self._state.saw(message_id, text)
         self._ids[message_id] = None
         if len(self._ids) > self.limit:
             self._ids.popitem(last=False)
         return True
+
+    def showed(self, message_id: str) -> None:
+        """The text of ``message_id`` is on the screen (see :meth:`add`)."""
+        if self._state is not None:
+            self._state.showed(message_id)
 
     def __contains__(self, message_id: str) -> bool:
         return message_id in self._ids
@@ -279,8 +284,11 @@ class InOrder:
         self.limit = limit
         self._waiting: OrderedDict[str, Plaintext] = OrderedDict()  # keyed by ``after``
 
-    def accept(self, message: Plaintext, seen: SeenIds) -> list[Plaintext] | None:
-        """Texts to show now, in the sender's order; ``[]`` if held back, None if a duplicate."""
+    def accept(
+        self, message: Plaintext, seen: SeenIds, sender: str | None = None
+    ) -> list[Plaintext] | None:
+        """Texts to show now, in the sender's order; ``[]`` if held back, None if a duplicate.
+        With ``sender`` (their label), each is recorded with its text until shown."""
         if message.id in seen:
             return None
         if message.after is not None and message.after not in seen:
@@ -290,7 +298,10 @@ class InOrder:
             return []
         ready = []
         while message is not None:
-            if seen.add(message.id):
+            text = (
+                None if sender is None else {"from": sender, "ts": message.ts, "body": message.body}
+            )
+            if seen.add(message.id, text):
                 ready.append(message)
             message = self._waiting.pop(message.id, None)
         return ready

@@ -8,7 +8,10 @@ and nothing else) and :class:`DiskRoomState`, a folder per room under the home:
   ``{"op": "to", "id", "to"}`` (the user sent it on to a new key) and
   ``{"op": "stored", "id", "entry"}`` (the relay stored it in the away contact's mailbox;
   ``entry`` null again when it expired there);
-- ``seen.log``: journal of ``{"id"}`` for every text shown, written *before* it is shown;
+- ``seen.log``: journal of ``{"id", "text"}`` for every text shown, written *before* it is
+  shown, then ``{"id", "op": "shown"}`` once it was: a client killed in between shows that
+  ``text`` (``{"from", "ts", "body"}``) again at its next start, marked recovered, instead of
+  taking its id for a duplicate of a text nobody saw (the offline soak once lost a line so);
 - ``session.json``: the ratchet state (``Session.to_state()``) when the crypto layer has one;
 - ``prekeys.json``: our private prekeys for this room's seat (``PrekeyStore.to_state()``);
 - ``withheld-session.json``: the session of a changed, untrusted key that sealed kept texts
@@ -30,7 +33,23 @@ from typing import Protocol
 from . import store
 
 _FIELDS = ("id", "ts", "body", "to", "stored")
+
+
+def _showable(text: object) -> bool:
+    """A saved text to show again: ``{"from": str, "ts": number, "body": str}``."""
+    return (
+        isinstance(text, dict)
+        and isinstance(text.get("from"), str)
+        and isinstance(text.get("body"), str)
+        and isinstance(text.get("ts"), int | float)
+        and not isinstance(text.get("ts"), bool)
+    )
+
+
 SEEN_LIMIT = 100_000  # ids remembered (a few MB); older ones cannot come back within a chat
+# seen.log is compacted in a session once this much was appended (texts of shown messages):
+# far below the journals' 64 MiB cap, and a rewrite (100k ids: ~2.5 MB) every 200+ texts.
+SEEN_COMPACT_BYTES = 8 * 1024 * 1024
 
 
 class RoomState(Protocol):
@@ -54,8 +73,16 @@ class RoomState(Protocol):
     def seen(self) -> list[str]:
         """Ids of texts already shown, oldest first."""
 
-    def saw(self, message_id: str) -> None:
-        """A text is about to be shown (durable when this returns)."""
+    def saw(self, message_id: str, text: dict | None = None) -> None:
+        """A text is about to be shown (durable when this returns); ``text`` is what to show
+        again if the process ends before :meth:`showed`."""
+
+    def showed(self, message_id: str) -> None:
+        """The text :meth:`saw` announced is on the screen."""
+
+    def unshown(self) -> list[dict]:
+        """Texts announced by :meth:`saw` and never marked shown: ``{"id", "from", "ts",
+        "body"}``, oldest first."""
 
     def session_state(self) -> dict | None:
         """The saved ratchet state, if any."""
@@ -91,6 +118,7 @@ class MemoryRoomState:
     def __init__(self) -> None:
         self._outbox: dict[str, dict] = {}
         self._seen: list[str] = []
+        self._unshown: dict[str, dict] = {}
         self._session: dict | None = None
         self._prekeys: dict | None = None
         self._kept: list[dict] = []
@@ -116,8 +144,16 @@ class MemoryRoomState:
     def seen(self) -> list[str]:
         return list(self._seen[-SEEN_LIMIT:])
 
-    def saw(self, message_id: str) -> None:
+    def saw(self, message_id: str, text: dict | None = None) -> None:
         self._seen.append(message_id)
+        if text is not None:
+            self._unshown[message_id] = dict(text)
+
+    def showed(self, message_id: str) -> None:
+        self._unshown.pop(message_id, None)
+
+    def unshown(self) -> list[dict]:
+        return [{"id": i, **t} for i, t in self._unshown.items()]
 
     def session_state(self) -> dict | None:
         return self._session
@@ -176,6 +212,7 @@ class DiskRoomState:
         self._kept_path = folder / "kept.json"
         self._withheld_path = folder / "withheld-session.json"
         self._pending = self._load_outbox()
+        self._unshown: dict[str, dict] = {}
         self._seen_ids = self._load_seen()
 
     def _load_outbox(self) -> dict[str, dict]:
@@ -200,10 +237,33 @@ class DiskRoomState:
 
     def _load_seen(self) -> list[str]:
         records = self._seen.load()
-        ids = [r["id"] for r in records if isinstance(r.get("id"), str)][-SEEN_LIMIT:]
-        if self._seen.torn or len(ids) != len(records):
-            self._seen.rewrite([{"id": i} for i in ids])
+        ids, unshown = [], self._unshown
+        for r in records:
+            mid = r.get("id")
+            if not isinstance(mid, str):
+                continue
+            if r.get("op") == "shown":
+                unshown.pop(mid, None)
+                continue
+            ids.append(mid)
+            if _showable(r.get("text")):
+                unshown[mid] = {k: r["text"][k] for k in ("from", "ts", "body")}
+        ids = ids[-SEEN_LIMIT:]
+        kept = set(ids)
+        for mid in [m for m in unshown if m not in kept]:
+            del unshown[mid]
+        if self._seen.torn or len(ids) != len(records) or unshown:
+            self._compact_seen(ids)
         return ids
+
+    def _compact_seen(self, ids: list[str] | None = None) -> None:
+        """One record per id, the unshown ones still with their text (the texts of shown ones
+        would otherwise fill the journal: each is up to 40 kB)."""
+        ids = self._seen_ids[-SEEN_LIMIT:] if ids is None else ids
+        unshown = self._unshown
+        self._seen.rewrite(
+            [{"id": i, "text": unshown[i]} if i in unshown else {"id": i} for i in ids]
+        )
 
     def pending(self) -> list[dict]:
         return [dict(r) for r in self._pending.values()]
@@ -230,9 +290,25 @@ class DiskRoomState:
     def seen(self) -> list[str]:
         return list(self._seen_ids)
 
-    def saw(self, message_id: str) -> None:
-        self._seen.append({"id": message_id})
+    def saw(self, message_id: str, text: dict | None = None) -> None:
+        record = {"id": message_id}
+        if text is not None:
+            record["text"] = text
+        self._seen.append(record)
         self._seen_ids.append(message_id)
+        if text is not None:
+            self._unshown[message_id] = dict(text)
+
+    def showed(self, message_id: str) -> None:
+        if self._unshown.pop(message_id, None) is not None:
+            # No fsync: a mark lost with the machine (not with the process) only shows the
+            # text once more, marked recovered.
+            self._seen.append({"id": message_id, "op": "shown"}, durable=False)
+            if self._seen.appended > SEEN_COMPACT_BYTES and not self._unshown:
+                self._compact_seen()
+
+    def unshown(self) -> list[dict]:
+        return [{"id": i, **t} for i, t in self._unshown.items()]
 
     def session_state(self) -> dict | None:
         data = store.read_json(self._session_path, None)

@@ -112,6 +112,7 @@ class Journal:
         self.path = path
         self._fd: int | None = None
         self.torn = False  # the last load skipped a line: compact before appending again
+        self.appended = 0  # bytes appended since the last load or rewrite
 
     def load(self) -> list[dict]:
         """Every intact record, in order; a torn or corrupt line (a crash mid-append) is skipped
@@ -136,14 +137,19 @@ class Journal:
         self.close()
         write_atomic(self.path, b"".join(_line(r) for r in records))
         self.torn = False
+        self.appended = 0
 
-    def append(self, record: dict) -> None:
-        """Add one record durably (write + fsync)."""
+    def append(self, record: dict, durable: bool = True) -> None:
+        """Add one record (write, then fsync unless ``durable=False``: the record then
+        survives the process, not necessarily the machine)."""
         if self._fd is None:
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
             self._fd = os.open(self.path, flags, FILE_MODE)
-        os.write(self._fd, _line(record))
-        os.fsync(self._fd)
+        line = _line(record)
+        os.write(self._fd, line)
+        self.appended += len(line)
+        if durable:
+            os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd is not None:

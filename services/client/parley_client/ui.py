@@ -114,6 +114,8 @@ class TerminalUI:
     def _on_message(self, event: Event) -> None:
         ts = event.data.get("ts")
         lines = screen.received(event.data["from"], event.text, ts, time.time())
+        if event.data.get("recovered"):  # delivery.py: the last run ended while showing it
+            lines.append("  (shown again: parley stopped while showing it last time)")
         self._lines(lines, STYLE["message"])
 
     def _on_queued(self, event: Event) -> None:

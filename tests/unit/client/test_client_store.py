@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -127,3 +128,50 @@ def test_a_symlinked_file_is_refused(tmp_path):
         check_private(link)
     with pytest.raises(OSError):
         Journal(link).append({"x": 1})  # O_NOFOLLOW
+
+
+def test_a_text_not_marked_shown_survives_a_restart_with_its_text(tmp_path):
+    first = _disk(tmp_path)
+    first.saw("a", {"from": "alice", "ts": 1.5, "body": "shown"})
+    first.showed("a")
+    first.saw("b", {"from": "alice", "ts": 2.5, "body": "cut short"})
+    first.close()
+    second = _disk(tmp_path)
+    assert second.seen() == ["a", "b"]
+    assert second.unshown() == [{"id": "b", "from": "alice", "ts": 2.5, "body": "cut short"}]
+    log = room_folder(tmp_path / "home", "duo") / "seen.log"
+    assert b"shown" not in log.read_bytes().replace(b"cut short", b"")  # compacted on load
+    second.showed("b")
+    second.close()
+    third = _disk(tmp_path)
+    assert third.unshown() == [] and third.seen() == ["a", "b"]
+    third.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [{"from": "a", "ts": "1", "body": "b"}, {"from": 1, "ts": 1, "body": "b"}, "b", None,
+     {"from": "a", "ts": True, "body": "b"}, {"from": "a", "ts": 1}],
+)  # fmt: skip
+def test_a_malformed_saved_text_is_not_shown_again(tmp_path, text):
+    log = room_folder(tmp_path / "home", "duo") / "seen.log"
+    _disk(tmp_path).close()
+    log.write_bytes(f'{{"id":"x","text":{json.dumps(text)}}}\n'.encode())
+    os.chmod(log, 0o600)
+    state = _disk(tmp_path)
+    assert state.seen() == ["x"] and state.unshown() == []
+    state.close()
+
+
+def test_the_seen_journal_is_compacted_in_a_session_once_texts_fill_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("parley_client.roomstate.SEEN_COMPACT_BYTES", 10_000)
+    state = _disk(tmp_path)
+    log = room_folder(tmp_path / "home", "duo") / "seen.log"
+    for i in range(100):
+        state.saw(f"m{i}", {"from": "alice", "ts": 1.0, "body": "x" * 500})
+        state.showed(f"m{i}")
+    assert log.stat().st_size < 10_000 + 2_000  # without compaction: over 50 kB
+    state.close()
+    again = _disk(tmp_path)
+    assert again.seen() == [f"m{i}" for i in range(100)] and again.unshown() == []
+    again.close()

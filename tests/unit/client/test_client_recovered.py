@@ -1,0 +1,102 @@
+"""A text whose showing a kill cut short (the offline soak, r14 of the 2026-12-01 session: a
+receiver SIGKILLed right after it opened a live text). Its id is journaled as seen *before*
+the text is shown, so that a restart never shows it twice; on the old code the restarted
+client then took the sender's resend for a duplicate and receipted it: the sender saw ✓✓ for
+a line nobody had seen. Now the journal keeps the text until it is marked shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley_client.roomstate import DiskRoomState, MemoryRoomState
+from tests.unit.client.mailbox_relay import MailboxRelay
+
+
+class Killed(BaseException):
+    """The process ends here (SIGKILL): nothing after this line of the client runs."""
+
+
+@pytest.fixture(params=["memory", "disk"])
+def relay(request, clock, tmp_path):
+    r = MailboxRelay(clock)
+    if request.param == "disk":
+        r["bob"].state = DiskRoomState(tmp_path / "bob", "demo")
+    r.start("alice")
+    r.start("bob")
+    yield r
+    if isinstance(r["bob"].state, DiskRoomState):
+        r["bob"].state.close()
+
+
+def killed_while_showing(relay, line: str) -> None:
+    """Bob, live with Alice, dies inside the display of `line` (after the journal write)."""
+    relay.join("alice")
+    relay.join("bob")
+    bob = relay["bob"]
+    show = bob.core._emit
+
+    def dies(event):
+        if event.kind == "message":
+            raise Killed
+        show(event)
+
+    bob.core._emit = dies
+    relay["alice"].core.submit(line)
+    with pytest.raises(Killed):
+        relay.pump()
+    relay.live.discard("bob")  # gone: no leave, no goodbye
+    relay.queue.clear()
+    if isinstance(bob.state, DiskRoomState):  # a new process opens the folder again
+        bob.state.close()
+        bob.state = DiskRoomState(bob.state.folder, "demo")
+
+
+def test_a_text_cut_short_while_shown_is_shown_at_the_next_start(relay, clock):
+    killed_while_showing(relay, "cut short")
+    bob = relay["bob"]
+    relay.start("bob")
+    relay.join("bob")
+    assert bob.texts() == ["cut short"]
+    (shown,) = bob.kinds("message")
+    assert shown.data["recovered"] is True and shown.data["from"] == "alice"
+    # Alice's resend (no receipt came) is a duplicate now: receipted, not shown again.
+    clock.now += 10
+    relay["alice"].core.tick()
+    relay.pump()
+    assert bob.texts() == ["cut short"]
+    assert relay["alice"].kinds("delivered")
+    assert bob.state.unshown() == []
+
+
+def test_a_recovered_text_is_shown_once_across_further_restarts(relay, clock):
+    killed_while_showing(relay, "only once")
+    bob = relay["bob"]
+    relay.start("bob")
+    relay.join("bob")
+    assert bob.texts() == ["only once"]
+    relay.leave("bob")
+    if isinstance(bob.state, DiskRoomState):
+        bob.state.close()
+        bob.state = DiskRoomState(bob.state.folder, "demo")
+    relay.start("bob")
+    relay.join("bob")
+    assert bob.texts() == []  # this process: nothing again
+
+
+def test_texts_shown_normally_leave_nothing_to_recover(relay):
+    relay.join("alice")
+    relay.join("bob")
+    relay["alice"].core.submit("plain")
+    relay.pump()
+    assert relay["bob"].texts() == ["plain"]
+    assert relay["bob"].state.unshown() == []
+    assert "recovered" not in relay["bob"].kinds("message")[0].data
+
+
+def test_the_memory_store_keeps_the_same_contract():
+    state = MemoryRoomState()
+    state.saw("a", {"from": "x", "ts": 1.0, "body": "one"})
+    state.saw("b")
+    assert state.unshown() == [{"id": "a", "from": "x", "ts": 1.0, "body": "one"}]
+    state.showed("a")
+    assert state.unshown() == [] and state.seen() == ["a", "b"]
