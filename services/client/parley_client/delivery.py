@@ -300,5 +300,8 @@ class Delivery:
         for text in self.room_state.unshown():
             data = {"from": text["from"], "id": text["id"], "text": text["body"]}
             data.update(ts=text["ts"], recovered=True)
-            self._emit(Event("message", text["body"], data))
-            self.seen.showed(text["id"])
+            try:
+                self._emit(Event("message", text["body"], data))
+            except Exception as e:  # noqa: BLE001 - one bad record must not stop the rest
+                self._error(f"could not show a recovered message: {short_reason(e)}")
+            self.seen.showed(text["id"])  # shown or impossible to show: never again

@@ -25,6 +25,7 @@ MAX_ID_LEN = 64
 # Limit on the encoded plaintext: sealed, it grows to ~4/3 plus ~1.3 kB, which stays under the
 # relay's default 64 kB payload limit.
 MAX_BODY_BYTES = 40_000
+MAX_TS = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second time.localtime shows
 
 
 class BadPlaintext(ValueError):
@@ -60,8 +61,8 @@ class Plaintext:
         mid, ts, kind, body = (obj.get(k) for k in ("id", "ts", "kind", "body"))
         if not isinstance(mid, str) or not 0 < len(mid) <= MAX_ID_LEN:
             raise BadPlaintext("missing or oversized id")
-        if isinstance(ts, bool) or not isinstance(ts, int | float):
-            raise BadPlaintext("missing timestamp")
+        if not valid_ts(ts):
+            raise BadPlaintext("missing or impossible timestamp")
         if kind not in KINDS:
             raise BadPlaintext(f"unknown kind {str(kind)[:20]!r}")
         if not isinstance(body, str) or len(body) > MAX_BODY_BYTES:
@@ -70,6 +71,12 @@ class Plaintext:
         if after is not None and (not isinstance(after, str) or not 0 < len(after) <= MAX_ID_LEN):
             raise BadPlaintext("malformed 'after' id")
         return cls(mid, float(ts), kind, body, after if kind == "text" else None)
+
+
+def valid_ts(ts: object) -> bool:
+    """A sender's time we can show: a number from 1970 to 9999 (a peer's ``1e300``, NaN or
+    infinity would make every local-time formatting raise)."""
+    return not isinstance(ts, bool) and isinstance(ts, int | float) and 0 <= ts <= MAX_TS
 
 
 def new_text(body: str) -> Plaintext:

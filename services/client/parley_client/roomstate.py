@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import store
+from .messages import valid_ts
 
 _FIELDS = ("id", "ts", "body", "to", "stored")
 
@@ -41,8 +42,7 @@ def _showable(text: object) -> bool:
         isinstance(text, dict)
         and isinstance(text.get("from"), str)
         and isinstance(text.get("body"), str)
-        and isinstance(text.get("ts"), int | float)
-        and not isinstance(text.get("ts"), bool)
+        and valid_ts(text.get("ts"))
     )
 
 
@@ -304,8 +304,8 @@ class DiskRoomState:
             # No fsync: a mark lost with the machine (not with the process) only shows the
             # text once more, marked recovered.
             self._seen.append({"id": message_id, "op": "shown"}, durable=False)
-            if self._seen.appended > SEEN_COMPACT_BYTES and not self._unshown:
-                self._compact_seen()
+            if self._seen.appended > SEEN_COMPACT_BYTES:
+                self._compact_seen()  # keeps the texts still unshown
 
     def unshown(self) -> list[dict]:
         return [{"id": i, **t} for i, t in self._unshown.items()]

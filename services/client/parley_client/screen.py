@@ -37,8 +37,11 @@ class Marks:
 
 
 def clock(ts: float | None = None) -> str:
-    """HH:MM:SS in local time."""
-    return time.strftime("%H:%M:%S", time.localtime(ts))
+    """HH:MM:SS in local time (``??:??:??`` for a time the platform cannot show)."""
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(ts))
+    except (OverflowError, ValueError, OSError):
+        return "??:??:??"
 
 
 def stamp(sent: float | None, arrived: float | None = None) -> str:

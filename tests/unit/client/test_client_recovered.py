@@ -6,8 +6,11 @@ a line nobody had seen. Now the journal keeps the text until it is marked shown.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from parley_client.messages import BadPlaintext, Plaintext
 from parley_client.roomstate import DiskRoomState, MemoryRoomState
 from tests.unit.client.mailbox_relay import MailboxRelay
 
@@ -100,3 +103,50 @@ def test_the_memory_store_keeps_the_same_contract():
     assert state.unshown() == [{"id": "a", "from": "x", "ts": 1.0, "body": "one"}]
     state.showed("a")
     assert state.unshown() == [] and state.seen() == ["a", "b"]
+
+
+@pytest.mark.parametrize("ts", [1e300, float("inf"), float("nan"), -1, 10**400, True, "1"])
+def test_a_peer_text_with_an_impossible_time_is_rejected(ts):
+    """A time no local clock can format (`time.localtime` raises) would fail the display of
+    that text, and, saved unshown, every later start (found by review)."""
+    raw = json.dumps({"id": "x", "ts": ts, "kind": "text", "body": "b"}).encode()
+    with pytest.raises(BadPlaintext, match="timestamp"):
+        Plaintext.decode(raw)
+
+
+def test_one_unshowable_saved_text_does_not_stop_the_others(relay, clock):
+    """A record whose display fails (here: the UI raises) is reported, marked, and the texts
+    after it are still recovered; the connect goes on."""
+    killed_while_showing(relay, "first")
+    bob = relay["bob"]
+    bob.state.saw("z1", {"from": "alice", "ts": 2.0, "body": "second"})
+    relay.start("bob")
+    show, failed = bob.core._emit, []
+
+    def fails_once(event):
+        if event.kind == "message" and not failed:
+            failed.append(event)
+            raise RuntimeError("display failed")
+        show(event)
+
+    bob.core._emit = fails_once
+    relay.join("bob")
+    assert bob.texts() == ["second"]
+    assert any("could not show a recovered message" in t for t in bob.infos())
+    assert bob.state.unshown() == []
+
+
+def test_the_seen_journal_is_compacted_while_a_text_stays_unshown(tmp_path, monkeypatch):
+    """One text never marked shown must not turn compaction off (found by review: the
+    journal then grew by each later text until the next start refused it, over 64 MiB)."""
+    monkeypatch.setattr("parley_client.roomstate.SEEN_COMPACT_BYTES", 10_000)
+    state = DiskRoomState(tmp_path / "room", "demo")
+    state.saw("stuck", {"from": "alice", "ts": 1.0, "body": "never marked"})
+    for i in range(100):
+        state.saw(f"m{i}", {"from": "alice", "ts": 1.0, "body": "x" * 500})
+        state.showed(f"m{i}")
+    assert (tmp_path / "room" / "seen.log").stat().st_size < 10_000 + 2_000
+    state.close()
+    again = DiskRoomState(tmp_path / "room", "demo")
+    assert [t["id"] for t in again.unshown()] == ["stuck"]
+    again.close()
