@@ -49,16 +49,22 @@ def killed_while_showing(relay, line: str) -> None:
         relay.pump()
     relay.live.discard("bob")  # gone: no leave, no goodbye
     relay.queue.clear()
-    if isinstance(bob.state, DiskRoomState):  # a new process opens the folder again
+
+
+def restarted(relay):
+    """Bob as a new process on his durable state (the disk folder opened again), joined."""
+    bob = relay["bob"]
+    if isinstance(bob.state, DiskRoomState):
         bob.state.close()
         bob.state = DiskRoomState(bob.state.folder, "demo")
+    relay.start("bob")
+    relay.join("bob")
+    return bob
 
 
 def test_a_text_cut_short_while_shown_is_shown_at_the_next_start(relay, clock):
     killed_while_showing(relay, "cut short")
-    bob = relay["bob"]
-    relay.start("bob")
-    relay.join("bob")
+    bob = restarted(relay)
     assert bob.texts() == ["cut short"]
     (shown,) = bob.kinds("message")
     assert shown.data["recovered"] is True and shown.data["from"] == "alice"
@@ -73,16 +79,10 @@ def test_a_text_cut_short_while_shown_is_shown_at_the_next_start(relay, clock):
 
 def test_a_recovered_text_is_shown_once_across_further_restarts(relay, clock):
     killed_while_showing(relay, "only once")
-    bob = relay["bob"]
-    relay.start("bob")
-    relay.join("bob")
+    bob = restarted(relay)
     assert bob.texts() == ["only once"]
     relay.leave("bob")
-    if isinstance(bob.state, DiskRoomState):
-        bob.state.close()
-        bob.state = DiskRoomState(bob.state.folder, "demo")
-    relay.start("bob")
-    relay.join("bob")
+    restarted(relay)
     assert bob.texts() == []  # this process: nothing again
 
 
