@@ -117,6 +117,8 @@ def _assert_seat_ttl_applied(project: ComposeProject, room: str) -> None:
 def test_scale_up_reaches_the_running_lb(lb_stack):
     project: ComposeProject = lb_stack
     lb_port = project.ports["lb"]
+    # Back to the default first: the stop test may have run before and scaled up already.
+    _scale(project, DEFAULT_REPLICAS)
     assert len(_replica_health(project)) == DEFAULT_REPLICAS
     lb_before = _started_at(project, "lb")
     _scale(project, REPLICAS)
@@ -158,7 +160,7 @@ def test_the_lb_profile_is_hardened_and_hides_the_replicas(lb_stack):
 def test_replicas_behind_one_url_survive_a_stop_mid_conversation(lb_stack):
     project: ComposeProject = lb_stack
     lb_port = project.ports["lb"]
-    _scale(project, REPLICAS)  # a no-op when the test above already scaled
+    _scale(project, REPLICAS)  # a no-op when the scale-up test already scaled
     replica_ids = {h.get("replica") for h in _replica_health(project).values()}
     assert len(replica_ids) == REPLICAS, replica_ids
     # The LB spreads new connections over all replicas.
