@@ -52,6 +52,11 @@ def _generators(relays, args, tag: str) -> list[subprocess.Popen]:
             b,
             "--pairs",
             str(max(1, args.pairs // len(pairs))),
+            # Each generator its own share of the paced phases (one even stream over all).
+            "--first-pair",
+            str(i * max(1, args.pairs // len(pairs))),
+            "--all-pairs",
+            str(len(pairs) * max(1, args.pairs // len(pairs))),
             "--messages",
             str(per_member),
             "--size",

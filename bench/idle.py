@@ -5,7 +5,9 @@ bench/baselines.py), one after the other in this process tree, each as one repli
 redis-server:
 
 1. start the relay (open-file limit raised to hold N sockets), run a few live pairs through it
-   (warm-up, and their latency with no idle connection) and read its RSS;
+   (warm-up, and their latency with no idle connection) and read its RSS; the live senders
+   offer `--rate` msg/s together (default 200), evenly paced, so their latency is the
+   relay's and not a closed loop's queue (`--rate 0 --window W` for that);
 2. open N idle websockets (bench/idle_client.py: raw sockets, Engine.IO + Socket.IO handshake,
    then only pong) from several 127.0.0.x source addresses, wait, read the RSS again;
 3. run the live pairs again: their p50/p99 with the N idle connections present.
@@ -33,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from baselines import start_node_relays  # noqa: E402
+from loadgen import PACED_WINDOW  # noqa: E402
 
 from tests.support.servers import RedisServer, RelayProcess  # noqa: E402
 
@@ -40,6 +43,10 @@ from tests.support.servers import RedisServer, RelayProcess  # noqa: E402
 FD_HEADROOM = 1024
 # After the last idle client connected: time for the relay to settle (buffers, GC) before RSS.
 SETTLE_SECONDS = 3.0
+# The live pairs (defaults of --pairs, --rate): 5 pairs offering 200 msg/s together, so
+# each of the 10 senders sends one message every 50 ms.
+LIVE_PAIRS = 5
+LIVE_RATE = 200.0
 
 
 def rss_kb(pid: int) -> int:
@@ -51,7 +58,10 @@ def rss_kb(pid: int) -> int:
 
 
 def live_pairs(url: str, args, tag: str) -> dict:
-    """A few live pairs on the relay (both members on it); their latency figures."""
+    """A few live pairs on the relay (both members on it); their latency figures. Paced
+    (`--rate`), each message's latency is the relay's; unpaced (`--rate 0`), every sender
+    keeps `--window` messages in flight and the latency is that closed loop's queue."""
+    window = PACED_WINDOW if args.rate else args.window
     proc = subprocess.run(
         [
             sys.executable,
@@ -59,7 +69,8 @@ def live_pairs(url: str, args, tag: str) -> dict:
             "tests.support.relay_load",
             *("--url-a", url, "--url-b", url),
             *("--pairs", str(args.pairs), "--messages", str(args.messages)),
-            *("--size", "1024", "--window", str(args.window), "--tag", tag),
+            *("--size", "1024", "--window", str(window), "--tag", tag),
+            *("--rate", str(args.rate)),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -150,9 +161,15 @@ def describe(r: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="RSS per idle websocket, parley vs node")
     p.add_argument("-n", type=int, default=2000, help="idle connections")
-    p.add_argument("--pairs", type=int, default=5, help="live pairs")
+    p.add_argument("--pairs", type=int, default=LIVE_PAIRS, help="live pairs")
     p.add_argument("--messages", type=int, default=100, help="messages per live member")
-    p.add_argument("--window", type=int, default=1, help="in-flight messages per live sender")
+    p.add_argument(
+        "--rate", type=float, default=LIVE_RATE,
+        help="msg/s offered by all the live senders together, evenly paced (0: unpaced)",
+    )  # fmt: skip
+    p.add_argument(
+        "--window", type=int, default=1, help="in-flight messages per live sender (--rate 0)"
+    )
     p.add_argument("--only", choices=("parley", "node"), default=None)
     args = p.parse_args(argv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -160,7 +177,10 @@ def main(argv=None) -> int:
     if args.n + FD_HEADROOM > hard:
         print(f"note: open-file hard limit {hard} < N + {FD_HEADROOM}; relays get {hard}")
     kinds = [args.only] if args.only else ["parley", "node"]
-    print(f"idle bench: {args.n} idle websockets + {args.pairs} live pairs, one replica each")
+    pace = f"{args.rate:.0f} msg/s offered" if args.rate else f"unpaced, window {args.window}"
+    print(
+        f"idle bench: {args.n} idle websockets + {args.pairs} live pairs ({pace}), one replica each"
+    )
     redis_server = RedisServer().start()
     results = {}
     try:

@@ -47,7 +47,8 @@ def generator_cmds(relays: list, args, tag: str, rate: float, seconds: float) ->
             "-m",
             "tests.support.relay_load",
             *("--urls", ",".join(r.url for r in relays), "--tag", tag),
-            *("--first-pair", str(first), "--pairs", str(count), "--messages", str(messages)),
+            *("--first-pair", str(first), "--pairs", str(count), "--all-pairs", str(args.pairs)),
+            *("--messages", str(messages)),
             *("--size", str(args.size), "--window", str(window)),
             *("--rate", str(rate * count / args.pairs), "--wait-for-go", "--samples"),
         ]

@@ -263,8 +263,9 @@ def sweep_point(n: int, kinds: list[str], redis, args) -> dict:
                     relays[kind], relays[kind + "-idle"], args, f"{kind}-fan", redis.proc.pid
                 )
                 out[kind]["fanout"] = r["fanout_us"]
+                pace = f"{args.fanout_rate:.0f} msg/s offered" if args.fanout_rate else "unpaced"
                 print(
-                    f"fan-out   {kind:9s} {args.fanout_rate:.0f} msg/s offered, {r['received']} "
+                    f"fan-out   {kind:9s} {pace}, {r['received']} "
                     f"forwarded (lost {r['lost']}): {r['fanout_us']:.2f} us CPU per forwarded "
                     "message on each replica holding no member",
                     flush=True,
@@ -281,7 +282,9 @@ def idle_figures(redis, args, kinds: list[str]) -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
     import idle
 
-    opts = argparse.Namespace(n=args.idle, pairs=5, messages=100, window=1)
+    opts = argparse.Namespace(
+        n=args.idle, pairs=idle.LIVE_PAIRS, messages=100, window=1, rate=idle.LIVE_RATE
+    )
     out = {}
     for kind in kinds:
         if kind in ("parley", "node"):

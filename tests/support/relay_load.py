@@ -28,7 +28,7 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 import socketio  # noqa: E402
 
-from tests.support.load_stats import summarize  # noqa: E402
+from tests.support.load_stats import send_phases, summarize  # noqa: E402
 
 
 class Side:
@@ -45,6 +45,7 @@ class Side:
         self.peer: Side | None = None
         self.sent = 0
         self.last_tx = 0.0  # perf_counter of the last emit
+        self.phase = 0.0  # paced: seconds after the start of this sender's first slot
 
     def connect(self) -> None:
         auth = {"room": self.room, "name": self.name}
@@ -68,11 +69,16 @@ class Side:
         self.stats["last_rx"] = now
         self.progress.set()
 
-    def send_all(self, count: int, size: int, window: int, interval: float = 0.0) -> None:
-        """Send `count` messages; with `interval`, paced at one per `interval` seconds."""
+    def send_all(
+        self, count: int, size: int, window: int, interval: float = 0.0, phase: float = 0.0
+    ) -> None:
+        """Send `count` messages; with `interval`, paced at one per `interval` seconds, the
+        first `phase` seconds after the start (each sender its own phase, so the senders
+        together offer an even stream instead of one burst per interval)."""
         pad = "x" * size
         peer = self.peer
-        start = time.perf_counter()
+        self.phase = phase
+        start = time.perf_counter() + phase
         for seq in range(count):
             if interval:
                 gevent.sleep(max(0.0, start + seq * interval - time.perf_counter()))
@@ -123,8 +129,15 @@ def run(args) -> dict:
     t0 = time.perf_counter()
     # --rate: the offered load in messages per second over all senders (0: as fast as allowed).
     interval = len(sides) / args.rate if args.rate else 0.0
+    phases = send_phases(
+        interval,
+        2 * args.first_pair,
+        len(sides),
+        2 * (args.all_pairs or args.first_pair + args.pairs),
+    )
     senders = [
-        gevent.spawn(s.send_all, args.messages, args.size, args.window, interval) for s in sides
+        gevent.spawn(s.send_all, args.messages, args.size, args.window, interval, phase)
+        for s, phase in zip(sides, phases, strict=True)
     ]
     gevent.joinall(senders, raise_error=True)
     expected = len(sides) * args.messages
@@ -155,7 +168,7 @@ def run(args) -> dict:
         "elapsed": (stats["last_rx"] or time.perf_counter()) - t0,
         # Each message owns one send slot of `interval` seconds: a sender on time spans
         # exactly messages x interval, so sent / send_s is the offered rate when kept up.
-        "send_s": max((s.last_tx - t0 + interval for s in sides), default=0.0)
+        "send_s": max((s.last_tx - (t0 + s.phase) + interval for s in sides), default=0.0)
         if args.messages
         else 0.0,
     }
@@ -170,6 +183,10 @@ def main(argv=None) -> int:
     p.add_argument(
         "--first-pair", type=int, default=0, help="index of the first pair (rooms, replicas)"
     )
+    p.add_argument(
+        "--all-pairs", type=int, default=0,
+        help="pairs over all the generators sharing the load (paced phases; default: this one's)",
+    )  # fmt: skip
     p.add_argument("--messages", type=int, default=100)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--window", type=int, default=20, help="max in-flight messages per sender")

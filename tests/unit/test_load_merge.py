@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.support.load_stats import merge, split_pairs, summarize
+from tests.support.load_stats import merge, send_phases, split_pairs, summarize
 
 
 def raw(latencies_ms: list[float], sent: int, elapsed: float, send_s: float, **counts) -> dict:
@@ -77,3 +77,21 @@ def test_merge_of_nothing_is_refused():
 )
 def test_split_pairs_covers_every_pair_once(pairs, procs, expected):
     assert split_pairs(pairs, procs) == expected
+
+
+def test_paced_senders_of_all_generators_together_send_one_even_stream():
+    # 2 generators x 50 sides at 1,000 msg/s: interval 0.1 s, one send a millisecond.
+    interval, shares = 0.1, split_pairs(50, 2)
+    phases = sorted(
+        phase
+        for first, count in shares
+        for phase in send_phases(interval, 2 * first, 2 * count, 2 * 50)
+    )
+    assert len(phases) == 100
+    gaps = [b - a for a, b in zip(phases, phases[1:], strict=False)]
+    assert min(gaps) == pytest.approx(0.001) and max(gaps) == pytest.approx(0.001)
+    assert phases[0] == 0.0 and phases[-1] < interval
+
+
+def test_one_generator_alone_spreads_its_own_senders():
+    assert send_phases(0.5, 0, 5, 5) == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
