@@ -41,6 +41,10 @@ from .offline import Held, Offline
 from .store import Conn, JoinRequest, JoinResult, SeatStore
 
 NAMESPACE = "/"
+# A connection dropped before python-socketio finished its CONNECT is disconnected once
+# it has: checked every step, for up to STEPS x STEP seconds (then its session is ended).
+CONNECT_WAIT_STEPS = 200
+CONNECT_WAIT_STEP_SECONDS = 0.005
 
 
 def refuse(rejection: Rejection) -> socketio.exceptions.ConnectionRefusedError:
@@ -300,7 +304,13 @@ class RelayNamespace(socketio.Namespace):
             self._safe(self.bus.send, conn.replica, ["k", conn.sid])
 
     def drop(self, sid: str, rej: Rejection | None = None) -> None:
-        """Close a local connection without vacating its seat (someone else holds it)."""
+        """Close a local connection without vacating its seat (someone else holds it).
+
+        Its Engine.IO session is ended too (after the DISCONNECT, which it flushes first):
+        a python-socketio client ignores a DISCONNECT that arrives between its CONNECT and
+        the end of its own connect() call, which is just when a racing resume takes the
+        seat, and would stay on a socket that holds nothing (test_relay_seats.py H2). The
+        relay serves one namespace, so a socket without it has nothing left to carry."""
         if sid in self.conns:
             conn = self.conns.pop(sid)
             held = self.offline.take_held(sid)
@@ -310,9 +320,32 @@ class RelayNamespace(socketio.Namespace):
             if rej is not None:
                 self.deliver_raw(sid, "error", rej.payload())
             log_event(self.log, "dropped", sid=sid, code=rej.code if rej else "replaced")
-            self._safe(self.server.disconnect, sid, namespace=NAMESPACE)
+            eio_sid = self.server.manager.eio_sid_from_sid(sid, NAMESPACE)
+            if self.server.manager.is_connected(sid, NAMESPACE):
+                self._safe(self.server.disconnect, sid, namespace=NAMESPACE)
+                if eio_sid is not None:
+                    gevent.spawn(self._safe, self.server.eio.disconnect, eio_sid)
+            else:
+                gevent.spawn(self._disconnect_once_connected, sid)
         elif sid in self.connecting:
             self.kicked.add(sid)  # its own connect handler rolls it back
+
+    def _disconnect_once_connected(self, sid: str) -> None:
+        """Disconnect `sid` once python-socketio has finished its CONNECT, then end its
+        Engine.IO session. Until then the session is "pending" and `server.disconnect()`
+        does nothing, so a connection dropped in that window would be told CONNECT and
+        keep a socket that holds no seat and that no one closes."""
+        manager = self.server.manager
+        eio_sid = manager.eio_sid_from_sid(sid, NAMESPACE)
+        for _ in range(CONNECT_WAIT_STEPS):
+            if manager.is_connected(sid, NAMESPACE):
+                self._safe(self.server.disconnect, sid, namespace=NAMESPACE)
+                break
+            if not self._socket_open(sid):
+                return  # closed meanwhile: nothing left to disconnect
+            gevent.sleep(CONNECT_WAIT_STEP_SECONDS)
+        if eio_sid is not None:
+            self._safe(self.server.eio.disconnect, eio_sid)
 
     def tell_peers(
         self,
