@@ -39,7 +39,8 @@ def _generators(relays, args, tag: str) -> list[subprocess.Popen]:
     urls = [r.url for r in relays]
     pairs = [(urls[i], urls[i + 1]) for i in range(0, len(urls) - 1, 2)] or [(urls[0], urls[0])]
     rate = args.rate / len(pairs)
-    per_member = max(1, int(rate * args.seconds / (2 * max(1, args.pairs // len(pairs)))))
+    per_generator = max(1, args.pairs // len(pairs))  # pairs of the bench in each generator
+    per_member = max(1, int(rate * args.seconds / (2 * per_generator)))
     procs = []
     for i, (a, b) in enumerate(pairs):
         cmd = [
@@ -51,12 +52,12 @@ def _generators(relays, args, tag: str) -> list[subprocess.Popen]:
             "--url-b",
             b,
             "--pairs",
-            str(max(1, args.pairs // len(pairs))),
+            str(per_generator),
             # Each generator its own share of the paced phases (one even stream over all).
             "--first-pair",
-            str(i * max(1, args.pairs // len(pairs))),
+            str(i * per_generator),
             "--all-pairs",
-            str(len(pairs) * max(1, args.pairs // len(pairs))),
+            str(len(pairs) * per_generator),
             "--messages",
             str(per_member),
             "--size",
