@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
 from parley_client.batch import EXIT_REFUSED
 from tests.support.proxy import TcpProxy
+from tests.support.pythons import find_python, image_python_version, install_client
 
 
 @pytest.fixture
@@ -56,6 +58,64 @@ def test_network_cut_loses_and_duplicates_nothing(two_relays, batch_clients, pro
     assert alice.received() == ["before the cut", *during]  # exactly once each
     assert bob.received() == ["alice typed this offline"]
     assert len(alice.of("secure")) >= 2  # a fresh handshake after reconnecting
+
+
+# The relay's Socket.IO CONNECT ack as it crosses the wire (in an unmasked text frame), and
+# what the relay sends when it drops a connection: a Socket.IO DISCONNECT, then the Engine.IO
+# CLOSE (handlers.drop).
+CONNECT_ACK = b'40{"sid"'
+
+
+def _server_text_frame(text: bytes) -> bytes:
+    assert len(text) < 126
+    return bytes([0x81, len(text)]) + text
+
+
+RELAY_DROP = _server_text_frame(b"41") + _server_text_frame(b"1")
+
+
+@pytest.fixture(scope="module")
+def image_python(tmp_path_factory) -> str:
+    """The client installed for the default images' Python (3.12 today; tests/support/pythons.py).
+    CI must have it (it is part of this machine kind); elsewhere its absence skips, loudly."""
+    version = image_python_version()
+    python = find_python(version)
+    if python is None:
+        reason = f"no Python {version} on this machine (the default images run it)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: CI must test the client on it")
+        pytest.skip(f"{reason}; CI fails here instead")
+    return install_client(python, tmp_path_factory.mktemp("image-python") / "venv")
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("python", ["suite-python", "image-python"])
+@pytest.mark.parametrize("then", [b"", RELAY_DROP], ids=["link-dies", "relay-drops"])
+def test_connection_lost_right_behind_the_connect_ack_is_noticed(
+    then, python, request, two_relays, batch_clients, proxy_factory
+):
+    """The connection ends just after the relay accepted it, while the client library's
+    connect() is still finishing: the link dies, or the relay drops it at once (handlers.drop,
+    as when the seat was just resumed elsewhere), its DISCONNECT and CLOSE in the same packet
+    as the ack. python-socketio reports neither then (it is not "connected" yet) and
+    connect() still returns success; on Python 3.12, the default images' Python, it always
+    ends so, and the client sat on the dead socket for ever, its sends dropped unseen. It
+    must see a lost connection and reconnect, twice in a row."""
+    interpreter = request.getfixturevalue("image_python") if python == "image-python" else None
+    r1, r2 = two_relays
+    link = proxy_factory(r1.port)
+    link.cut_after(CONNECT_ACK, times=2, then=then)
+    alice = batch_clients("alice", "window", link.url, "--resend-after", "2", python=interpreter)
+    bob = batch_clients("bob", "window", r2.url, "--resend-after", "2")
+    bob.send("to alice")
+    alice.send("to bob")
+    assert alice.wait_received(1, timeout=45) == ["to alice"], alice.stderr()
+    assert bob.wait_received(1, timeout=45) == ["to bob"], bob.stderr()
+    assert link.cuts_pending == 0  # both cuts really came behind an accepted connect
+    assert len(alice.of("lost")) >= 2, alice.raw
+    assert alice.wait() == 0, alice.stderr()
+    assert bob.wait() == 0, bob.stderr()
+    assert alice.received() == ["to alice"] and bob.received() == ["to bob"]
 
 
 def test_failover_to_the_next_relay_when_a_replica_dies(two_relays, batch_clients):

@@ -27,13 +27,14 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 class BatchClient:
-    """A real ``python -m parley_client --batch --json`` process with its output parsed."""
+    """A real ``python -m parley_client --batch --json`` process with its output parsed
+    (``python``: another interpreter with the client installed; default: the suite's own)."""
 
-    def __init__(self, name: str, room: str, relays, home, *args: str, env=None):
+    def __init__(self, name: str, room: str, relays, home, *args: str, env=None, python=None):
         self.name = name
         relay_arg = relays if isinstance(relays, str) else ",".join(relays)
         self.args = [
-            sys.executable,
+            python or sys.executable,
             "-m",
             "parley_client",
             "--batch",
@@ -161,12 +162,13 @@ class BatchClient:
 
 @contextlib.contextmanager
 def client_pool(tmp_path):
-    """Yield ``start(name, room, relays, *args, home=None, env=None)`` which runs BatchClient
-    processes (homes under tmp_path); every one is stopped when the block ends."""
+    """Yield ``start(name, room, relays, *args, home=None, env=None, python=None)`` which runs
+    BatchClient processes (homes under tmp_path); every one is stopped when the block ends."""
     started: list[BatchClient] = []
 
-    def start(name, room, relays, *args, home=None, env=None) -> BatchClient:
-        client = BatchClient(name, room, relays, home or tmp_path / name, *args, env=env)
+    def start(name, room, relays, *args, home=None, env=None, python=None) -> BatchClient:
+        home = home or tmp_path / name
+        client = BatchClient(name, room, relays, home, *args, env=env, python=python)
         started.append(client)
         return client.start()
 

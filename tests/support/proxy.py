@@ -2,7 +2,11 @@
 
 `stall()` stops forwarding in both directions without closing anything (a network outage as
 TCP sees it: bytes wait, timers run); `cut()` drops every connection and refuses new ones;
-`restore()` undoes either.
+`restore()` undoes either. `cut_after(marker)` lets the next bytes from the server that hold
+`marker` through and closes that one connection right behind them (a link that dies at one
+exact step of a handshake), optionally sending `then` bytes of its own first, in the same
+write (what a hostile relay or a man in the middle of a plain link can send); later
+connections pass.
 
 `buffer_bytes` pins the kernel buffers of both legs (no autotuning): on loopback they grow
 to megabytes, so a stall would otherwise swallow a backlog of that size before the sender
@@ -32,6 +36,7 @@ class TcpProxy:
         self._socks: list[socket.socket] = []
         self._server = socket.create_server(("127.0.0.1", self.port))
         self._closed = False
+        self._cut_markers: list[tuple[bytes, bytes]] = []
         threading.Thread(target=self._accept, daemon=True, name=f"proxy-{self.port}").start()
 
     @property
@@ -52,6 +57,17 @@ class TcpProxy:
                 s.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 s.close()
+
+    def cut_after(self, marker: bytes, times: int = 1, then: bytes = b"") -> None:
+        """Close each of the next `times` connections right after forwarding a chunk from the
+        server that contains `marker` (the chunk arrives whole, `then` right behind it)."""
+        with self._lock:
+            self._cut_markers += [(marker, then)] * times
+
+    @property
+    def cuts_pending(self) -> int:
+        with self._lock:
+            return len(self._cut_markers)
 
     def restore(self) -> None:
         self._refusing = False
@@ -81,8 +97,10 @@ class TcpProxy:
             self._pin_buffers(client)
             with self._lock:
                 self._socks += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+            for src, dst, from_server in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(
+                    target=self._pipe, args=(src, dst, from_server), daemon=True
+                ).start()
 
     def _connect_upstream(self) -> socket.socket:
         upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -101,13 +119,17 @@ class TcpProxy:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.buffer_bytes)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.buffer_bytes)
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, from_server: bool) -> None:
         try:
             while True:
                 data = src.recv(self.buffer_bytes or 65536)
                 if not data:
                     break
                 self._flowing.wait()  # a stall holds what was read until restore()
+                cut = self._take_cut(data) if from_server else None
+                if cut is not None:
+                    dst.sendall(data + cut)
+                    break  # the finally below closes both legs right behind this chunk
                 dst.sendall(data)
         except OSError:
             pass
@@ -117,3 +139,12 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     s.close()
+
+    def _take_cut(self, data: bytes) -> bytes | None:
+        """The bytes to send behind `data` before cutting, or None to go on forwarding."""
+        with self._lock:
+            for i, (marker, then) in enumerate(self._cut_markers):
+                if marker in data:
+                    del self._cut_markers[i]
+                    return then
+        return None

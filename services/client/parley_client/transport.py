@@ -212,6 +212,13 @@ class Transport:
                 url, auth=self.auth, transports=TRANSPORTS, wait_timeout=self.connect_timeout
             )
             await asyncio.wait_for(connect, CONNECT_TIMEOUT)
+            if sio.eio.state != "connected":
+                # The connection ended between the relay's CONNECT ack and the end of
+                # connect() (a relay that drops it at once sends DISCONNECT and CLOSE right
+                # behind the ack; on Python 3.12+ they are always handled in that window).
+                # python-socketio reports nothing then and returns success: count it as lost.
+                # From here on the library reports every end through `disconnect`.
+                self._gone.set()
             return True
         except Exception as e:  # noqa: BLE001 - every failure here just means "try again"
             self.url = None
