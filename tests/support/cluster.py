@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.servers import _stop, wait_for
+from tests.support.servers import _stop, ephemeral_low, free_port, wait_for
 
 MASTERS = 3
 # Failure detection after this many ms, then a replica's election: small for a fast test,
@@ -31,13 +31,12 @@ BUS_PORT_OFFSET = 10000
 
 
 def free_cluster_port() -> int:
-    """A port whose cluster-bus twin (port + 10000) is free too."""
+    """A port whose cluster-bus twin (port + 10000) is free too, both below the kernel's
+    ephemeral range (servers.free_port says why)."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + BUS_PORT_OFFSET > 65535:
-            port = 20000 + port % 30000
+        port = free_port()
+        if port + BUS_PORT_OFFSET >= ephemeral_low():
+            continue
         try:
             with socket.socket() as a, socket.socket() as b:
                 a.bind(("127.0.0.1", port))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -24,11 +25,39 @@ from pathlib import Path
 TAP_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "relay_tap.py"
 
 
+# Ports for the servers tests start lie below the kernel's ephemeral range. A port bind(0)
+# hands out comes from that range, the one outgoing connections take their own port from:
+# between the check and the server's bind, a client socket of a test running beside it could
+# take it (seen in a shuffled run: a relay exited with `Address already in use`). Below the
+# range only another free_port() call can pick the same port, one chance in thousands.
+LOWEST_TEST_PORT = 15000
+_pick = random.SystemRandom()  # not the seedable global generator: each worker its own ports
+
+
+def ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """Ask the kernel for a port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that is free on 127.0.0.1 right now and that no outgoing connection will take."""
+    high = ephemeral_low() - 1
+    if high - LOWEST_TEST_PORT < 1000:  # a machine with a wide ephemeral range: the old way
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    for _ in range(1000):
+        port = _pick.randint(LOWEST_TEST_PORT, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {LOWEST_TEST_PORT}-{high} on 127.0.0.1")
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "condition"):
