@@ -12,6 +12,11 @@ redis-server:
    then only pong) from several 127.0.0.x source addresses, wait, read the RSS again;
 3. run the live pairs again: their p50/p99 with the N idle connections present.
 
+It also counts parley-relay's `fenced` log lines (a lease renewal held up for two thirds of
+the heartbeat TTL, `--heartbeat-seconds`: the relay drops every client) and exits 1 if there
+was one; the suite checks the lease loop's independence with a reconciliation held back on
+purpose (tests/integration/test_relay_lease.py), this is where its cost at scale shows.
+
 RSS per connection = (RSS with N idle - RSS before) / N. Last line:
     idle_kb_per_conn=<x> node_idle_kb_per_conn=<x> ratio_vs_node=<x> p99_ms=<x> node_p99_ms=<x>
 
@@ -82,7 +87,7 @@ def live_pairs(url: str, args, tag: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def start_relay(kind: str, redis_url: str, n: int):
+def start_relay(kind: str, redis_url: str, n: int, heartbeat: float):
     nofile = min(n + FD_HEADROOM, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     if kind == "node":
         return start_node_relays(redis_url, count=1, nofile=nofile)[0]
@@ -95,14 +100,16 @@ def start_relay(kind: str, redis_url: str, n: int):
             "PARLEY_CONNECT_TIMEOUT": "120",
             "PARLEY_HEADER_TIMEOUT": "120",
         },
-        extra_args=["--rate-limit", "1000000,1000000", "--log-level", "WARNING"],
+        extra_args=["--rate-limit", "1000000,1000000", "--log-level", "WARNING"]
+        + ["--heartbeat-seconds", str(heartbeat)],
     ).start()
 
 
 def measure(kind: str, redis_url: str, args) -> dict:
     """One relay: RSS before/after N idle connections, live-pair latency without/with."""
-    relay = start_relay(kind, redis_url, args.n)
+    relay = start_relay(kind, redis_url, args.n, args.heartbeat_seconds)
     clients = None
+    fenced = 0
     try:
         quiet = live_pairs(relay.url, args, f"{kind}-warm")
         time.sleep(1.0)
@@ -123,6 +130,8 @@ def measure(kind: str, redis_url: str, args) -> dict:
         after = rss_kb(relay.proc.pid)
         loaded = live_pairs(relay.url, args, f"{kind}-live")
         still = rss_kb(relay.proc.pid)
+        if kind == "parley":
+            fenced = relay.log().count('"fenced"')
     finally:
         if clients is not None:
             clients.stdin.close()
@@ -144,6 +153,7 @@ def measure(kind: str, redis_url: str, args) -> dict:
         "p50_ms": loaded["p50_ms"],
         "p99_ms": loaded["p99_ms"],
         "lost": quiet["lost"] + loaded["lost"],
+        "fenced": fenced,
     }
 
 
@@ -154,7 +164,7 @@ def describe(r: dict) -> str:
         f"{r['rss_before_kb'] / 1024:.1f} -> {r['rss_idle_kb'] / 1024:.1f} MB = "
         f"{r['kb_per_conn']:.1f} kB/conn; live pairs p50/p99 {r['quiet_p50_ms']:.2f}/"
         f"{r['quiet_p99_ms']:.2f} ms alone, {r['p50_ms']:.2f}/{r['p99_ms']:.2f} ms beside "
-        f"the idle ones; lost {r['lost']}"
+        f"the idle ones; lost {r['lost']}" + (f"; FENCED {r['fenced']}x" if r["fenced"] else "")
     )
 
 
@@ -170,6 +180,10 @@ def main(argv=None) -> int:
     p.add_argument(
         "--window", type=int, default=1, help="in-flight messages per live sender (--rate 0)"
     )
+    p.add_argument(
+        "--heartbeat-seconds", type=float, default=15.0,
+        help="parley-relay's lease TTL (its default 15; renewals every third of it)",
+    )  # fmt: skip
     p.add_argument("--only", choices=("parley", "node"), default=None)
     args = p.parse_args(argv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -202,7 +216,12 @@ def main(argv=None) -> int:
         fields.append(f"p99_ms={ours['p99_ms']:.2f}")
     if node:
         fields.append(f"node_p99_ms={node['p99_ms']:.2f}")
+    if ours:
+        fields.append(f"fenced={ours['fenced']}")
     print(" ".join(fields))
+    if ours and ours["fenced"]:
+        print(f"error: parley-relay fenced itself {ours['fenced']} time(s)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,7 +6,9 @@ TCP sees it: bytes wait, timers run); `cut()` drops every connection and refuses
 `marker` through and closes that one connection right behind them (a link that dies at one
 exact step of a handshake), optionally sending `then` bytes of its own first, in the same
 write (what a hostile relay or a man in the middle of a plain link can send); later
-connections pass.
+connections pass. `hold_back(marker, seconds)` forwards the next request from the client
+that holds `marker` that much later (a server slow to answer one call: that connection waits,
+the others flow), and `watch(marker)` records when requests holding `marker` went through.
 
 `buffer_bytes` pins the kernel buffers of both legs (no autotuning): on loopback they grow
 to megabytes, so a stall would otherwise swallow a backlog of that size before the sender
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 from tests.support.servers import free_port
 
@@ -37,6 +40,9 @@ class TcpProxy:
         self._server = socket.create_server(("127.0.0.1", self.port))
         self._closed = False
         self._cut_markers: list[tuple[bytes, bytes]] = []
+        self._hold_markers: list[tuple[bytes, float]] = []
+        self._watched: dict[bytes, list[float]] = {}
+        self.holds: list[tuple[float, float]] = []  # (start, end) of each hold, monotonic
         threading.Thread(target=self._accept, daemon=True, name=f"proxy-{self.port}").start()
 
     @property
@@ -68,6 +74,19 @@ class TcpProxy:
     def cuts_pending(self) -> int:
         with self._lock:
             return len(self._cut_markers)
+
+    def hold_back(self, marker: bytes, seconds: float, times: int = 1) -> None:
+        """Forward each of the next `times` chunks from the client that contain `marker`
+        `seconds` late (later bytes of that connection wait behind it); each hold done is
+        appended to `holds`."""
+        with self._lock:
+            self._hold_markers += [(marker, seconds)] * times
+
+    def watch(self, marker: bytes) -> list[float]:
+        """The (growing) list of times at which a chunk from the client holding `marker`
+        was forwarded."""
+        with self._lock:
+            return self._watched.setdefault(marker, [])
 
     def restore(self) -> None:
         self._refusing = False
@@ -126,6 +145,8 @@ class TcpProxy:
                 if not data:
                     break
                 self._flowing.wait()  # a stall holds what was read until restore()
+                if not from_server:
+                    self._hold_and_watch(data)
                 cut = self._take_cut(data) if from_server else None
                 if cut is not None:
                     dst.sendall(data + cut)
@@ -139,6 +160,21 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     s.close()
+
+    def _hold_and_watch(self, data: bytes) -> None:
+        with self._lock:
+            hold = next((h for h in self._hold_markers if h[0] in data), None)
+            if hold is not None:
+                self._hold_markers.remove(hold)
+        if hold is not None:
+            start = time.monotonic()
+            time.sleep(hold[1])
+            self.holds.append((start, time.monotonic()))
+        now = time.monotonic()
+        with self._lock:
+            for marker, times in self._watched.items():
+                if marker in data:
+                    times.append(now)
 
     def _take_cut(self, data: bytes) -> bytes | None:
         """The bytes to send behind `data` before cutting, or None to go on forwarding."""
