@@ -137,10 +137,19 @@ def test_a_full_mailbox_and_expired_messages_are_plain_lines_for_the_sender(
         bob_joins_once_and_leaves(batch_clients, tmp_path, relay)
         alice = batch_clients("alice", ROOM, relay.url, "--timeout", "3", home=tmp_path / "a")
         alice.send(*[f"text {i}" for i in range(5)])
+
+        def full() -> list[dict]:
+            return [
+                e for e in alice.events if "mailbox at the relay is full" in e.get("message", "")
+            ]
+
+        # With stdin still open: her 3 s --timeout runs from the end of her input, and must
+        # not run out before she has connected, found bob away and stored (about 2 s idle).
+        alice.wait_event(lambda e: full() and len(alice.of("stored")) >= 3, 90, "store, then full")
         assert alice.wait(timeout=90) == 5, alice.stderr()  # EXIT_ABSENT
         stored = [e["text"] for e in alice.of("stored")]
         assert stored[:3] == ["text 0", "text 1", "text 2"] and "text 3" not in stored
-        full = [e for e in alice.events if "mailbox at the relay is full" in e.get("message", "")]
+        full = full()
         assert len(full) == 1 and not alice.of("relay_error"), alice.events
 
         # The janitor expires the stored entries (TTL 2 s); the relay tells alice at once if

@@ -28,7 +28,10 @@ from tests.support.relay_clients import (
 )
 from tests.support.servers import wait_for
 
-SHORT = ["--heartbeat-seconds", "2", "--connect-rate", "off"]
+# Short, so prune and fencing happen within seconds; a live relay the machine holds up
+# keeps its lease for 2 s (renewals every 1 s).
+HEARTBEAT = 3
+SHORT = ["--heartbeat-seconds", str(HEARTBEAT), "--connect-rate", "off"]
 
 
 def error_codes(client: RelayClient) -> list[str]:
@@ -38,7 +41,9 @@ def error_codes(client: RelayClient) -> list[str]:
 def as_replica(relay, redis_url: str) -> RedisStore:
     """A store acting under `relay`'s replica id, to do to Redis what that replica's own
     requests would (the relay itself never learns)."""
-    return RedisStore(make_client(redis_url), relay.health()["replica"], heartbeat_seconds=2)
+    return RedisStore(
+        make_client(redis_url), relay.health()["replica"], heartbeat_seconds=HEARTBEAT
+    )
 
 
 def paired(clients, url_a: str, url_b: str, room: str):

@@ -232,7 +232,8 @@ def test_mailbox_byte_limit(redis_server, relay_factory, clients):
 def test_expired_entries_are_never_delivered_and_the_sender_is_told(
     redis_server, relay_factory, clients, sender_connected
 ):
-    env = {"PARLEY_MAILBOX_TTL": "1", "PARLEY_HEARTBEAT_SECONDS": "1"}
+    # Janitor rounds (mailbox expiry) every third of the heartbeat TTL: 1 s apart.
+    env = {"PARLEY_MAILBOX_TTL": "1", "PARLEY_HEARTBEAT_SECONDS": "3"}
     r1 = relay_factory(redis_server.url, env=env)
     r2 = relay_factory(redis_server.url, env=env)
     alice_m, bob_m = away(clients, r2.url, room="ttl")
