@@ -11,7 +11,9 @@ import time
 
 from tests.support.rawws import RawWs
 
-PING_ARGS = ["--ping-interval", "1", "--ping-timeout", "1", "--idle-timeout", "5"]
+# Pings every second; 3 s to answer one (a relay or test the machine held up for 1 s would
+# otherwise drop a client that does answer).
+PING_ARGS = ["--ping-interval", "1", "--ping-timeout", "3", "--idle-timeout", "5"]
 
 
 def test_a_client_that_answers_pings_outlives_the_idle_timeout(redis_server, relay_factory):
@@ -20,7 +22,7 @@ def test_a_client_that_answers_pings_outlives_the_idle_timeout(redis_server, rel
     try:
         assert ws.connect_sio('{"room":"pinged","name":"p"}').startswith("40")
         started, pings = time.monotonic(), 0
-        while time.monotonic() - started < 8:  # longer than idle timeout + ping timeout
+        while time.monotonic() - started < 9:  # longer than idle timeout + ping timeout
             packet = ws.recv_text()  # raises if the relay closes the socket
             if packet == "2":
                 pings += 1
