@@ -170,6 +170,17 @@ class ComposeProject:
         self._assert_ours(name)
         _run(["docker", "pause" if paused else "unpause", name], 60)
 
+    def wait_healthy(self, service: str, timeout: float = 90.0) -> None:
+        """Wait until every running container of `service` passes its health check again
+        (after a pause Docker reports it unhealthy until its next check succeeds, and a
+        later `up --wait` fails on an unhealthy container)."""
+
+        def healthy() -> bool:
+            rows = [r for r in self.containers(service) if r.get("State") == "running"]
+            return bool(rows) and all(r.get("Health") == "healthy" for r in rows)
+
+        wait_for(healthy, timeout, 0.5, f"every {service} container healthy")
+
     def container_state(self, service: str) -> str:
         out = self.run("ps", "--all", "--format", "json", service).stdout
         rows = [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]

@@ -266,3 +266,5 @@ def test_replicas_behind_one_url_survive_a_stop_mid_conversation(lb_stack):
             project.pause_container(frozen, paused=False)  # so `down` stops it normally
         if victim:  # the module's other tests find every replica running, in any order
             project.start_container(victim)
+        if frozen or victim:  # ...and healthy (r39, shuffled: the scale test ran next and
+            project.wait_healthy("replica")  # its `up --wait` failed on the thawed one)
