@@ -83,8 +83,8 @@ class Janitor:
         if status == "resync":
             self.resyncs_asked += 1
             self.wake.set()
-        elif status == "expired":
-            fence(relay, "lease_expired")
+        elif status == "expired":  # once per presumption of death: always logged, even
+            fence(relay, "lease_expired", log_empty=True)  # if the janitor dropped them all
 
     def round(self) -> None:
         """One janitor round (module docstring); raises when Redis is unreachable."""
@@ -178,13 +178,15 @@ def resync(relay) -> None:
     log_event(relay.log, "membership_resynced", members=len(ns.conns), lost=lost)
 
 
-def fence(relay, reason: str) -> None:
-    """Drop every client: our seats may have been vacated or resumed elsewhere."""
+def fence(relay, reason: str, log_empty: bool = False) -> None:
+    """Drop every client: our seats may have been vacated or resumed elsewhere. Logged when
+    it dropped someone, or with `log_empty` (a lapsed lease fences at every renewal that
+    fails, which would repeat the line all through an outage)."""
     ns = relay.namespace
     count = len(ns.conns)
     for sid in list(ns.conns):
         ns.drop(sid, Rejection("unavailable", "relay replica lost its lease; reconnect"))
-    if count:
+    if count or log_empty:
         log_event(relay.log, "fenced", logging.WARNING, reason=reason, connections=count)
 
 

@@ -17,7 +17,7 @@ import redis
 from parley_relay.app import make_app
 from parley_relay.config import Settings
 from parley_relay.core import Identity
-from parley_relay.janitor import Janitor, reconcile
+from parley_relay.janitor import Janitor, fence, reconcile
 from parley_relay.lease import Lease
 from parley_relay.redis_store import RedisStore
 from parley_relay.store import DataSetChanged, JoinRequest
@@ -113,3 +113,20 @@ def test_a_resync_asked_for_runs_before_any_reconciliation(relay, redis_server):
     assert not janitor.resync_due()
     assert "s1" in ns.conns
     assert [h.sid for h in store.held()] == ["s1"]
+
+
+def test_being_presumed_dead_is_logged_even_when_no_connection_is_left(relay, caplog):
+    """After a stop past its lease the janitor round can drop every connection (Redis no
+    longer lists them) before the lease loop's renewal hears "expired"; the fence then drops
+    nobody, and must still say the replica was presumed dead (r41 waited for it in vain).
+    A lapsed lease during an outage fences at every failed renewal: said only when it
+    dropped someone, or the line would repeat all through the outage."""
+    store = relay.store
+    store.heartbeat = lambda: "expired"
+    janitor = Janitor(relay)
+    assert relay.namespace.conns == {}
+    with caplog.at_level("INFO", logger=relay.log.name):
+        janitor.renew()
+        fence(relay, "lease_not_renewed")
+    fenced = [r for r in caplog.records if r.getMessage() == "fenced"]
+    assert [r.fields for r in fenced] == [{"reason": "lease_expired", "connections": 0}]
