@@ -89,6 +89,12 @@ class Tap:
             self.sock.sendall((json.dumps(message) + "\n").encode())
 
     def _read(self) -> None:
+        # The relay closing the tap (it exited, or dropped the tap) ends the reader, quietly:
+        # whatever the test then waits for fails it, with its own message.
+        with contextlib.suppress(OSError, ValueError):  # ValueError: read of a closed file
+            self._read_until_closed()
+
+    def _read_until_closed(self) -> None:
         for raw in self._lines:
             msg = json.loads(raw)
             if msg["op"] == "emit":
