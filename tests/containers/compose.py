@@ -182,8 +182,8 @@ class ComposeProject:
         wait_for(healthy, timeout, 0.5, f"every {service} container healthy")
 
     def container_state(self, service: str) -> str:
-        out = self.run("ps", "--all", "--format", "json", service).stdout
-        rows = [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
+        """State of the service's (first) container ("running", "exited", ...), or "absent"."""
+        rows = self.containers(service)
         return rows[0].get("State", "") if rows else "absent"
 
     def redis_secret(self) -> str:

@@ -149,8 +149,7 @@ def test_a_full_mailbox_and_expired_messages_are_plain_lines_for_the_sender(
         assert alice.wait(timeout=90) == 5, alice.stderr()  # EXIT_ABSENT
         stored = [e["text"] for e in alice.of("stored")]
         assert stored[:3] == ["text 0", "text 1", "text 2"] and "text 3" not in stored
-        full = full()
-        assert len(full) == 1 and not alice.of("relay_error"), alice.events
+        assert len(full()) == 1 and not alice.of("relay_error"), alice.events
 
         # The janitor expires the stored entries (TTL 2 s); the relay tells alice at once if
         # she is connected, else at her next join. A second run stays until it has been told
