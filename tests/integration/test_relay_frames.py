@@ -44,7 +44,9 @@ def relay(redis_server, relay_factory):
 
 
 class HealthProbe:
-    """GETs /healthz every 100 ms in a thread; records every status it got."""
+    """GETs /healthz every 100 ms in a thread; records every status it got. A relay that is
+    down or stuck records 0; one that is only slow because the loaded machine held it up is
+    given 10 s per answer (the relay's health is what is tested here, not its latency)."""
 
     def __init__(self, relay):
         self.relay = relay
@@ -55,7 +57,7 @@ class HealthProbe:
 
     def _run(self):
         while True:
-            self.statuses.append(self.relay.get("/healthz")[0])
+            self.statuses.append(self.relay.get("/healthz", timeout=10)[0])
             if self._stop.wait(0.1):
                 return
 

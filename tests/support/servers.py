@@ -226,11 +226,14 @@ class RelayProcess:
         status, _ = self.get("/healthz")
         return status == 200
 
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
-        """GET a relay URL; returns (status, body), status 0 when unreachable."""
+    def get(
+        self, path: str, headers: dict[str, str] | None = None, timeout: float = 2
+    ) -> tuple[int, str]:
+        """GET a relay URL; returns (status, body), status 0 when unreachable or not answered
+        within `timeout` s."""
         request = urllib.request.Request(self.url + path, headers=headers or {})  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
