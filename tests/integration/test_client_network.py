@@ -8,8 +8,10 @@ import time
 import pytest
 
 from parley_client.batch import EXIT_REFUSED
+from parley_client.transport import MAX_BACKOFF
 from tests.support.proxy import TcpProxy
 from tests.support.pythons import find_python, image_python_version, install_client
+from tests.support.servers import wait_for
 
 
 @pytest.fixture
@@ -116,6 +118,35 @@ def test_connection_lost_right_behind_the_connect_ack_is_noticed(
     assert alice.wait() == 0, alice.stderr()
     assert bob.wait() == 0, bob.stderr()
     assert alice.received() == ["to alice"] and bob.received() == ["to bob"]
+
+
+def test_a_relay_that_drops_every_connection_at_once_is_retried_with_a_growing_backoff(
+    relay_factory, batch_clients, proxy_factory
+):
+    """A replica that accepts each connection and ends it at once (fenced, or one that drops
+    every seat it cannot serve) must be retried like one that refuses: with a backoff that
+    grows, not every 0.2 s for as long as it keeps doing so. Then the client connects."""
+    drops = 5
+    link = proxy_factory(relay_factory().port)
+    link.cut_after(CONNECT_ACK, times=drops, then=RELAY_DROP)
+    attempts = link.watch(b"GET /socket.io/")
+    alice = batch_clients("alice", "drops", link.url)
+
+    def connected_after_the_drops() -> bool:
+        events = list(alice.events)  # a copy: the reader thread appends
+        lost = [i for i, e in enumerate(events) if e.get("event") == "lost"]
+        waiting = _state(alice, "waiting for peer")
+        return len(lost) == drops and any(waiting(e) for e in events[lost[-1] :])
+
+    wait_for(connected_after_the_drops, timeout=60, what="alice connected after the drops")
+    assert link.cuts_pending == 0 and len(attempts) == drops + 1, attempts
+    # After k connections in a row that ended at once the client waits at least the
+    # jitter's low end of its backoff, 0.7 * min(MAX_BACKOFF, 0.2 * 2**k) s: sleeping no
+    # less than asked, a loaded machine can only make the gaps longer.
+    gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
+    floors = [0.7 * min(MAX_BACKOFF, 0.2 * 2**k) for k in range(1, drops + 1)]
+    assert all(gap >= floor for gap, floor in zip(gaps, floors, strict=True)), (gaps, floors)
+    assert alice.wait() == 0, alice.stderr()
 
 
 def test_failover_to_the_next_relay_when_a_replica_dies(two_relays, batch_clients):

@@ -44,6 +44,8 @@ FATAL_AT_START = ("room_full",)
 # Socket.IO over websocket only: no long-polling phase (docs/protocol.md).
 TRANSPORTS = ["websocket"]
 MAX_BACKOFF = 5.0
+# A connection that ends sooner than this after connecting backs off as a failed connect.
+SHORT_LIVED_CONNECTION = 2.0
 # A whole connection attempt (TCP, Engine.IO and Socket.IO handshakes). aiohttp's own default
 # is five minutes, which is how long a frozen relay would otherwise hold us.
 CONNECT_TIMEOUT = 10.0
@@ -125,10 +127,15 @@ class Transport:
             if self._stopping:
                 break
             if connected:
-                failures = 0
+                began = time.monotonic()
                 await self._serve()
                 if self._stopping:
                     break
+                # A connection the relay ended at once (a fenced replica, or one dropping
+                # every seat it cannot serve, accepts and drops each one) counts as a failed
+                # connect: the backoff grows, instead of a reconnect every 0.2 s for ever.
+                lived = time.monotonic() - began
+                failures = failures + 1 if lived < SHORT_LIVED_CONNECTION else 0
             else:
                 index += 1  # fail over to the next relay
                 failures += 1
