@@ -53,6 +53,20 @@ CONNECT_TIMEOUT = 10.0
 LEAVE_TIMEOUT = 5.0
 
 
+def failed_attempt(lived: float | None) -> bool:
+    """Whether a connection attempt failed: it never connected (None), or the relay ended it
+    within SHORT_LIVED_CONNECTION s (a fenced replica, or one dropping every seat it cannot
+    serve, accepts and drops each one). A failed attempt fails over to the next relay URL and
+    grows the backoff, instead of a reconnect to the same replica every 0.2 s for ever."""
+    return lived is None or lived < SHORT_LIVED_CONNECTION
+
+
+def reconnect_delay(failures: int, jitter: float) -> float:
+    """Seconds before the next attempt after `failures` failed ones in a row: 0.2 s doubling,
+    capped at MAX_BACKOFF, times `jitter` (0.7-1.3, so clients do not retry in step)."""
+    return min(MAX_BACKOFF, 0.2 * 2 ** min(failures, 6)) * jitter
+
+
 class Transport:
     """Keeps one relay connection alive for a :class:`ChatCore`."""
 
@@ -126,22 +140,19 @@ class Transport:
             connected = await self._connect(url)
             if self._stopping:
                 break
+            lived = None
             if connected:
                 began = time.monotonic()
                 await self._serve()
                 if self._stopping:
                     break
-                # A connection the relay ended at once (a fenced replica, or one dropping
-                # every seat it cannot serve, accepts and drops each one) counts as a failed
-                # connect: the backoff grows, instead of a reconnect every 0.2 s for ever.
                 lived = time.monotonic() - began
-                failures = failures + 1 if lived < SHORT_LIVED_CONNECTION else 0
-            else:
-                index += 1  # fail over to the next relay
-                failures += 1
+            failed = failed_attempt(lived)
+            index += failed  # fail over to the next relay
+            failures = failures + 1 if failed else 0
             if self._check_fatal():
                 return
-            delay = min(MAX_BACKOFF, 0.2 * 2 ** min(failures, 6)) * random.uniform(0.7, 1.3)
+            delay = reconnect_delay(failures, random.uniform(0.7, 1.3))
             self.retry_at = time.monotonic() + delay
             try:
                 await asyncio.sleep(delay)
