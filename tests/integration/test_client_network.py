@@ -8,7 +8,7 @@ import time
 import pytest
 
 from parley_client.batch import EXIT_REFUSED
-from parley_client.transport import MAX_BACKOFF
+from parley_client.transport import reconnect_delay
 from tests.support.proxy import TcpProxy
 from tests.support.pythons import find_python, image_python_version, install_client
 from tests.support.servers import wait_for
@@ -140,11 +140,11 @@ def test_a_relay_that_drops_every_connection_at_once_is_retried_with_a_growing_b
 
     wait_for(connected_after_the_drops, timeout=60, what="alice connected after the drops")
     assert link.cuts_pending == 0 and len(attempts) == drops + 1, attempts
-    # After k connections in a row that ended at once the client waits at least the
-    # jitter's low end of its backoff, 0.7 * min(MAX_BACKOFF, 0.2 * 2**k) s: sleeping no
-    # less than asked, a loaded machine can only make the gaps longer.
+    # After k connections in a row that ended at once the client waits at least its backoff
+    # at the jitter's low end (0.7): sleeping no less than asked, a loaded machine can only
+    # make the gaps longer.
     gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
-    floors = [0.7 * min(MAX_BACKOFF, 0.2 * 2**k) for k in range(1, drops + 1)]
+    floors = [reconnect_delay(k, 0.7) for k in range(1, drops + 1)]
     assert all(gap >= floor for gap, floor in zip(gaps, floors, strict=True)), (gaps, floors)
     assert alice.wait() == 0, alice.stderr()
 
